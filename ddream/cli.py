@@ -1,0 +1,610 @@
+"""The `ddream` command line: parse options, call one stage function, turn errors into one line.
+
+Exit codes: 0 ok, 1 failure, 2 bad input, 130 interrupted (143 on SIGTERM).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ddream import __version__
+
+app = typer.Typer(
+    name="ddream",
+    help="Train and run a rectified-flow latent diffusion model for MNIST digits.\n\n"
+    "Pipeline: train-ae -> encode -> train-dit -> sample; `ddream all` runs it and resumes it.",
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# ---- options every command shares ---------------------------------------------------------------
+StateDirOpt = Annotated[
+    Path,
+    typer.Option(
+        "--state-dir",
+        envvar="DDREAM_STATE_DIR",
+        help="Experiment folder holding state.json and artifacts.",
+    ),
+]
+DeviceOpt = Annotated[
+    str, typer.Option("--device", help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps.")
+]
+SeedOpt = Annotated[
+    int, typer.Option("--seed", help="Seed for every random draw; same seed, same result.")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or chatter.")]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Folder with MNIST in torchvision's layout (MNIST/raw/*-ubyte); default: "
+        "download into the state dir.",
+    ),
+]
+ProfileOpt = Annotated[
+    str,
+    typer.Option(
+        "--profile",
+        help="reference (the full schedule) or quick "
+        "(a tiny model on a slice of the data, seconds on a CPU).",
+    ),
+]
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force", help="Start this stage afresh, dropping its record and resume checkpoint."
+    ),
+]
+CkptOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--checkpoint-every",
+        min=1,
+        help="Steps between resume checkpoints (also at every epoch end).",
+    ),
+]
+
+DEFAULT_STATE = Path("ddream-state")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ddream {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks (or set DDREAM_DEBUG=1).")
+    ] = False,
+) -> None:
+    """Train and run a rectified-flow latent diffusion model for MNIST digits."""
+    if debug:
+        os.environ["DDREAM_DEBUG"] = "1"
+
+
+def _say(quiet: bool):
+    def say(text: str) -> None:
+        if not quiet:
+            typer.echo(text)
+
+    return say
+
+
+def _setup(device: str, seed: int):
+    """The torch device, chosen after the options parsed (torch is imported only for real work)."""
+    import torch
+
+    from ddream.train import pick_device
+
+    torch.manual_seed(seed)
+    return pick_device(device)
+
+
+# ---- training stages ---------------------------------------------------------------------------
+@app.command("train-ae")
+def train_ae_cmd(
+    profile: ProfileOpt = "reference",
+    data_dir: DataDirOpt = None,
+    epochs: Annotated[
+        int | None, typer.Option(min=0, help="Augmented epochs (reference: 20).")
+    ] = None,
+    finetune_epochs: Annotated[
+        int | None,
+        typer.Option(min=0, help="Fine-tune epochs on the original digits (reference: 2)."),
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Images per step.")] = None,
+    lr: Annotated[
+        float | None, typer.Option(min=1e-9, help="Peak learning rate (cosine decay).")
+    ] = None,
+    latent_channels: Annotated[
+        int | None,
+        typer.Option(min=1, help="Channels of the 2x2 latent (must divide the last width, 64)."),
+    ] = None,
+    gan_weight: Annotated[
+        float | None, typer.Option(min=0.0, help="Weight of the adversarial term (0 = off).")
+    ] = None,
+    gan_start: Annotated[
+        int | None, typer.Option(min=0, help="Step at which the GAN term starts.")
+    ] = None,
+    checkpoint_every: CkptOpt = None,
+    force: ForceOpt = False,
+    state_dir: StateDirOpt = DEFAULT_STATE,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train the F-16 autoencoder (augmented epochs, then fine-tune epochs), resuming if interrupted.
+
+    Example: ddream train-ae --profile quick --data-dir ../shared/data/mnist
+    """
+    from ddream.config import get_profile, with_overrides
+    from ddream.stages.train_ae import train_ae
+    from ddream.state import StateDir
+
+    prof = get_profile(profile)
+    model_cfg = with_overrides(prof.ae, latent_channels=latent_channels)
+    cfg = with_overrides(
+        prof.ae_train,
+        epochs=epochs,
+        finetune_epochs=finetune_epochs,
+        batch_size=batch_size,
+        lr=_finite(lr, "--lr"),
+        gan_weight=_finite(gan_weight, "--gan-weight"),
+        gan_start=gan_start,
+        checkpoint_every=checkpoint_every,
+    )
+    _check_ae(model_cfg)
+    if cfg.epochs + cfg.finetune_epochs < 1:
+        _bad("--epochs plus --finetune-epochs must be at least 1")
+    dev = _setup(device, seed)
+    state = StateDir(state_dir)
+    with state.locked("train-ae"):
+        result = train_ae(
+            state, model_cfg, cfg, data_dir=data_dir, device=dev, seed=seed, quiet=quiet
+        )
+    _report("train-ae", result, quiet)
+
+
+@app.command("encode")
+def encode_cmd(
+    data_dir: DataDirOpt = None,
+    force: ForceOpt = False,
+    state_dir: StateDirOpt = DEFAULT_STATE,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Encode both MNIST splits with the trained encoder into latents for train-dit.
+
+    Example: ddream encode --data-dir ../shared/data/mnist
+    """
+    from ddream.stages.encode import encode
+    from ddream.state import StateDir
+
+    dev = _setup(device, seed)
+    state = StateDir(state_dir)
+    with state.locked("encode"):
+        result = encode(state, data_dir=data_dir, device=dev, quiet=quiet, force=force)
+    _report("encode", result, quiet)
+
+
+@app.command("train-dit")
+def train_dit_cmd(
+    profile: ProfileOpt = "reference",
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help="Epochs over the training latents (reference: 10).")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Latents per step.")] = None,
+    lr: Annotated[
+        float | None, typer.Option(min=1e-9, help="Peak learning rate (cosine decay).")
+    ] = None,
+    width: Annotated[int | None, typer.Option(min=8, help="Transformer width.")] = None,
+    depth: Annotated[int | None, typer.Option(min=1, help="Number of DiT blocks.")] = None,
+    patch_size: Annotated[
+        int | None,
+        typer.Option(min=1, help="Patch size over the 2x2 latent (1: 4 tokens, 2: one)."),
+    ] = None,
+    ema_decay: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="EMA decay of the weights used for sampling."),
+    ] = None,
+    checkpoint_every: CkptOpt = None,
+    force: ForceOpt = False,
+    state_dir: StateDirOpt = DEFAULT_STATE,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train the class-conditional DiT with rectified flow on the encoded latents.
+
+    Example: ddream train-dit --epochs 10
+    """
+    from ddream.config import get_profile, with_overrides
+    from ddream.stages.train_dit import train_dit
+    from ddream.state import StateDir
+
+    prof = get_profile(profile)
+    model_cfg = with_overrides(prof.dit, width=width, depth=depth, patch_size=patch_size)
+    if model_cfg.width % model_cfg.heads:
+        _bad(f"--width {model_cfg.width} must be a multiple of {model_cfg.heads} (attention heads)")
+    cfg = with_overrides(
+        prof.dit_train,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=_finite(lr, "--lr"),
+        ema_decay=_finite(ema_decay, "--ema-decay"),
+        checkpoint_every=checkpoint_every,
+    )
+    dev = _setup(device, seed)
+    state = StateDir(state_dir)
+    with state.locked("train-dit"):
+        result = train_dit(state, model_cfg, cfg, device=dev, seed=seed, quiet=quiet, force=force)
+    _report("train-dit", result, quiet)
+
+
+# ---- using the models ---------------------------------------------------------------------------
+@app.command("sample")
+def sample_cmd(
+    n: Annotated[int, typer.Option("--n", "-n", min=1, max=100_000, help="How many digits.")] = 100,
+    classes: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--class",
+            "-c",
+            min=0,
+            max=9,
+            help="Class to draw (repeatable); default: a row of each of 0-9.",
+        ),
+    ] = None,
+    steps: Annotated[int, typer.Option(min=1, max=1000, help="ODE steps.")] = 12,
+    cfg: Annotated[
+        float, typer.Option("--cfg", help="Classifier-free guidance scale (1 = none).")
+    ] = 1.5,
+    solver: Annotated[str, typer.Option(help="euler or heun.")] = "euler",
+    grid: Annotated[
+        Path | None,
+        typer.Option(
+            "--grid", help="PNG grid to write (default samples.png when no other output is named)."
+        ),
+    ] = None,
+    gif: Annotated[
+        Path | None, typer.Option("--gif", help="GIF of the sampling trajectory.")
+    ] = None,
+    npz: Annotated[
+        Path | None, typer.Option("--npz", help=".npz with images (uint8 Nx28x28) and labels.")
+    ] = None,
+    scale: Annotated[int, typer.Option(min=1, max=16, help="Pixel zoom of the pictures.")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    state_dir: StateDirOpt = DEFAULT_STATE,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Draw new digits with the trained DiT and decoder.
+
+    Example: ddream sample -c 3 -c 8 --n 20 --gif out.gif
+    """
+    from ddream.flow import SOLVERS
+    from ddream.render import check_output
+    from ddream.stages.sample import SampleRequest, sample
+    from ddream.state import StateDir
+
+    _finite(cfg, "--cfg")
+    if solver not in SOLVERS:
+        _bad(f"--solver {solver!r}: choose one of {', '.join(SOLVERS)}")
+    if grid is None and gif is None and npz is None:
+        grid = Path("samples.png")
+    paths = {
+        "grid": grid and check_output(grid, ".png", "--grid"),
+        "gif": gif and check_output(gif, ".gif", "--gif"),
+        "npz": npz and check_output(npz, ".npz", "--npz"),
+    }
+    req = SampleRequest(
+        n=n,
+        classes=tuple(classes) if classes else tuple(range(10)),
+        steps=steps,
+        cfg=cfg,
+        solver=solver,
+        seed=seed,
+    )
+    dev = _setup(device, seed)
+    result = sample(
+        StateDir(state_dir),
+        req,
+        device=dev,
+        grid_path=paths["grid"],
+        gif_path=paths["gif"],
+        npz_path=paths["npz"],
+        scale=scale,
+    )
+    if as_json:
+        typer.echo(json.dumps(result))
+    elif not quiet:
+        typer.echo(
+            f"sampled {n} digits ({steps} {solver} steps, cfg {cfg}) in {result['seconds']:.2f}s "
+            f"({result['digits_per_s']:.0f}/s): {', '.join(result['written'])}"
+        )
+
+
+@app.command("reconstruct")
+def reconstruct_cmd(
+    images: Annotated[
+        list[Path] | None, typer.Argument(help="PNG/JPEG/BMP/GIF files of digits.")
+    ] = None,
+    test: Annotated[
+        int | None,
+        typer.Option(
+            "--test", min=1, max=10_000, help="Instead: N test digits over their reconstructions."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Output PNG (default NAME.recon.png beside "
+            "the input; reconstructions.png with --test).",
+        ),
+    ] = None,
+    invert: Annotated[
+        bool | None,
+        typer.Option(
+            "--invert/--no-invert",
+            help="Force (or forbid) inverting dark-on-light input; default: detect.",
+        ),
+    ] = None,
+    scale: Annotated[
+        int | None, typer.Option(min=1, max=16, help="Pixel zoom of the figure.")
+    ] = None,
+    data_dir: DataDirOpt = None,
+    state_dir: StateDirOpt = DEFAULT_STATE,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Encode and decode digit images and write each beside its reconstruction, with PSNR.
+
+    Example: ddream reconstruct my_digit.png
+    """
+    from ddream.stages.reconstruct import reconstruct_files, reconstruct_test
+    from ddream.state import StateDir
+
+    if not images and test is None:
+        _bad("give image files, or --test N")
+    if images and test is not None:
+        _bad("give image files or --test N, not both")
+    dev = _setup(device, seed)
+    state = StateDir(state_dir)
+    if test is not None:
+        res = reconstruct_test(
+            state,
+            test,
+            out=out or Path("reconstructions.png"),
+            data_dir=data_dir,
+            device=dev,
+            scale=scale or 2,
+        )
+        if not quiet:
+            typer.echo(f"{res['n']} test digits, mean PSNR {res['psnr']:.2f} dB: {res['output']}")
+        return
+    for res in reconstruct_files(
+        state, images, out=out, invert=invert, device=dev, scale=scale or 4
+    ):
+        if not quiet:
+            typer.echo(f"{res['input']}: PSNR {res['psnr']:.2f} dB -> {res['output']}")
+
+
+# ---- the pipeline ----------------------------------------------------------------------------------
+@app.command("all")
+def all_cmd(
+    profile: ProfileOpt = "reference",
+    data_dir: DataDirOpt = None,
+    ae_epochs: Annotated[int | None, typer.Option(min=0, help="Augmented AE epochs.")] = None,
+    finetune_epochs: Annotated[int | None, typer.Option(min=0, help="Fine-tune AE epochs.")] = None,
+    dit_epochs: Annotated[int | None, typer.Option(min=1, help="DiT epochs.")] = None,
+    latent_channels: Annotated[
+        int | None, typer.Option(min=1, help="Channels of the 2x2 latent.")
+    ] = None,
+    checkpoint_every: CkptOpt = None,
+    state_dir: StateDirOpt = DEFAULT_STATE,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run train-ae -> encode -> train-dit -> samples (state dir: samples.png, samples.gif).
+
+    Each stage is skipped when done and fresh, resumed when interrupted, redone when stale.
+
+    Example: ddream all --profile quick --data-dir ../shared/data/mnist
+    """
+    import dataclasses
+
+    from ddream.config import get_profile, with_overrides
+    from ddream.stages.pipeline import run_all
+    from ddream.state import StateDir
+
+    prof = get_profile(profile)
+    ae = with_overrides(prof.ae, latent_channels=latent_channels)
+    _check_ae(ae)
+    prof = dataclasses.replace(
+        prof,
+        ae=ae,
+        ae_train=with_overrides(
+            prof.ae_train,
+            epochs=ae_epochs,
+            finetune_epochs=finetune_epochs,
+            checkpoint_every=checkpoint_every,
+        ),
+        dit_train=with_overrides(
+            prof.dit_train, epochs=dit_epochs, checkpoint_every=checkpoint_every
+        ),
+    )
+    if prof.ae_train.epochs + prof.ae_train.finetune_epochs < 1:
+        _bad("--ae-epochs plus --finetune-epochs must be at least 1")
+    dev = _setup(device, seed)
+    state = StateDir(state_dir)
+    with state.locked("all"):
+        summary = run_all(
+            state, prof, data_dir=data_dir, device=dev, seed=seed, quiet=quiet, say=_say(quiet)
+        )
+    if not quiet:
+        typer.echo(f"samples: {', '.join(summary['sample']['written'])}")
+
+
+@app.command("status")
+def status_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
+    state_dir: StateDirOpt = DEFAULT_STATE,
+) -> None:
+    """Show each stage: done / partial / stale / missing / corrupt, metrics, sizes, wall time.
+
+    Example: ddream status --state-dir ddream-state
+    """
+    from ddream.stages.pipeline import next_command, status_rows
+    from ddream.state import StateDir
+
+    state = StateDir(state_dir)
+    rows = status_rows(state)
+    nxt = next_command(rows)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {"state_dir": str(state_dir), "next": nxt, "stages": [r.__dict__ for r in rows]},
+                indent=2,
+            )
+        )
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    colours = {
+        "done": "green",
+        "partial": "yellow",
+        "stale": "magenta",
+        "missing": "dim",
+        "corrupt": "red",
+    }
+    table = Table(title=f"ddream state: {state_dir}")
+    for col in ("stage", "status", "detail", "metrics", "size", "wall time"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r.stage,
+            f"[{colours[r.status]}]{r.status}[/]",
+            r.detail,
+            r.metrics,
+            _size(r.size_bytes) if r.size_bytes else "",
+            f"{r.wall_time:.0f}s" if r.wall_time else "",
+        )
+    console = Console()
+    console.print(table)
+    console.print(
+        f"next: {nxt} (or `ddream all`)" if nxt else "all stages done: try `ddream sample`"
+    )
+
+
+# ---- helpers --------------------------------------------------------------------------------------
+def _bad(message: str) -> None:
+    from ddream.errors import BadInput
+
+    raise BadInput(message)
+
+
+def _finite(value: float | None, option: str) -> float | None:
+    if value is not None and not math.isfinite(value):
+        _bad(f"{option} must be a finite number, not {value}")
+    return value
+
+
+def _check_ae(cfg) -> None:
+    from ddream.models.autoencoder import check_ae_config
+
+    try:
+        check_ae_config(cfg)
+    except ValueError as e:
+        _bad(str(e))
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _report(command: str, result: dict, quiet: bool) -> None:
+    if quiet:
+        return
+    metrics = ", ".join(
+        f"{k} {v}"
+        for k, v in result.get("metrics", {}).items()
+        if not isinstance(v, list) and k != "epoch"
+    )
+    if result.get("skipped"):
+        typer.echo(f"{command}: already done and fresh ({metrics}); use --force to redo")
+    else:
+        typer.echo(f"{command}: done in {result.get('wall_time', 0):.1f}s ({metrics})")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app; known errors become one line on stderr and an exit code."""
+    from ddream.errors import DDreamError
+
+    argv = sys.argv[1:] if argv is None else argv
+    debug = os.environ.get("DDREAM_DEBUG") == "1" or "--debug" in argv[:1]
+    try:
+        rv = typer.main.get_command(app).main(args=argv, prog_name="ddream", standalone_mode=False)
+        sys.exit(rv if isinstance(rv, int) else 0)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        sys.exit(130)
+    except DDreamError as e:
+        if debug or os.environ.get("DDREAM_DEBUG") == "1":
+            raise
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except Exception as e:
+        if _is_usage_error(e):  # typer/click's own: bad option values, unknown commands
+            if type(e).__name__ == "NoArgsIsHelpError":
+                typer.echo(e.ctx.get_help() if getattr(e, "ctx", None) else e.format_message())
+                sys.exit(0)
+            typer.echo(f"error: {e.format_message()}{_help_hint(e)}", err=True)
+            sys.exit(2)
+        if debug or os.environ.get("DDREAM_DEBUG") == "1":
+            raise
+        typer.echo(
+            f"error: {type(e).__name__}: {e} (run with DDREAM_DEBUG=1 for the traceback)", err=True
+        )
+        sys.exit(1)
+
+
+def _is_usage_error(e: Exception) -> bool:
+    # Typer >= 0.2x vendors click, older ones use click itself: match the shape, not the module.
+    return hasattr(e, "format_message") and any(c.__name__ == "UsageError" for c in type(e).__mro__)
+
+
+def _help_hint(e: Exception) -> str:
+    ctx = getattr(e, "ctx", None)
+    return f" (see `{ctx.command_path} --help`)" if ctx is not None else ""

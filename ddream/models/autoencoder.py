@@ -1,0 +1,188 @@
+"""The F-16 autoencoder: 32x32x1 -> 2x2xC -> 32x32x1, deterministic, with DC-AE down/up-sampling.
+
+DC-AE (arXiv 2410.10733) puts a non-parametric shortcut beside every learned resampling step:
+space-to-channel (pixel unshuffle) then channel averaging going down, channel duplication then
+channel-to-space (pixel shuffle) going up. The learned path only has to model the residual, which is
+what lets a deep compression ratio train as easily as a shallow one.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ddream.config import AEConfig
+
+
+# ---- non-parametric shortcuts ---------------------------------------------------------------------
+def space_to_channel_avg(x: torch.Tensor, out_channels: int, factor: int = 2) -> torch.Tensor:
+    """Pixel-unshuffle, then average groups of adjacent channels down to `out_channels`."""
+    x = F.pixel_unshuffle(x, factor)
+    b, c, h, w = x.shape
+    if c % out_channels:
+        raise ValueError(f"{c} channels do not split into {out_channels} groups")
+    return x.view(b, out_channels, c // out_channels, h, w).mean(dim=2)
+
+
+def channel_to_space_dup(x: torch.Tensor, out_channels: int, factor: int = 2) -> torch.Tensor:
+    """Repeat each channel until there are out_channels*factor^2, then pixel-shuffle."""
+    need = out_channels * factor * factor
+    if need % x.shape[1]:
+        raise ValueError(f"{x.shape[1]} channels do not repeat into {need}")
+    return F.pixel_shuffle(x.repeat_interleave(need // x.shape[1], dim=1), factor)
+
+
+def channel_avg(x: torch.Tensor, out_channels: int) -> torch.Tensor:
+    b, c, h, w = x.shape
+    return x.view(b, out_channels, c // out_channels, h, w).mean(dim=2)
+
+
+def channel_dup(x: torch.Tensor, out_channels: int) -> torch.Tensor:
+    return x.repeat_interleave(out_channels // x.shape[1], dim=1)
+
+
+# ---- blocks ----------------------------------------------------------------------------------
+class ResBlock(nn.Module):
+    """conv-SiLU-conv with a residual; the second conv starts at zero so each block starts as identity."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.silu(self.conv1(F.silu(x))))
+
+
+class DownBlock(nn.Module):
+    """Halve the resolution: conv then pixel-unshuffle, plus the space-to-channel averaging shortcut."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        if out_channels % 4 or (in_channels * 4) % out_channels:
+            raise ValueError(
+                f"DownBlock {in_channels}->{out_channels}: need 4 | out and out | 4*in"
+            )
+        self.out_channels = out_channels
+        self.conv = nn.Conv2d(in_channels, out_channels // 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_unshuffle(self.conv(x), 2) + space_to_channel_avg(x, self.out_channels)
+
+
+class UpBlock(nn.Module):
+    """Double the resolution: conv then pixel-shuffle, plus the channel-duplicating shortcut."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        if (out_channels * 4) % in_channels:
+            raise ValueError(f"UpBlock {in_channels}->{out_channels}: need in | 4*out")
+        self.out_channels = out_channels
+        self.conv = nn.Conv2d(in_channels, out_channels * 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(self.conv(x), 2) + channel_to_space_dup(x, self.out_channels)
+
+
+# ---- the autoencoder -----------------------------------------------------------------------------
+class Encoder(nn.Module):
+    """32x32x1 -> 2x2xC."""
+
+    def __init__(self, cfg: AEConfig) -> None:
+        super().__init__()
+        w = cfg.widths
+        self.stem = nn.Conv2d(1, w[0], 3, padding=1)
+        self.stages = nn.ModuleList()
+        for i in range(4):
+            blocks = [ResBlock(w[i]) for _ in range(cfg.blocks[i])]
+            self.stages.append(nn.Sequential(*blocks, DownBlock(w[i], w[i + 1])))
+        self.mid = nn.Sequential(*[ResBlock(w[4]) for _ in range(cfg.blocks[4])])
+        self.out = nn.Conv2d(w[4], cfg.latent_channels, 3, padding=1)
+        self.latent_channels = cfg.latent_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        for stage in self.stages:
+            h = stage(h)
+        h = self.mid(h)
+        return self.out(F.silu(h)) + channel_avg(h, self.latent_channels)
+
+
+class Decoder(nn.Module):
+    """2x2xC -> 32x32x1 in [-1, 1] (unbounded while training; clamped when written)."""
+
+    def __init__(self, cfg: AEConfig) -> None:
+        super().__init__()
+        w = cfg.widths
+        self.width = w[4]
+        self.inp = nn.Conv2d(cfg.latent_channels, w[4], 3, padding=1)
+        self.mid = nn.Sequential(*[ResBlock(w[4]) for _ in range(cfg.blocks[4])])
+        self.stages = nn.ModuleList()
+        for i in reversed(range(4)):
+            blocks = [ResBlock(w[i]) for _ in range(cfg.blocks[i])]
+            self.stages.append(nn.Sequential(UpBlock(w[i + 1], w[i]), *blocks))
+        self.out = nn.Conv2d(w[0], 1, 3, padding=1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.inp(z) + channel_dup(z, self.width)
+        h = self.mid(h)
+        for stage in self.stages:
+            h = stage(h)
+        return self.out(F.silu(h))
+
+
+class AutoEncoder(nn.Module):
+    """Deterministic (no KL) F-16 autoencoder."""
+
+    def __init__(self, cfg: AEConfig) -> None:
+        super().__init__()
+        check_ae_config(cfg)
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.decoder = Decoder(cfg)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+
+def check_ae_config(cfg: AEConfig) -> None:
+    """Raise ValueError unless the widths fit the DC-AE shortcuts and the F-16 shape."""
+    w = cfg.widths
+    if len(w) != 5 or len(cfg.blocks) != 5:
+        raise ValueError(
+            "an F-16 autoencoder needs 5 widths and 5 block counts (32, 16, 8, 4, 2 px)"
+        )
+    for a, b in zip(w, w[1:], strict=False):
+        if b % 4 or (4 * a) % b or (4 * b) % a:
+            raise ValueError(f"widths {a}->{b} do not fit the DC-AE shortcuts")
+    if w[4] % cfg.latent_channels or cfg.latent_channels < 1:
+        raise ValueError(f"latent channels {cfg.latent_channels} must divide width {w[4]}")
+
+
+# ---- the adversary ---------------------------------------------------------------------------------
+class PatchDiscriminator(nn.Module):
+    """A small PatchGAN: one real/fake logit per 4x4-pixel patch of the 32x32 image."""
+
+    def __init__(self, width: int = 32) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, width, 4, stride=2, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(width, width * 2, 4, stride=2, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(width * 2, width * 2, 3, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(width * 2, 1, 3, padding=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)

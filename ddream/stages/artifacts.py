@@ -1,0 +1,85 @@
+"""Loading what earlier stages left in the state directory, checked against the sha256 in their records."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ddream.checkpoint import BadArtifact, load_tensors
+from ddream.config import AEConfig, DiTConfig, from_dict
+from ddream.data import Split, load_split, resolve_data_dir
+from ddream.errors import NotBuilt
+from ddream.models.autoencoder import AutoEncoder
+from ddream.models.dit import DiT
+from ddream.state import StateDir
+
+NEXT_COMMAND = {"ae": "ddream train-ae", "encode": "ddream encode", "dit": "ddream train-dit"}
+
+
+def done_output(state: StateDir, stage: str, name: str) -> tuple[Path, str]:
+    """Path and recorded sha256 of a finished stage's output, or a one-line 'run X first'."""
+    rec = state.record(stage)
+    if not rec or rec.get("status") != "done" or name not in rec.get("outputs", {}):
+        raise NotBuilt(
+            f"no finished {stage} stage in {state.root}; run `{NEXT_COMMAND[stage]}` first"
+        )
+    out = rec["outputs"][name]
+    path = state.root / out["path"]
+    if not path.exists():
+        raise BadArtifact(f"{path} is missing; rerun `{NEXT_COMMAND[stage]}` (or `ddream all`)")
+    return path, out["sha256"]
+
+
+def load_ae(state: StateDir, device: torch.device) -> tuple[AutoEncoder, str]:
+    """The trained autoencoder in eval mode, and its weights' sha256."""
+    path, sha = done_output(state, "ae", "model")
+    tensors, meta = load_tensors(path, sha, device)
+    if meta.get("kind") != "ddream-ae":
+        raise BadArtifact(f"{path} is not a ddream autoencoder")
+    ae = AutoEncoder(from_dict(AEConfig, meta["config"])).to(device)
+    ae.load_state_dict(tensors)
+    return ae.eval(), sha
+
+
+@dataclass
+class Latents:
+    latents: torch.Tensor  # (N, C, 2, 2) float32, as the encoder made them
+    labels: torch.Tensor
+    mean: torch.Tensor  # (C,) per-channel statistics of the training latents
+    std: torch.Tensor
+    ae_sha: str
+
+    def standardise(self, z: torch.Tensor) -> torch.Tensor:
+        return (z - self.mean.view(1, -1, 1, 1).to(z)) / self.std.view(1, -1, 1, 1).to(z)
+
+    def unstandardise(self, z: torch.Tensor) -> torch.Tensor:
+        return z * self.std.view(1, -1, 1, 1).to(z) + self.mean.view(1, -1, 1, 1).to(z)
+
+
+def load_latents(state: StateDir, split: str) -> tuple[Latents, str]:
+    path, sha = done_output(state, "encode", split)
+    tensors, meta = load_tensors(path, sha)
+    if meta.get("kind") != "ddream-latents":
+        raise BadArtifact(f"{path} is not a ddream latents file")
+    return Latents(
+        tensors["latents"], tensors["labels"], tensors["mean"], tensors["std"], meta["ae_sha256"]
+    ), sha
+
+
+def load_dit(state: StateDir, device: torch.device) -> tuple[DiT, Latents, str]:
+    """The EMA DiT in eval mode, the latent statistics it was trained with, and its sha256."""
+    path, sha = done_output(state, "dit", "model")
+    tensors, meta = load_tensors(path, sha, device)
+    if meta.get("kind") != "ddream-dit":
+        raise BadArtifact(f"{path} is not a ddream DiT")
+    model = DiT(from_dict(DiTConfig, meta["config"])).to(device)
+    model.load_state_dict(tensors)
+    stats, _ = load_latents(state, "test")
+    return model.eval(), stats, sha
+
+
+def load_mnist(state: StateDir, data_dir: Path | None) -> tuple[Split, Split]:
+    folder = resolve_data_dir(data_dir, state.root)
+    return load_split(folder, "train"), load_split(folder, "test")

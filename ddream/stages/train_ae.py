@@ -1,0 +1,209 @@
+"""`ddream train-ae`: the autoencoder, on augmented digits then on the originals, with a GAN term.
+
+Losses: L1 + MSE reconstruction, plus (from `gan_start` on) a hinge GAN against a patch
+discriminator. The generator's adversarial term is computed on the live reconstruction, so its
+gradient reaches the autoencoder (DigitDreamer's notebook detached it, and its GAN never acted).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ddream.checkpoint import (
+    flatten_optimizer,
+    prefixed,
+    restore_optimizer,
+    save_tensors,
+    split_prefix,
+)
+from ddream.config import AEConfig, AETrainConfig, fingerprint, to_dict
+from ddream.data import Augment, Split, to_model, to_unit
+from ddream.metrics import psnr
+from ddream.models.autoencoder import AutoEncoder, PatchDiscriminator
+from ddream.stages.artifacts import load_mnist
+from ddream.state import StateDir
+from ddream.train import autocast, close_stage, open_stage, run_training, seeded
+
+STAGE = "ae"
+
+
+def ae_losses(
+    ae: AutoEncoder, disc: PatchDiscriminator, x: torch.Tensor, gan_weight: float, use_gan: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(total, reconstruction, adversarial) losses of the autoencoder on a batch x in [-1, 1]."""
+    recon = ae(x)
+    rec_loss = F.l1_loss(recon, x) + F.mse_loss(recon, x)
+    if use_gan:
+        gan_loss = -disc(recon).float().mean()  # hinge generator loss, on the live reconstruction
+    else:
+        gan_loss = torch.zeros((), device=x.device)
+    return rec_loss + gan_weight * gan_loss, rec_loss, gan_loss
+
+
+def disc_loss(disc: PatchDiscriminator, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Hinge loss of the discriminator."""
+    return F.relu(1 - disc(real).float()).mean() + F.relu(1 + disc(fake.detach()).float()).mean()
+
+
+def cosine_lr(base: float, step: int, total: int, floor: float = 0.1) -> float:
+    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
+
+
+@dataclass
+class AETask:
+    """The autoencoder's training, as `run_training` drives it."""
+
+    ae: AutoEncoder
+    disc: PatchDiscriminator
+    cfg: AETrainConfig
+    train: Split
+    test: Split
+    device: torch.device
+    seed: int
+
+    def __post_init__(self) -> None:
+        self.n_train = len(self.train)
+        self.batch_size = self.cfg.batch_size
+        self.total_epochs = self.cfg.epochs + self.cfg.finetune_epochs
+        self.total_steps = self.total_epochs * (self.n_train // self.batch_size)
+        self.opt_ae = torch.optim.AdamW(
+            self.ae.parameters(), lr=self.cfg.lr, betas=(0.9, 0.99), weight_decay=0.0
+        )
+        self.opt_d = torch.optim.AdamW(
+            self.disc.parameters(), lr=self.cfg.lr, betas=(0.5, 0.99), weight_decay=0.0
+        )
+        self.augment = Augment(self.cfg.rotate, self.cfg.translate, self.cfg.scale, self.cfg.shear)
+        self.images = self.train.images.to(self.device)
+
+    def step(self, epoch: int, global_step: int, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = to_model(self.images[idx.to(self.device)])
+        if epoch < self.cfg.epochs:
+            x = self.augment(x, seeded(self.seed, "augment", global_step))
+        lr = cosine_lr(self.cfg.lr, global_step, self.total_steps)
+        for opt in (self.opt_ae, self.opt_d):
+            for group in opt.param_groups:
+                group["lr"] = lr
+        use_gan = self.cfg.gan_weight > 0 and global_step >= self.cfg.gan_start
+        self.ae.train()
+        with autocast(self.device):
+            total, rec, gan = ae_losses(self.ae, self.disc, x, self.cfg.gan_weight, use_gan)
+        self.opt_ae.zero_grad(set_to_none=True)
+        total.backward()
+        self.opt_ae.step()
+        out = {"loss": rec.detach()}
+        if use_gan:  # the discriminator costs nothing until the GAN term starts
+            with autocast(self.device), torch.no_grad():
+                fake = self.ae(x)
+            with autocast(self.device):
+                d = disc_loss(self.disc, x, fake)
+            self.opt_d.zero_grad(set_to_none=True)
+            d.backward()
+            self.opt_d.step()
+            out["gan"], out["disc"] = gan.detach(), d.detach()
+        return out
+
+    @torch.inference_mode()
+    def evaluate(self) -> dict[str, float]:
+        return {"test_psnr": round(evaluate_psnr(self.ae, self.test, self.device), 3)}
+
+    def state(self) -> dict[str, torch.Tensor]:
+        opt_ae, self._groups_ae = flatten_optimizer(self.opt_ae, "opt_ae")
+        opt_d, self._groups_d = flatten_optimizer(self.opt_d, "opt_d")
+        return {
+            **prefixed(self.ae.state_dict(), "ae"),
+            **prefixed(self.disc.state_dict(), "disc"),
+            **opt_ae,
+            **opt_d,
+        }
+
+    def meta(self) -> dict[str, Any]:
+        return {"groups_ae": self._groups_ae, "groups_d": self._groups_d}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        tensors = {k: v.to(self.device) for k, v in tensors.items()}
+        self.ae.load_state_dict(split_prefix(tensors, "ae"))
+        self.disc.load_state_dict(split_prefix(tensors, "disc"))
+        restore_optimizer(self.opt_ae, tensors, "opt_ae", meta["groups_ae"])
+        restore_optimizer(self.opt_d, tensors, "opt_d", meta["groups_d"])
+
+    def describe(self, losses: dict[str, float], metrics: dict[str, float]) -> str:
+        return (
+            f"loss {losses.get('loss', float('nan')):.4f}  test PSNR {metrics['test_psnr']:.2f} dB"
+        )
+
+
+@torch.inference_mode()
+def evaluate_psnr(ae: AutoEncoder, split: Split, device: torch.device, batch: int = 1000) -> float:
+    """Mean per-image PSNR at 28x28 of a split's reconstructions."""
+    was_training = ae.training
+    ae.eval()
+    scores = []
+    for i in range(0, len(split), batch):
+        imgs = split.images[i : i + batch].to(device)
+        with autocast(device):
+            recon = ae(to_model(imgs))
+        scores.append(psnr(to_unit(recon), imgs.float() / 255.0))
+    ae.train(was_training)
+    return float(torch.cat(scores).mean())
+
+
+def train_ae(
+    state: StateDir,
+    model_cfg: AEConfig,
+    cfg: AETrainConfig,
+    *,
+    data_dir: Path | None,
+    device: torch.device,
+    seed: int,
+    quiet: bool,
+    force: bool = False,
+    discard_stale: bool = False,
+    stop_after: int | None = None,
+) -> dict[str, Any]:
+    """Train (or resume, or skip when done and fresh) the autoencoder; returns a summary."""
+    train_full, test_full = load_mnist(state, data_dir)
+    train, test = train_full.head(cfg.train_limit), test_full.head(cfg.test_limit)
+    config = {"model": to_dict(model_cfg), "train": to_dict(cfg), "seed": seed}
+    inputs = {"config": fingerprint(config), "data": train.fingerprint() + test.fingerprint()}
+    resume = state.path("ae", "resume.safetensors")
+    record = open_stage(
+        state,
+        STAGE,
+        config,
+        inputs,
+        cfg.epochs + cfg.finetune_epochs,
+        resume,
+        force=force,
+        discard_stale=discard_stale,
+    )
+    if record is None:
+        return {"skipped": True, "metrics": state.record(STAGE)["metrics"]}
+
+    torch.manual_seed(seed)
+    ae = AutoEncoder(model_cfg).to(device)
+    disc = PatchDiscriminator(model_cfg.disc_width).to(device)
+    task = AETask(ae, disc, cfg, train, test, device, seed)
+    result = run_training(
+        task,
+        stage=STAGE,
+        state=state,
+        record=record,
+        resume_path=resume,
+        seed=seed,
+        checkpoint_every=cfg.checkpoint_every,
+        quiet=quiet,
+        stop_after=stop_after,
+    )
+    model_path = state.path("ae", "model.safetensors")
+    save_tensors(
+        model_path,
+        ae.state_dict(),
+        {"kind": "ddream-ae", "config": to_dict(model_cfg), "data": inputs["data"]},
+    )
+    return close_stage(state, STAGE, record, result, {"model": model_path}, resume)

@@ -1,0 +1,190 @@
+"""`ddream train-dit`: rectified flow on standardised latents, class-conditional with a null class,
+an EMA of the weights (what sampling uses), validation loss on the test latents each epoch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from ddream.checkpoint import (
+    flatten_optimizer,
+    prefixed,
+    restore_optimizer,
+    save_tensors,
+    split_prefix,
+)
+from ddream.config import DiTConfig, DiTTrainConfig, fingerprint, to_dict
+from ddream.errors import BadInput
+from ddream.flow import flow_loss, sample_t
+from ddream.models.dit import DiT
+from ddream.stages.artifacts import load_latents
+from ddream.stages.train_ae import cosine_lr
+from ddream.state import StateDir
+from ddream.train import EMA, autocast, close_stage, open_stage, run_training, seeded
+
+STAGE = "dit"
+
+
+@dataclass
+class DiTTask:
+    model: DiT
+    cfg: DiTTrainConfig
+    x_train: torch.Tensor  # standardised latents on the device
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    device: torch.device
+    seed: int
+
+    def __post_init__(self) -> None:
+        self.n_train = len(self.y_train)
+        self.batch_size = self.cfg.batch_size
+        self.total_epochs = self.cfg.epochs
+        self.total_steps = self.total_epochs * (self.n_train // self.batch_size)
+        self.opt = torch.optim.AdamW(
+            self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay
+        )
+        self.ema = EMA(self.model, self.cfg.ema_decay)
+        self.null = self.model.cfg.num_classes
+
+    def draws(
+        self, n: int, gen: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Timesteps, noise and the label-drop mask for a batch, from one generator."""
+        t = sample_t(n, gen, self.cfg.logit_normal)
+        eps = torch.randn((n, *self.x_train.shape[1:]), generator=gen)
+        drop = torch.rand(n, generator=gen) < self.model.cfg.class_dropout
+        return t.to(self.device), eps.to(self.device), drop.to(self.device)
+
+    def step(self, epoch: int, global_step: int, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        idx = idx.to(self.device)
+        x, y = self.x_train[idx], self.y_train[idx]
+        t, eps, drop = self.draws(len(idx), seeded(self.seed, "flow", global_step))
+        y = torch.where(drop, torch.full_like(y, self.null), y)
+        for group in self.opt.param_groups:
+            group["lr"] = cosine_lr(self.cfg.lr, global_step, self.total_steps)
+        self.model.train()
+        with autocast(self.device):
+            loss = flow_loss(lambda xt, tt: self.model(xt, tt, y), x, t, eps)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        self.ema.update(self.model)
+        return {"loss": loss.detach()}
+
+    @torch.inference_mode()
+    def evaluate(self) -> dict[str, float]:
+        """Flow loss of the EMA weights on the test latents, with fixed draws so epochs compare."""
+        ema_model = self.ema_model()
+        t, eps, _ = self.draws(len(self.y_test), seeded(self.seed, "validation"))
+        with autocast(self.device):
+            loss = flow_loss(lambda xt, tt: ema_model(xt, tt, self.y_test), self.x_test, t, eps)
+        return {"val_loss": round(float(loss), 5)}
+
+    def ema_model(self) -> DiT:
+        model = DiT(self.model.cfg).to(self.device)
+        model.load_state_dict(self.ema.shadow)
+        return model.eval()
+
+    def state(self) -> dict[str, torch.Tensor]:
+        opt, self._groups = flatten_optimizer(self.opt, "opt")
+        return {
+            **prefixed(self.model.state_dict(), "model"),
+            **prefixed(self.ema.shadow, "ema"),
+            **opt,
+        }
+
+    def meta(self) -> dict[str, Any]:
+        return {"groups": self._groups, "ema_updates": self.ema.updates}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        tensors = {k: v.to(self.device) for k, v in tensors.items()}
+        self.model.load_state_dict(split_prefix(tensors, "model"))
+        self.ema.shadow = split_prefix(tensors, "ema")
+        self.ema.updates = meta["ema_updates"]
+        restore_optimizer(self.opt, tensors, "opt", meta["groups"])
+
+    def describe(self, losses: dict[str, float], metrics: dict[str, float]) -> str:
+        return f"loss {losses.get('loss', float('nan')):.4f}  val {metrics['val_loss']:.4f}"
+
+
+def train_dit(
+    state: StateDir,
+    model_cfg: DiTConfig,
+    cfg: DiTTrainConfig,
+    *,
+    device: torch.device,
+    seed: int,
+    quiet: bool,
+    force: bool = False,
+    discard_stale: bool = False,
+    stop_after: int | None = None,
+) -> dict[str, Any]:
+    """Train (or resume, or skip when done and fresh) the DiT on the encoded latents."""
+    train, train_sha = load_latents(state, "train")
+    test, test_sha = load_latents(state, "test")
+    channels = train.latents.shape[1]
+    if model_cfg.latent_channels != channels or model_cfg.latent_size != train.latents.shape[-1]:
+        model_cfg = DiTConfig(
+            **{
+                **to_dict(model_cfg),
+                "latent_channels": channels,
+                "latent_size": train.latents.shape[-1],
+            }
+        )
+    if model_cfg.latent_size % model_cfg.patch_size:
+        raise BadInput(
+            f"--patch-size {model_cfg.patch_size} does not divide the latent size "
+            f"{model_cfg.latent_size}"
+        )
+    config = {"model": to_dict(model_cfg), "train": to_dict(cfg), "seed": seed}
+    inputs = {"config": fingerprint(config), "encode": train_sha, "encode_test": test_sha}
+    resume = state.path("dit", "resume.safetensors")
+    record = open_stage(
+        state, STAGE, config, inputs, cfg.epochs, resume, force=force, discard_stale=discard_stale
+    )
+    if record is None:
+        return {"skipped": True, "metrics": state.record(STAGE)["metrics"]}
+
+    n_train = cfg.train_limit or len(train.labels)
+    n_test = cfg.test_limit or len(test.labels)
+    x_train = train.standardise(train.latents[:n_train]).to(device)
+    x_test = train.standardise(test.latents[:n_test]).to(device)
+    torch.manual_seed(seed)
+    model = DiT(model_cfg).to(device)
+    task = DiTTask(
+        model,
+        cfg,
+        x_train,
+        train.labels[:n_train].to(device),
+        x_test,
+        test.labels[:n_test].to(device),
+        device,
+        seed,
+    )
+    result = run_training(
+        task,
+        stage=STAGE,
+        state=state,
+        record=record,
+        resume_path=resume,
+        seed=seed,
+        checkpoint_every=cfg.checkpoint_every,
+        quiet=quiet,
+        stop_after=stop_after,
+    )
+    model_path = state.path("dit", "model.safetensors")
+    save_tensors(
+        model_path,
+        task.ema.shadow,
+        {
+            "kind": "ddream-dit",
+            "config": to_dict(model_cfg),
+            "latents": train_sha,
+            "weights": "ema",
+        },
+    )
+    return close_stage(state, STAGE, record, result, {"model": model_path}, resume)

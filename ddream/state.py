@@ -1,0 +1,243 @@
+"""The state directory: where each stage's artifacts live, one state.json of records, a lock, atomic writes.
+
+A record says `done` only after its outputs are on disk and hashed. Freshness is derived, never stored:
+a record is fresh when the files it names still hash to what it recorded and its inputs still match
+what the stage it depends on produced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ddream import __version__
+from ddream.errors import BadInput, DDreamError, StateBusy
+
+STATE_FORMAT = 1
+STAGES = ("ae", "encode", "dit")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old file or the whole new one, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def versions() -> dict[str, str]:
+    import torch
+
+    return {"ddream": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+@dataclass
+class StageView:
+    """What `status` and `all` need to know of one stage, derived from its record and the disk."""
+
+    name: str
+    status: str  # done | partial | stale | missing | corrupt
+    detail: str
+    record: dict[str, Any] | None
+
+
+class StateDir:
+    """One experiment's folder: paths, the state.json records, and the writer's lock."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self._lock_fd: int | None = None
+
+    # ---- paths -------------------------------------------------------------------------------
+    @property
+    def state_file(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / "state.lock"
+
+    def path(self, *parts: str) -> Path:
+        return self.root.joinpath(*parts)
+
+    # ---- lock --------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def locked(self, command: str) -> Iterator[StateDir]:
+        """Hold the writer's lock for the duration; a second writer gets one line naming the holder.
+
+        flock is released by the kernel when the holder dies, so a lock left by a killed process is
+        simply taken over.
+        """
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise BadInput(f"cannot create state dir {self.root}: {e.strerror}") from None
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "another process"
+            os.close(fd)
+            raise StateBusy(
+                f"state dir {self.root} is in use by {holder}; wait for it or use "
+                "another --state-dir"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} (ddream {command})\n".encode())
+        self._lock_fd = fd
+        try:
+            yield self
+        finally:
+            self._lock_fd = None
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    # ---- records -----------------------------------------------------------------------------
+    def read(self) -> dict[str, Any]:
+        if not self.state_file.exists():
+            return {"format": STATE_FORMAT, "stages": {}}
+        try:
+            data = json.loads(self.state_file.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise DDreamError(
+                f"{self.state_file} is not valid JSON; move it away to start afresh"
+            ) from None
+        if not isinstance(data, dict) or not isinstance(data.get("stages"), dict):
+            raise DDreamError(f"{self.state_file} is not a ddream state file")
+        if data.get("format", 0) > STATE_FORMAT:
+            raise DDreamError(
+                f"{self.state_file} was written by a newer ddream (format "
+                f"{data['format']}); upgrade ddream to use it"
+            )
+        return data
+
+    def record(self, stage: str) -> dict[str, Any] | None:
+        return self.read()["stages"].get(stage)
+
+    def write_record(self, stage: str, record: dict[str, Any]) -> None:
+        data = self.read()
+        data["format"] = STATE_FORMAT
+        data["stages"][stage] = record
+        atomic_write_bytes(self.state_file, (json.dumps(data, indent=2) + "\n").encode())
+
+    def drop_record(self, stage: str) -> None:
+        data = self.read()
+        if data["stages"].pop(stage, None) is not None:
+            atomic_write_bytes(self.state_file, (json.dumps(data, indent=2) + "\n").encode())
+
+    def start_record(
+        self, stage: str, config: dict[str, Any], inputs: dict[str, str], total_epochs: int
+    ) -> dict[str, Any]:
+        record = {
+            "status": "running",
+            "config": config,
+            "inputs": inputs,
+            "outputs": {},
+            "metrics": {},
+            "epoch": 0,
+            "epochs": total_epochs,
+            "wall_time": 0.0,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "versions": versions(),
+            "argv": sys.argv[1:],
+        }
+        self.write_record(stage, record)
+        return record
+
+    def finish_record(self, stage: str, record: dict[str, Any], outputs: dict[str, Path]) -> None:
+        record["outputs"] = {
+            name: {"path": str(p.relative_to(self.root)), "sha256": sha256_file(p)}
+            for name, p in outputs.items()
+        }
+        record["status"] = "done"
+        record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.write_record(stage, record)
+
+    def output_sha(self, stage: str, name: str) -> str | None:
+        rec = self.record(stage)
+        if not rec or rec.get("status") != "done":
+            return None
+        return rec["outputs"].get(name, {}).get("sha256")
+
+    # ---- derived views ------------------------------------------------------------------------
+    def verify_outputs(self, record: dict[str, Any]) -> str | None:
+        """None when every output file hashes to its recorded sha256, else what is wrong."""
+        for name, out in record.get("outputs", {}).items():
+            p = self.root / out["path"]
+            if not p.exists():
+                return f"{out['path']} is missing"
+            if sha256_file(p) != out["sha256"]:
+                return f"{out['path']} does not match its recorded sha256 ({name})"
+        return None
+
+    def view(self, stage: str) -> StageView:
+        """Done, partial, stale, missing or corrupt, derived from the records and files now on disk."""
+        data = self.read()["stages"]
+        rec = data.get(stage)
+        if rec is None:
+            return StageView(stage, "missing", "not run yet", None)
+        if rec.get("status") != "done":
+            return StageView(
+                stage, "partial", f"epoch {rec.get('epoch', 0)} of {rec.get('epochs', '?')}", rec
+            )
+        problem = self.verify_outputs(rec)
+        if problem:
+            return StageView(stage, "corrupt", problem, rec)
+        upstream = {"encode": ("ae", "model"), "dit": ("encode", "train")}.get(stage)
+        if upstream:
+            up_stage, up_output = upstream
+            up = data.get(up_stage)
+            up_sha = (
+                up and up.get("status") == "done" and up["outputs"].get(up_output, {}).get("sha256")
+            )
+            if rec["inputs"].get(up_stage) != up_sha:
+                return StageView(stage, "stale", f"made from an older {up_stage} output", rec)
+            if self.view(up_stage).status != "done":
+                return StageView(stage, "stale", f"{up_stage} is not done and fresh", rec)
+        return StageView(stage, "done", "", rec)

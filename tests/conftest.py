@@ -1,0 +1,95 @@
+"""Fixtures: tiny MNIST-like IDX folders made on the spot, and an in-process CLI runner."""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ddream.cli import main
+
+
+def synthetic_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n 28x28 uint8 images whose class decides where a bright bar sits: learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 10
+    images = np.zeros((n, 28, 28), dtype=np.uint8)
+    for i, k in enumerate(labels):
+        row = 4 + 2 * k + rng.integers(0, 2)
+        images[i, row : row + 3, 6:22] = 255
+        images[i, 6:22, 12 + rng.integers(0, 3)] = 200
+    return images, labels.astype(np.uint8)
+
+
+def write_idx(folder: Path, split: str, images: np.ndarray, labels: np.ndarray) -> None:
+    names = {
+        "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+        "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+    }[split]
+    folder.mkdir(parents=True, exist_ok=True)
+    n = len(labels)
+    (folder / names[0]).write_bytes(struct.pack(">IIII", 0x0803, n, 28, 28) + images.tobytes())
+    (folder / names[1]).write_bytes(struct.pack(">II", 0x0801, n) + labels.tobytes())
+
+
+def make_mnist(root: Path, n_train: int = 256, n_test: int = 64) -> Path:
+    raw = root / "MNIST" / "raw"
+    write_idx(raw, "train", *synthetic_digits(n_train, 0))
+    write_idx(raw, "test", *synthetic_digits(n_test, 1))
+    return root
+
+
+@pytest.fixture(scope="session")
+def mnist_dir(tmp_path_factory) -> Path:
+    return make_mnist(tmp_path_factory.mktemp("mnist"))
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run `ddream ARGS` in this process; returns exit code, stdout and stderr."""
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        try:
+            main([str(a) for a in args])
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def trained_state(tmp_path_factory, mnist_dir) -> Path:
+    """A state dir with the whole quick pipeline done on the synthetic digits (shared, read-only)."""
+    state = tmp_path_factory.mktemp("state")
+    try:
+        main(
+            [
+                "all",
+                "--profile",
+                "quick",
+                "--data-dir",
+                str(mnist_dir),
+                "--state-dir",
+                str(state),
+                "--quiet",
+                "--device",
+                "cpu",
+            ]
+        )
+    except SystemExit as e:
+        assert e.code in (0, None), f"quick pipeline failed with exit code {e.code}"
+    return state

@@ -1,0 +1,84 @@
+"""The DC-AE blocks, the F-16 shape, and the GAN term's gradient."""
+
+import pytest
+import torch
+
+from ddream.config import AEConfig
+from ddream.models.autoencoder import (
+    AutoEncoder,
+    DownBlock,
+    PatchDiscriminator,
+    UpBlock,
+    channel_to_space_dup,
+    check_ae_config,
+    space_to_channel_avg,
+)
+from ddream.stages.train_ae import ae_losses
+
+
+def test_down_and_up_blocks_change_resolution_and_width():
+    x = torch.randn(3, 16, 8, 8)
+    assert DownBlock(16, 32)(x).shape == (3, 32, 4, 4)
+    assert UpBlock(16, 8)(x).shape == (3, 8, 16, 16)
+
+
+def test_space_to_channel_shortcut_averages_the_unshuffled_pixels():
+    x = torch.arange(2 * 4 * 4 * 4, dtype=torch.float32).view(2, 4, 4, 4)
+    out = space_to_channel_avg(x, 8)  # 4 channels * 4 pixels = 16 -> groups of 2
+    unshuffled = torch.nn.functional.pixel_unshuffle(x, 2)
+    assert torch.equal(out[:, 0], (unshuffled[:, 0] + unshuffled[:, 1]) / 2)
+    assert torch.equal(out[:, 7], (unshuffled[:, 14] + unshuffled[:, 15]) / 2)
+
+
+def test_channel_to_space_shortcut_is_undone_exactly_by_the_space_to_channel_one():
+    z = torch.randn(2, 8, 2, 2)
+    up = channel_to_space_dup(z, 4)  # (2, 4, 4, 4)
+    assert up.shape == (2, 4, 4, 4)
+    assert torch.equal(space_to_channel_avg(up, 8), z)
+
+
+def test_blocks_with_a_zero_learned_path_are_exactly_their_shortcuts():
+    x = torch.randn(2, 16, 8, 8)
+    down, up = DownBlock(16, 32), UpBlock(16, 8)
+    for block in (down, up):
+        torch.nn.init.zeros_(block.conv.weight)
+        torch.nn.init.zeros_(block.conv.bias)
+    assert torch.equal(down(x), space_to_channel_avg(x, 32))
+    assert torch.equal(up(x), channel_to_space_dup(x, 8))
+
+
+@pytest.mark.parametrize("latent_channels", [4, 8, 16])
+def test_autoencoder_is_f16_with_configurable_latent_channels(latent_channels):
+    ae = AutoEncoder(AEConfig(latent_channels=latent_channels))
+    x = torch.randn(2, 1, 32, 32)
+    z = ae.encode(x)
+    assert z.shape == (2, latent_channels, 2, 2)
+    assert ae.decode(z).shape == x.shape
+
+
+def test_widths_that_break_the_shortcuts_are_refused():
+    with pytest.raises(ValueError):
+        check_ae_config(AEConfig(widths=(8, 16, 32, 64, 64), latent_channels=7))
+    with pytest.raises(ValueError):
+        check_ae_config(AEConfig(widths=(8, 12, 32, 64, 64)))
+
+
+def test_gan_term_sends_gradient_into_the_autoencoder():
+    torch.manual_seed(0)
+    ae = AutoEncoder(AEConfig(widths=(4, 8, 16, 16, 16), latent_channels=4))
+    disc = PatchDiscriminator(8)
+    x = torch.rand(4, 1, 32, 32) * 2 - 1
+    _, _, gan = ae_losses(ae, disc, x, gan_weight=1.0, use_gan=True)
+    gan.backward()
+    grads = [p.grad for p in ae.decoder.parameters() if p.grad is not None]
+    assert grads, "no gradient reached the decoder"
+    assert sum(float(g.abs().sum()) for g in grads) > 0
+    enc = [p.grad for p in ae.encoder.parameters() if p.grad is not None]
+    assert sum(float(g.abs().sum()) for g in enc) > 0
+
+
+def test_gan_term_is_zero_and_gradient_free_before_it_starts():
+    ae = AutoEncoder(AEConfig(widths=(4, 8, 16, 16, 16), latent_channels=4))
+    disc = PatchDiscriminator(8)
+    total, rec, gan = ae_losses(ae, disc, torch.zeros(2, 1, 32, 32), gan_weight=1.0, use_gan=False)
+    assert float(gan) == 0.0 and torch.equal(total, rec)

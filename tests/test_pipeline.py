@@ -1,0 +1,178 @@
+"""The whole pipeline through the CLI: all, status, staleness, resume after interrupts and kill -9."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ddream.state import StateDir
+
+QUICK = ["--profile", "quick", "--device", "cpu", "--quiet"]
+
+
+def _shas(state_dir):
+    stages = StateDir(state_dir).read()["stages"]
+    return {s: {k: o["sha256"] for k, o in rec["outputs"].items()} for s, rec in stages.items()}
+
+
+def test_all_makes_every_stage_and_pictures(trained_state, cli):
+    res = cli("status", "--json", "--state-dir", trained_state)
+    assert res.code == 0
+    report = json.loads(res.out)
+    assert [s["status"] for s in report["stages"]] == ["done", "done", "done"]
+    assert report["next"] is None
+    assert (trained_state / "samples.png").stat().st_size > 0
+    assert (trained_state / "samples.gif").stat().st_size > 0
+    table = cli("status", "--state-dir", trained_state)
+    assert table.code == 0 and "test PSNR" in table.out and "val loss" in table.out
+
+
+def test_all_again_skips_every_finished_stage(trained_state, tmp_path, mnist_dir, cli):
+    state = tmp_path / "copy"
+    shutil.copytree(trained_state, state)
+    before = _shas(state)
+    res = cli(
+        "all",
+        "--data-dir",
+        mnist_dir,
+        "--state-dir",
+        state,
+        "--profile",
+        "quick",
+        "--device",
+        "cpu",
+    )
+    assert res.code == 0
+    assert res.out.count("already done, skipped") == 3
+    assert _shas(state) == before
+
+
+def test_all_stopped_again_and_again_ends_with_the_same_weights(
+    trained_state, tmp_path, mnist_dir, cli, monkeypatch
+):
+    """Interrupt `all` every 3 steps, in each stage in turn, and rerun until it finishes."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("DDREAM_STOP_AFTER_STEPS", "3")
+    seen_partial = set()
+    for _ in range(30):
+        res = cli("all", "--data-dir", mnist_dir, "--state-dir", state, *QUICK)
+        if res.code == 0:
+            break
+        assert res.code == 130, res.err
+        assert res.err.count("\n") == 1 and "rerun the same command to resume" in res.err
+        rows = json.loads(cli("status", "--json", "--state-dir", state).out)["stages"]
+        seen_partial |= {r["stage"] for r in rows if r["status"] == "partial"}
+    else:
+        pytest.fail("`all` never finished")
+    assert seen_partial == {"ae", "dit"}
+    assert _shas(state)["ae"] == _shas(trained_state)["ae"]
+    assert _shas(state)["dit"] == _shas(trained_state)["dit"]
+
+
+def test_retrained_autoencoder_makes_latents_and_dit_stale(trained_state, tmp_path, mnist_dir, cli):
+    state = tmp_path / "copy"
+    shutil.copytree(trained_state, state)
+    res = cli("train-ae", "--data-dir", mnist_dir, "--state-dir", state, "--seed", "1", *QUICK)
+    assert res.code == 0, res.err
+    rows = {
+        r["stage"]: r["status"]
+        for r in json.loads(cli("status", "--json", "--state-dir", state).out)["stages"]
+    }
+    assert rows == {"ae": "done", "encode": "stale", "dit": "stale"}
+    assert json.loads(cli("status", "--json", "--state-dir", state).out)["next"] == "ddream encode"
+    sample = cli("sample", "--state-dir", state, "--grid", tmp_path / "x.png", "--device", "cpu")
+    assert sample.code == 1 and "another autoencoder" in sample.err
+    res = cli("all", "--data-dir", mnist_dir, "--state-dir", state, "--seed", "1", *QUICK)
+    assert res.code == 0, res.err
+    rows = {
+        r["stage"]: r["status"]
+        for r in json.loads(cli("status", "--json", "--state-dir", state).out)["stages"]
+    }
+    assert rows == {"ae": "done", "encode": "done", "dit": "done"}
+
+
+def test_a_corrupted_artifact_is_reported_and_redone(trained_state, tmp_path, mnist_dir, cli):
+    state = tmp_path / "copy"
+    shutil.copytree(trained_state, state)
+    model = state / "dit" / "model.safetensors"
+    model.write_bytes(model.read_bytes()[:100])
+    rows = {
+        r["stage"]: r
+        for r in json.loads(cli("status", "--json", "--state-dir", state).out)["stages"]
+    }
+    assert rows["dit"]["status"] == "corrupt"
+    res = cli("sample", "--state-dir", state, "--grid", tmp_path / "x.png", "--device", "cpu")
+    assert res.code == 1 and "model.safetensors" in res.err and not (tmp_path / "x.png").exists()
+    assert cli("all", "--data-dir", mnist_dir, "--state-dir", state, *QUICK).code == 0
+    assert _shas(state) == _shas(trained_state)
+
+
+def test_kill_9_during_training_loses_at_most_a_checkpoint_interval(
+    trained_state, tmp_path, mnist_dir
+):
+    state = tmp_path / "state"
+    cmd = [
+        sys.executable,
+        "-m",
+        "ddream",
+        "all",
+        "--data-dir",
+        str(mnist_dir),
+        "--state-dir",
+        str(state),
+        "--checkpoint-every",
+        "1",
+        *QUICK,
+    ]
+    env = {**os.environ, "DDREAM_STEP_DELAY": "0.2"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    resume = state / "ae" / "resume.safetensors"
+    deadline = time.time() + 60
+    while not resume.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert StateDir(state).view("ae").status == "partial"
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert _shas(state)["ae"] == _shas(trained_state)["ae"]
+    assert _shas(state)["dit"] == _shas(trained_state)["dit"]
+
+
+def test_sigterm_saves_progress_and_exits_143(tmp_path, mnist_dir):
+    state = tmp_path / "state"
+    cmd = [
+        sys.executable,
+        "-m",
+        "ddream",
+        "train-ae",
+        "--data-dir",
+        str(mnist_dir),
+        "--state-dir",
+        str(state),
+        "--checkpoint-every",
+        "1",
+        *QUICK,
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        env={**os.environ, "DDREAM_STEP_DELAY": "0.2"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    resume = state / "ae" / "resume.safetensors"
+    deadline = time.time() + 60
+    while not resume.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143
+    assert err.strip().count("\n") == 0 and "SIGTERM" in err and "Traceback" not in err
+    assert StateDir(state).view("ae").status == "partial"

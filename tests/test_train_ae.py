@@ -1,0 +1,85 @@
+"""train-ae: it learns, it records, and a run stopped and resumed ends where an unbroken one does."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from ddream.checkpoint import load_tensors
+from ddream.config import PROFILES
+from ddream.data import load_split
+from ddream.errors import DDreamError, Interrupted
+from ddream.models.autoencoder import AutoEncoder
+from ddream.stages.train_ae import evaluate_psnr, train_ae
+from ddream.state import StateDir
+
+QUICK = PROFILES["quick"]
+CPU = torch.device("cpu")
+
+
+def _train(state_dir, mnist_dir, stop_after=None, **overrides):
+    cfg = dataclasses.replace(QUICK.ae_train, **overrides)
+    return train_ae(
+        StateDir(state_dir),
+        QUICK.ae,
+        cfg,
+        data_dir=mnist_dir,
+        device=CPU,
+        seed=3,
+        quiet=True,
+        stop_after=stop_after,
+    )
+
+
+def test_a_short_run_lowers_the_loss_and_records_psnr_each_epoch(tmp_path, mnist_dir):
+    torch.manual_seed(3)  # the same initial weights train_ae starts from
+    untrained = evaluate_psnr(AutoEncoder(QUICK.ae), load_split(mnist_dir, "test"), CPU)
+    result = _train(tmp_path, mnist_dir, epochs=3, finetune_epochs=1, batch_size=32)
+    rec = StateDir(tmp_path).record("ae")
+    assert rec["status"] == "done" and [h["epoch"] for h in rec["history"]] == [1, 2, 3, 4]
+    psnrs = [h["test_psnr"] for h in rec["history"]]
+    assert psnrs[-1] > untrained + 5.0
+    assert psnrs[-1] >= psnrs[0]
+    assert result["metrics"]["test_psnr"] == psnrs[-1]
+    tensors, meta = load_tensors(
+        tmp_path / "ae" / "model.safetensors", rec["outputs"]["model"]["sha256"]
+    )
+    assert (
+        meta["kind"] == "ddream-ae"
+        and meta["config"]["latent_channels"] == QUICK.ae.latent_channels
+    )
+    assert not (tmp_path / "ae" / "resume.safetensors").exists()
+
+
+def test_rerun_of_a_done_stage_is_skipped(tmp_path, mnist_dir):
+    _train(tmp_path, mnist_dir)
+    assert _train(tmp_path, mnist_dir)["skipped"] is True
+
+
+@pytest.mark.parametrize("stop_after", [3, 4, 9])  # mid-epoch, at an epoch's end, in the fine-tune
+def test_interrupted_and_resumed_training_equals_uninterrupted(tmp_path, mnist_dir, stop_after):
+    # 256 images / batch 32 = 8 steps an epoch; gan_start=2 puts the discriminator in play too.
+    opts = dict(epochs=1, finetune_epochs=1, batch_size=32, gan_start=2, checkpoint_every=100)
+    _train(tmp_path / "whole", mnist_dir, **opts)
+    with pytest.raises(Interrupted):
+        _train(tmp_path / "broken", mnist_dir, stop_after=stop_after, **opts)
+    assert StateDir(tmp_path / "broken").view("ae").status == "partial"
+    resumed = _train(tmp_path / "broken", mnist_dir, **opts)
+    assert resumed["skipped"] is False
+    a, _ = load_tensors(tmp_path / "whole" / "ae" / "model.safetensors")
+    b, _ = load_tensors(tmp_path / "broken" / "ae" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_resume_checkpoint_of_other_settings_is_refused(tmp_path, mnist_dir):
+    with pytest.raises(Interrupted):
+        _train(tmp_path, mnist_dir, stop_after=2, batch_size=32)
+    with pytest.raises(DDreamError, match="other settings"):
+        _train(tmp_path, mnist_dir, batch_size=16)
+
+
+def test_divergence_stops_with_a_clear_message(tmp_path, mnist_dir):
+    with pytest.raises(DDreamError, match="lower --lr"):
+        _train(tmp_path, mnist_dir, lr=1e12, batch_size=32)
