@@ -50,6 +50,31 @@ DataDirOpt = Annotated[
         "download into the state dir.",
     ),
 ]
+DatasetOpt = Annotated[
+    str,
+    typer.Option(
+        "--dataset",
+        help="mnist, fashion, kmnist, emnist-digits or qmnist (torchvision's MNIST-like sets).",
+    ),
+]
+StepsOpt = Annotated[
+    int | None,
+    typer.Option(min=1, max=1000, help="ODE steps (default: the model's preset, 12)."),
+]
+CfgOpt = Annotated[
+    float | None,
+    typer.Option("--cfg", help="Classifier-free guidance scale, 1 = none (default: the preset's)."),
+]
+SolverOpt = Annotated[
+    str | None, typer.Option(help="euler or heun (default: the preset's, euler).")
+]
+PresetOpt = Annotated[
+    str,
+    typer.Option(
+        "--preset",
+        help="default (ddream's recipe) or digitdreamer (the reference design's, for comparison).",
+    ),
+]
 ProfileOpt = Annotated[
     str,
     typer.Option(
@@ -74,6 +99,38 @@ CkptOpt = Annotated[
 ]
 
 DEFAULT_STATE = Path("ddream-state")
+
+
+def _load_config(ctx: typer.Context, value: Path | None) -> Path | None:
+    """Eager: read a TOML file of option values into the command's defaults, so flags override it."""
+    if value is None or ctx.resilient_parsing:
+        return value
+    from ddream.config import read_toml
+    from ddream.errors import BadInput
+
+    known = {p.name for p in ctx.command.params} - {"config"}
+    options = {}
+    for key, val in read_toml(value).items():
+        name = key.replace("-", "_")
+        if name not in known:
+            raise BadInput(
+                f"{value}: `ddream {ctx.info_name}` has no option {key!r} "
+                f"(it has: {', '.join(sorted(k.replace('_', '-') for k in known))})"
+            )
+        options[name] = val
+    ctx.default_map = {**(ctx.default_map or {}), **options}
+    return value
+
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        is_eager=True,
+        callback=_load_config,
+        help="TOML file of option values (keys as the long options); flags given here override it.",
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -120,8 +177,12 @@ def _setup(device: str, seed: int):
 # ---- training stages ---------------------------------------------------------------------------
 @app.command("train-ae")
 def train_ae_cmd(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
     profile: ProfileOpt = "reference",
+    preset: PresetOpt = "default",
     data_dir: DataDirOpt = None,
+    dataset: DatasetOpt = "mnist",
     epochs: Annotated[
         int | None, typer.Option(min=0, help="Augmented epochs (reference: 20).")
     ] = None,
@@ -158,7 +219,8 @@ def train_ae_cmd(
     from ddream.stages.train_ae import train_ae
     from ddream.state import StateDir
 
-    prof = get_profile(profile)
+    prof = get_profile(profile, preset)
+    _check_dataset(dataset)
     model_cfg = with_overrides(prof.ae, latent_channels=latent_channels)
     cfg = with_overrides(
         prof.ae_train,
@@ -176,8 +238,16 @@ def train_ae_cmd(
     dev = _setup(device, seed)
     state = StateDir(state_dir)
     with state.locked("train-ae"):
+        state.write_run("train-ae", _options(ctx))
         result = train_ae(
-            state, model_cfg, cfg, data_dir=data_dir, device=dev, seed=seed, quiet=quiet
+            state,
+            model_cfg,
+            cfg,
+            data_dir=data_dir,
+            dataset=dataset,
+            device=dev,
+            seed=seed,
+            quiet=quiet,
         )
     _report("train-ae", result, quiet)
 
@@ -207,7 +277,10 @@ def encode_cmd(
 
 @app.command("train-dit")
 def train_dit_cmd(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
     profile: ProfileOpt = "reference",
+    preset: PresetOpt = "default",
     epochs: Annotated[
         int | None, typer.Option(min=1, help="Epochs over the training latents (reference: 10).")
     ] = None,
@@ -240,7 +313,7 @@ def train_dit_cmd(
     from ddream.stages.train_dit import train_dit
     from ddream.state import StateDir
 
-    prof = get_profile(profile)
+    prof = get_profile(profile, preset)
     model_cfg = with_overrides(prof.dit, width=width, depth=depth, patch_size=patch_size)
     if model_cfg.width % model_cfg.heads:
         _bad(f"--width {model_cfg.width} must be a multiple of {model_cfg.heads} (attention heads)")
@@ -255,14 +328,31 @@ def train_dit_cmd(
     dev = _setup(device, seed)
     state = StateDir(state_dir)
     with state.locked("train-dit"):
-        result = train_dit(state, model_cfg, cfg, device=dev, seed=seed, quiet=quiet, force=force)
+        state.write_run("train-dit", _options(ctx))
+        result = train_dit(
+            state,
+            model_cfg,
+            cfg,
+            device=dev,
+            seed=seed,
+            quiet=quiet,
+            sample_cfg=prof.sample,
+            force=force,
+        )
     _report("train-dit", result, quiet)
 
 
 # ---- using the models ---------------------------------------------------------------------------
 @app.command("sample")
 def sample_cmd(
-    n: Annotated[int, typer.Option("--n", "-n", min=1, max=100_000, help="How many digits.")] = 100,
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    n: Annotated[
+        int | None,
+        typer.Option(
+            "--n", "-n", min=1, max=100_000, help="How many digits (default 100; 10 a morph frame)."
+        ),
+    ] = None,
     classes: Annotated[
         list[int] | None,
         typer.Option(
@@ -273,11 +363,9 @@ def sample_cmd(
             help="Class to draw (repeatable); default: a row of each of 0-9.",
         ),
     ] = None,
-    steps: Annotated[int, typer.Option(min=1, max=1000, help="ODE steps.")] = 12,
-    cfg: Annotated[
-        float, typer.Option("--cfg", help="Classifier-free guidance scale (1 = none).")
-    ] = 1.5,
-    solver: Annotated[str, typer.Option(help="euler or heun.")] = "euler",
+    steps: StepsOpt = None,
+    cfg: CfgOpt = None,
+    solver: SolverOpt = None,
     grid: Annotated[
         Path | None,
         typer.Option(
@@ -291,6 +379,23 @@ def sample_cmd(
         Path | None, typer.Option("--npz", help=".npz with images (uint8 Nx28x28) and labels.")
     ] = None,
     scale: Annotated[int, typer.Option(min=1, max=16, help="Pixel zoom of the pictures.")] = 1,
+    labels: Annotated[
+        bool, typer.Option("--labels/--no-labels", help="Label each grid row with its class.")
+    ] = True,
+    interpolate: Annotated[
+        tuple[int, int] | None,
+        typer.Option(
+            "--interpolate",
+            min=0,
+            help="Morph from A to B (two classes, or two seeds with --between seeds) into --gif.",
+        ),
+    ] = None,
+    between: Annotated[
+        str, typer.Option(help="What --interpolate morphs between: classes or seeds.")
+    ] = "classes",
+    frames: Annotated[
+        int, typer.Option(min=2, max=200, help="Frames of an --interpolate morph.")
+    ] = 16,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
     state_dir: StateDirOpt = DEFAULT_STATE,
     device: DeviceOpt = "auto",
@@ -299,16 +404,28 @@ def sample_cmd(
 ) -> None:
     """Draw new digits with the trained DiT and decoder.
 
+    A morph: ddream sample --interpolate 3 8 --gif morph.gif
+
     Example: ddream sample -c 3 -c 8 --n 20 --gif out.gif
     """
     from ddream.flow import SOLVERS
     from ddream.render import check_output
-    from ddream.stages.sample import SampleRequest, sample
+    from ddream.stages.sample import SampleRequest, morph, sample
     from ddream.state import StateDir
 
     _finite(cfg, "--cfg")
-    if solver not in SOLVERS:
+    if solver is not None and solver not in SOLVERS:
         _bad(f"--solver {solver!r}: choose one of {', '.join(SOLVERS)}")
+    if between not in ("classes", "seeds"):
+        _bad(f"--between {between!r}: choose classes or seeds")
+    if interpolate is not None:
+        if between == "classes" and max(interpolate) > 9:
+            _bad(f"--interpolate {interpolate[0]} {interpolate[1]}: classes are 0-9")
+        if npz is not None:
+            _bad("--npz does not go with --interpolate; use --gif (and --grid)")
+        if gif is None and grid is None:
+            gif = Path("morph.gif")
+    n = n if n is not None else (10 if interpolate is not None else 100)
     if grid is None and gif is None and npz is None:
         grid = Path("samples.png")
     paths = {
@@ -325,6 +442,27 @@ def sample_cmd(
         seed=seed,
     )
     dev = _setup(device, seed)
+    if interpolate is not None:
+        result = morph(
+            StateDir(state_dir),
+            req,
+            interpolate[0],
+            interpolate[1],
+            between=between,
+            frames=frames,
+            device=dev,
+            gif_path=paths["gif"],
+            grid_path=paths["grid"],
+            scale=scale,
+        )
+        if as_json:
+            typer.echo(json.dumps(result))
+        elif not quiet:
+            typer.echo(
+                f"morphed {between} {interpolate[0]} -> {interpolate[1]} in {frames} frames: "
+                f"{', '.join(result['written'])}"
+            )
+        return
     result = sample(
         StateDir(state_dir),
         req,
@@ -333,12 +471,14 @@ def sample_cmd(
         gif_path=paths["gif"],
         npz_path=paths["npz"],
         scale=scale,
+        labels_on=labels,
     )
     if as_json:
         typer.echo(json.dumps(result))
     elif not quiet:
         typer.echo(
-            f"sampled {n} digits ({steps} {solver} steps, cfg {cfg}) in {result['seconds']:.2f}s "
+            f"sampled {n} digits ({result['steps']} {result['solver']} steps, cfg {result['cfg']}) "
+            f"in {result['seconds']:.2f}s "
             f"({result['digits_per_s']:.0f}/s): {', '.join(result['written'])}"
         )
 
@@ -410,11 +550,79 @@ def reconstruct_cmd(
             typer.echo(f"{res['input']}: PSNR {res['psnr']:.2f} dB -> {res['output']}")
 
 
+@app.command("eval")
+def eval_cmd(
+    n: Annotated[
+        int,
+        typer.Option(
+            "--n", "-n", min=10, max=100_000, help="Generated digits, balanced over classes."
+        ),
+    ] = 10_000,
+    steps: StepsOpt = None,
+    cfg: CfgOpt = None,
+    solver: SolverOpt = None,
+    data_dir: DataDirOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    state_dir: StateDirOpt = DEFAULT_STATE,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Measure reconstruction (PSNR, SSIM) and generation (FID, class accuracy, precision, recall).
+
+    Generation is scored on the features of a digit classifier trained once and cached in the
+    state dir; the real-data floor (held-out real digits) is printed beside.
+
+    Example: ddream eval --data-dir ../shared/data/mnist --json
+    """
+    from ddream.flow import SOLVERS
+    from ddream.stages.evaluate import evaluate
+    from ddream.stages.sample import SampleRequest
+    from ddream.state import StateDir
+
+    _finite(cfg, "--cfg")
+    if solver is not None and solver not in SOLVERS:
+        _bad(f"--solver {solver!r}: choose one of {', '.join(SOLVERS)}")
+    dev = _setup(device, seed)
+    req = SampleRequest(n=n, steps=steps, cfg=cfg, solver=solver, seed=seed)
+    say = _say(quiet or as_json)
+    result = evaluate(StateDir(state_dir), req, data_dir=data_dir, device=dev, say=say)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    g, f, r = result["generation"], result["real_floor"], result["reconstruction"]
+    table = Table(title=f"ddream eval: {state_dir} ({result['dataset']})")
+    for col in ("metric", "model", "real-data floor"):
+        table.add_column(col)
+    table.add_row("reconstruction PSNR (28x28)", f"{r['psnr']:.2f} dB", "")
+    table.add_row("reconstruction SSIM", f"{r['ssim']:.4f}", "")
+    table.add_row("FID (classifier features)", f"{g['fid']:.3f}", f"{f['fid']:.3f}")
+    table.add_row("class accuracy", f"{g['class_accuracy']:.2%}", f"{f['class_accuracy']:.2%}")
+    table.add_row("precision (k=3)", f"{g['precision']:.3f}", f"{f['precision']:.3f}")
+    table.add_row("recall (k=3)", f"{g['recall']:.3f}", f"{f['recall']:.3f}")
+    console = Console()
+    console.print(table)
+    console.print(
+        f"{result['samples']} samples, {result['steps']} {result['solver']} steps, cfg {result['cfg']}: "
+        f"{result['digits_per_s']:.0f} "
+        f"digits/s. Extractor: {result['extractor']}, test accuracy "
+        f"{result['extractor_test_accuracy']:.2%}.",
+        highlight=False,
+    )
+
+
 # ---- the pipeline ----------------------------------------------------------------------------------
 @app.command("all")
 def all_cmd(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
     profile: ProfileOpt = "reference",
+    preset: PresetOpt = "default",
     data_dir: DataDirOpt = None,
+    dataset: DatasetOpt = "mnist",
     ae_epochs: Annotated[int | None, typer.Option(min=0, help="Augmented AE epochs.")] = None,
     finetune_epochs: Annotated[int | None, typer.Option(min=0, help="Fine-tune AE epochs.")] = None,
     dit_epochs: Annotated[int | None, typer.Option(min=1, help="DiT epochs.")] = None,
@@ -439,7 +647,8 @@ def all_cmd(
     from ddream.stages.pipeline import run_all
     from ddream.state import StateDir
 
-    prof = get_profile(profile)
+    prof = get_profile(profile, preset)
+    _check_dataset(dataset)
     ae = with_overrides(prof.ae, latent_channels=latent_channels)
     _check_ae(ae)
     prof = dataclasses.replace(
@@ -460,8 +669,16 @@ def all_cmd(
     dev = _setup(device, seed)
     state = StateDir(state_dir)
     with state.locked("all"):
+        state.write_run("all", _options(ctx))
         summary = run_all(
-            state, prof, data_dir=data_dir, device=dev, seed=seed, quiet=quiet, say=_say(quiet)
+            state,
+            prof,
+            data_dir=data_dir,
+            dataset=dataset,
+            device=dev,
+            seed=seed,
+            quiet=quiet,
+            say=_say(quiet),
         )
     if not quiet:
         typer.echo(f"samples: {', '.join(summary['sample']['written'])}")
@@ -482,13 +699,15 @@ def status_cmd(
     state = StateDir(state_dir)
     rows = status_rows(state)
     nxt = next_command(rows)
+    run = state.read().get("run")
     if as_json:
-        typer.echo(
-            json.dumps(
-                {"state_dir": str(state_dir), "next": nxt, "stages": [r.__dict__ for r in rows]},
-                indent=2,
-            )
-        )
+        report = {
+            "state_dir": str(state_dir),
+            "next": nxt,
+            "stages": [r.__dict__ for r in rows],
+            "run": run,
+        }
+        typer.echo(json.dumps(report, indent=2))
         return
     from rich.console import Console
     from rich.table import Table
@@ -514,12 +733,22 @@ def status_cmd(
         )
     console = Console()
     console.print(table)
+    if run:
+        opts = " ".join(
+            f"{k.replace('_', '-')}={v}" for k, v in run["options"].items() if v is not None
+        )
+        console.print(f"last run: ddream {run['command']} ({run['time']}): {opts}", highlight=False)
     console.print(
         f"next: {nxt} (or `ddream all`)" if nxt else "all stages done: try `ddream sample`"
     )
 
 
 # ---- helpers --------------------------------------------------------------------------------------
+def _options(ctx: typer.Context) -> dict:
+    """The effective options of this command (config file, flags and defaults), JSON-ready."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in ctx.params.items()}
+
+
 def _bad(message: str) -> None:
     from ddream.errors import BadInput
 
@@ -530,6 +759,12 @@ def _finite(value: float | None, option: str) -> float | None:
     if value is not None and not math.isfinite(value):
         _bad(f"{option} must be a finite number, not {value}")
     return value
+
+
+def _check_dataset(name: str) -> None:
+    from ddream.data import get_dataset
+
+    get_dataset(name)
 
 
 def _check_ae(cfg) -> None:

@@ -20,10 +20,57 @@ import torch.nn.functional as F
 
 from ddream.errors import BadInput
 
-SPLIT_FILES = {
+MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Where torchvision keeps an MNIST-like dataset and how its IDX files differ from MNIST's."""
+
+    name: str
+    folder: str  # torchvision's class name, the folder under the root
+    files: dict[str, tuple[str, str]]  # split -> (images, labels)
+    transpose: bool = False  # EMNIST stores images transposed
+    test_limit: int = (
+        0  # QMNIST's test file holds 60,000; torchvision's test10k is the first 10,000
+    )
+
+
+DATASETS = {
+    "mnist": DatasetSpec("mnist", "MNIST", MNIST_FILES),
+    "fashion": DatasetSpec("fashion", "FashionMNIST", MNIST_FILES),
+    "kmnist": DatasetSpec("kmnist", "KMNIST", MNIST_FILES),
+    "emnist-digits": DatasetSpec(
+        "emnist-digits",
+        "EMNIST",
+        {
+            s: (f"emnist-digits-{s}-images-idx3-ubyte", f"emnist-digits-{s}-labels-idx1-ubyte")
+            for s in ("train", "test")
+        },
+        transpose=True,
+    ),
+    "qmnist": DatasetSpec(
+        "qmnist",
+        "QMNIST",
+        {
+            s: (f"qmnist-{s}-images-idx3-ubyte", f"qmnist-{s}-labels-idx2-int")
+            for s in ("train", "test")
+        },
+        test_limit=10_000,
+    ),
+}
+
+
+def get_dataset(name: str) -> DatasetSpec:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise BadInput(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}") from None
+
+
 PAD = 2  # 28 + 2*2 = 32
 
 
@@ -47,91 +94,116 @@ class Split:
 
 
 # ---- IDX files ---------------------------------------------------------------------------------
+IDX_TYPES = {0x08: np.dtype(np.uint8), 0x0C: np.dtype(">i4")}
+
+
 def _read_idx(path: Path, kind: str) -> torch.Tensor:
-    """An IDX file (plain or .gz) checked against its own header; kind is 'images' or 'labels'."""
+    """An IDX file (plain or .gz) checked against its own header; kind is 'images' or 'labels'.
+
+    Images must be uint8 N x 28 x 28; labels uint8 N, or (QMNIST) an int32 N x k table whose first
+    column is the class.
+    """
     raw = path.read_bytes()
     if path.suffix == ".gz":
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as e:
             raise BadInput(f"{path} is not a readable gzip file ({e})") from None
-    want_magic, dims = (0x0803, 3) if kind == "images" else (0x0801, 1)
-    if len(raw) < 4 + 4 * dims:
+    if len(raw) < 8:
         raise BadInput(f"{path} is too short to be an IDX {kind} file ({len(raw)} bytes)")
     (magic,) = struct.unpack(">I", raw[:4])
-    if magic != want_magic:
-        raise BadInput(
-            f"{path} has magic number {magic:#010x}, expected {want_magic:#010x} for IDX {kind}"
-        )
+    code, dims = (magic >> 8) & 0xFF, magic & 0xFF
+    allowed = {(0x08, 3)} if kind == "images" else {(0x08, 1), (0x0C, 2)}
+    if magic >> 16 != 0 or (code, dims) not in allowed:
+        want = " or ".join(f"{(c << 8) | d:#010x}" for c, d in sorted(allowed))
+        raise BadInput(f"{path} has magic number {magic:#010x}, expected {want} for IDX {kind}")
+    if len(raw) < 4 + 4 * dims:
+        raise BadInput(f"{path} is too short to be an IDX {kind} file ({len(raw)} bytes)")
     shape = struct.unpack(f">{dims}I", raw[4 : 4 + 4 * dims])
     if kind == "images" and shape[1:] != (28, 28):
         raise BadInput(f"{path} holds {shape[1]}x{shape[2]} images; ddream needs 28x28")
-    expected = 4 + 4 * dims + math.prod(shape)
+    dtype = IDX_TYPES[code]
+    expected = 4 + 4 * dims + math.prod(shape) * dtype.itemsize
     if len(raw) != expected:
         raise BadInput(
             f"{path} is truncated or padded: {len(raw)} bytes, its header says {expected}"
         )
-    arr = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
-    return torch.from_numpy(arr.copy())
+    arr = np.frombuffer(raw, dtype=dtype, offset=4 + 4 * dims).reshape(shape)
+    if dims == 2:
+        arr = arr[:, 0]
+    return torch.from_numpy(arr.astype(np.uint8 if kind == "images" else np.int64))
 
 
-def _find_raw_folder(data_dir: Path) -> Path | None:
-    for cand in (data_dir / "MNIST" / "raw", data_dir / "raw", data_dir):
+def _find_raw_folder(data_dir: Path, spec: DatasetSpec) -> Path | None:
+    for cand in (data_dir / spec.folder / "raw", data_dir / "raw", data_dir):
         if any(
-            (cand / name).exists() or (cand / f"{name}.gz").exists()
-            for name in SPLIT_FILES["train"]
+            (cand / name).exists() or (cand / f"{name}.gz").exists() for name in spec.files["train"]
         ):
             return cand
     return None
 
 
-def _pick(folder: Path, name: str) -> Path:
+def _expected(data_dir: Path, spec: DatasetSpec) -> str:
+    names = [n for pair in spec.files.values() for n in pair]
+    return f"{data_dir}/{spec.folder}/raw/ holding {', '.join(names)} (torchvision's layout)"
+
+
+def _pick(folder: Path, name: str, spec: DatasetSpec) -> Path:
     for cand in (folder / name, folder / f"{name}.gz"):
         if cand.exists():
             return cand
-    raise BadInput(
-        f"{folder / name} is missing (MNIST needs {', '.join(sum(SPLIT_FILES.values(), ()))})"
-    )
+    names = [n for pair in spec.files.values() for n in pair]
+    raise BadInput(f"{folder / name} is missing ({spec.name} needs {', '.join(names)})")
 
 
-def load_split(data_dir: Path, split: str) -> Split:
-    """One split read from a torchvision-layout MNIST folder (DIR/MNIST/raw/*-ubyte)."""
-    folder = _find_raw_folder(data_dir)
+def load_split(data_dir: Path, split: str, dataset: str = "mnist") -> Split:
+    """One split read from a torchvision-layout folder (DIR/MNIST/raw/*-ubyte and the like)."""
+    spec = get_dataset(dataset)
+    folder = _find_raw_folder(data_dir, spec)
     if folder is None:
-        raise BadInput(
-            f"no MNIST files in {data_dir}: expected {data_dir}/MNIST/raw/"
-            f"{SPLIT_FILES['train'][0]} and the other IDX files (torchvision's layout)"
-        )
-    img_name, lbl_name = SPLIT_FILES[split]
-    images = _read_idx(_pick(folder, img_name), "images")
-    labels = _read_idx(_pick(folder, lbl_name), "labels").long()
+        raise BadInput(f"no {spec.name} files in {data_dir}: expected {_expected(data_dir, spec)}")
+    img_name, lbl_name = spec.files[split]
+    images = _read_idx(_pick(folder, img_name, spec), "images")
+    labels = _read_idx(_pick(folder, lbl_name, spec), "labels")
     if len(images) != len(labels):
         raise BadInput(f"{folder}: {len(images)} {split} images but {len(labels)} labels")
-    if len(labels) and int(labels.max()) > 9:
-        raise BadInput(f"{folder}: {split} labels go up to {int(labels.max())}; MNIST has 0-9")
-    return Split(images, labels)
+    if len(labels) and (int(labels.max()) > 9 or int(labels.min()) < 0):
+        raise BadInput(
+            f"{folder}: {split} labels go outside 0-9; ddream's datasets have 10 classes"
+        )
+    if spec.transpose:
+        images = images.transpose(1, 2).contiguous()
+    split_data = Split(images, labels)
+    return split_data.head(spec.test_limit) if split == "test" else split_data
 
 
-def resolve_data_dir(data_dir: Path | None, state_root: Path) -> Path:
-    """The folder to read MNIST from: --data-dir, or the state dir's cache (downloaded if online)."""
+def resolve_data_dir(data_dir: Path | None, state_root: Path, dataset: str = "mnist") -> Path:
+    """The folder to read from: --data-dir, or the state dir's cache (downloaded by torchvision)."""
+    spec = get_dataset(dataset)
     if data_dir is not None:
         if not data_dir.is_dir():
             raise BadInput(f"--data-dir {data_dir} is not a folder")
         return data_dir
     cache = state_root / "data"
-    if _find_raw_folder(cache) is None:
+    if _find_raw_folder(cache, spec) is None:
         try:
-            from torchvision.datasets import MNIST
+            import torchvision.datasets as tvd
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 for train in (True, False):
-                    MNIST(root=str(cache), train=train, download=True)
+                    if spec.name == "emnist-digits":
+                        tvd.EMNIST(root=str(cache), split="digits", train=train, download=True)
+                    elif spec.name == "qmnist":
+                        tvd.QMNIST(
+                            root=str(cache), what="train" if train else "test", download=True
+                        )
+                    else:
+                        getattr(tvd, spec.folder)(root=str(cache), train=train, download=True)
         except Exception:
             raise BadInput(
-                f"MNIST is not in {cache} and could not be downloaded (offline?); point --data-dir "
-                "at a folder holding MNIST/raw/train-images-idx3-ubyte, train-labels-idx1-ubyte, "
-                "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte"
+                f"{spec.name} is not in {cache} and could not be downloaded (offline?); point "
+                f"--data-dir at a folder with {_expected(Path('DIR'), spec)}"
             ) from None
     return cache
 
@@ -157,7 +229,7 @@ class Augment:
     """Random affine transforms drawn per image, applied to a whole batch at once."""
 
     rotate: float  # degrees +-
-    translate: float  # fraction of the 28-pixel digit +-
+    translate: tuple[float, float]  # fraction of the 28-pixel digit +-, (x, y)
     scale: tuple[float, float]
     shear: float  # degrees +-
 
@@ -169,7 +241,8 @@ class Augment:
         shear = torch.deg2rad(u[:, 1] * self.shear)
         lo, hi = math.log(self.scale[0]), math.log(self.scale[1])
         scale = torch.exp(lo + (u[:, 2] + 1) / 2 * (hi - lo))
-        shift = u[:, 3:5] * self.translate * 28 / 32 * 2  # in affine_grid's [-1, 1] units
+        # in affine_grid's [-1, 1] units
+        shift = u[:, 3:5] * torch.tensor(self.translate, dtype=u.dtype) * 28 / 32 * 2
         cos, sin = torch.cos(rot), torch.sin(rot)
         # theta maps output coordinates to input ones: rotation * shear, divided by the scale.
         a = torch.stack([cos, -sin + cos * torch.tan(shear)], 1) / scale[:, None]

@@ -33,8 +33,18 @@ def check_output(path: Path, suffix: str, option: str) -> Path:
     return path
 
 
-def grid(images: torch.Tensor, ncols: int, pad: int = 2, scale: int = 1) -> np.ndarray:
-    """(N, 28, 28) uint8 -> one uint8 picture of `ncols` columns, cells separated by `pad` pixels."""
+LABEL_WIDTH = 14  # pixels (before zoom) left of the grid for row labels
+
+
+def grid(
+    images: torch.Tensor,
+    ncols: int,
+    pad: int = 2,
+    scale: int = 1,
+    row_labels: list[str] | None = None,
+) -> np.ndarray:
+    """(N, 28, 28) uint8 -> one uint8 picture of `ncols` columns, cells separated by `pad` pixels,
+    optionally with a label left of each row."""
     n, h, w = images.shape
     nrows = max(1, math.ceil(n / ncols))
     out = np.full((nrows * (h + pad) + pad, ncols * (w + pad) + pad), 40, dtype=np.uint8)
@@ -45,7 +55,27 @@ def grid(images: torch.Tensor, ncols: int, pad: int = 2, scale: int = 1) -> np.n
         out[y : y + h, x : x + w] = arr[i]
     if scale > 1:
         out = out.repeat(scale, axis=0).repeat(scale, axis=1)
+    if row_labels:
+        out = _label_rows(out, row_labels, (h + pad) * scale, pad * scale, scale)
     return out
+
+
+def _label_rows(
+    picture: np.ndarray, labels: list[str], row_height: int, top: int, scale: int
+) -> np.ndarray:
+    from PIL import Image, ImageDraw, ImageFont
+
+    margin = np.full((picture.shape[0], LABEL_WIDTH * scale), 40, dtype=np.uint8)
+    canvas = Image.fromarray(np.concatenate([margin, picture], axis=1))
+    draw = ImageDraw.Draw(canvas)
+    try:
+        font = ImageFont.load_default(size=11 * scale)
+    except TypeError:  # Pillow < 10.1 has one bitmap size
+        font = ImageFont.load_default()
+    for r, text in enumerate(labels):
+        y = top + r * row_height + (row_height - top) // 2
+        draw.text((LABEL_WIDTH * scale // 2, y), text, fill=230, font=font, anchor="mm")
+    return np.asarray(canvas)
 
 
 def write_png(path: Path, picture: np.ndarray) -> None:

@@ -166,6 +166,17 @@ class StateDir:
         data["stages"][stage] = record
         atomic_write_bytes(self.state_file, (json.dumps(data, indent=2) + "\n").encode())
 
+    def write_run(self, command: str, options: dict[str, Any]) -> None:
+        """Remember the last training command and its effective options (shown by `status`)."""
+        data = self.read()
+        data["format"] = STATE_FORMAT
+        data["run"] = {
+            "command": command,
+            "options": options,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        atomic_write_bytes(self.state_file, (json.dumps(data, indent=2) + "\n").encode())
+
     def drop_record(self, stage: str) -> None:
         data = self.read()
         if data["stages"].pop(stage, None) is not None:

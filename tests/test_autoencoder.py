@@ -63,12 +63,19 @@ def test_widths_that_break_the_shortcuts_are_refused():
         check_ae_config(AEConfig(widths=(8, 12, 32, 64, 64)))
 
 
-def test_gan_term_sends_gradient_into_the_autoencoder():
+@pytest.mark.parametrize(
+    "arch,widths,gan_loss",
+    [
+        ("dcae", (4, 8, 16, 16, 16), "hinge"),
+        ("digitdreamer", (4, 8, 16, 32, 32), "bce"),
+    ],
+)
+def test_gan_term_sends_gradient_into_the_autoencoder(arch, widths, gan_loss):
     torch.manual_seed(0)
-    ae = AutoEncoder(AEConfig(widths=(4, 8, 16, 16, 16), latent_channels=4))
+    ae = AutoEncoder(AEConfig(arch=arch, widths=widths, latent_channels=4))
     disc = PatchDiscriminator(8)
     x = torch.rand(4, 1, 32, 32) * 2 - 1
-    _, _, gan = ae_losses(ae, disc, x, gan_weight=1.0, use_gan=True)
+    _, _, gan, _ = ae_losses(ae, disc, x, gan_weight=1.0, use_gan=True, gan_loss=gan_loss)
     gan.backward()
     grads = [p.grad for p in ae.decoder.parameters() if p.grad is not None]
     assert grads, "no gradient reached the decoder"
@@ -80,5 +87,21 @@ def test_gan_term_sends_gradient_into_the_autoencoder():
 def test_gan_term_is_zero_and_gradient_free_before_it_starts():
     ae = AutoEncoder(AEConfig(widths=(4, 8, 16, 16, 16), latent_channels=4))
     disc = PatchDiscriminator(8)
-    total, rec, gan = ae_losses(ae, disc, torch.zeros(2, 1, 32, 32), gan_weight=1.0, use_gan=False)
+    total, rec, gan, _ = ae_losses(
+        ae, disc, torch.zeros(2, 1, 32, 32), gan_weight=1.0, use_gan=False
+    )
     assert float(gan) == 0.0 and torch.equal(total, rec)
+
+
+def test_digitdreamer_autoencoder_is_f16_with_a_sigmoid_output_and_no_shortcut():
+    ae = AutoEncoder(AEConfig(arch="digitdreamer", widths=(4, 8, 16, 32, 32), latent_channels=8))
+    x = torch.rand(3, 1, 32, 32) * 2 - 1
+    z = ae.encode(x)
+    assert z.shape == (3, 8, 2, 2)
+    out = ae.decode(z * 100).detach()  # the sigmoid bounds the output whatever the latent
+    assert out.shape == x.shape and float(out.min()) >= -1 and float(out.max()) <= 1
+    assert not any(isinstance(m, (DownBlock, UpBlock)) for m in ae.modules())
+    total, rec, _, _ = ae_losses(
+        ae, PatchDiscriminator(8), x, gan_weight=0.01, use_gan=False, recon_loss="bce"
+    )
+    assert float(rec.detach()) > 0 and torch.equal(total, rec)

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from ddream import __version__
+from ddream.render import LABEL_WIDTH
 from ddream.state import StateDir
 
 
@@ -46,7 +47,28 @@ def test_sample_writes_grid_gif_and_npz(trained_state, tmp_path, cli):
     assert data["images"].dtype == np.uint8 and data["images"].shape == (30, 28, 28)
     assert data["labels"].dtype == np.int64 and data["labels"].tolist() == [3] * 15 + [8] * 15
     grid = iio.imread(tmp_path / "g.png")
-    assert grid.shape == (2 * 30 + 2, 15 * 30 + 2)  # one class a row, 28-pixel cells, 2-pixel gaps
+    # one class a row, 28-pixel cells, 2-pixel gaps, a label column on the left
+    assert grid.shape == (2 * 30 + 2, LABEL_WIDTH + 15 * 30 + 2)
+    assert grid[:, :LABEL_WIDTH].max() > 150  # the row labels are drawn
+    bare = cli(
+        "sample",
+        "--state-dir",
+        trained_state,
+        "--device",
+        "cpu",
+        "--steps",
+        "5",
+        "--n",
+        "30",
+        "-c",
+        "3",
+        "-c",
+        "8",
+        "--grid",
+        tmp_path / "bare.png",
+        "--no-labels",
+    )
+    assert bare.code == 0 and iio.imread(tmp_path / "bare.png").shape == (62, 15 * 30 + 2)
     with Image.open(tmp_path / "t.gif") as gif:
         assert gif.n_frames == 6 and gif.info.get("loop") == 0  # noise + 5 steps, looping
         gif.seek(gif.n_frames - 1)
@@ -213,3 +235,138 @@ def test_unknown_profile_and_bad_latent_channels(tmp_path, cli):
     assert res.code == 2 and "quick" in res.err
     res = cli("train-ae", "--latent-channels", "7", "--state-dir", tmp_path)
     assert res.code == 2 and "latent channels" in res.err
+
+
+def test_config_file_sets_options_and_flags_override_it(trained_state, mnist_dir, tmp_path, cli):
+    import json
+    import shutil
+
+    state = tmp_path / "state"
+    shutil.copytree(trained_state, state)
+    config = tmp_path / "run.toml"
+    config.write_text(
+        f'profile = "quick"\ndata-dir = "{mnist_dir}"\nseed = 9\ndevice = "cpu"\nquiet = true\n'
+    )
+    res = cli("all", "--config", config, "--seed", "0", "--state-dir", state)
+    assert res.code == 0, res.err
+    report = json.loads(cli("status", "--json", "--state-dir", state).out)
+    assert report["run"]["command"] == "all"
+    assert report["run"]["options"]["seed"] == 0  # the flag won over the file
+    assert report["run"]["options"]["profile"] == "quick"  # the file won over the default
+    assert [s["status"] for s in report["stages"]] == ["done"] * 3  # seed 0 = the trained state
+    assert "last run: ddream all" in cli("status", "--state-dir", state).out
+
+
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        ("epochz = 3\n", "has no option 'epochz'"),
+        ("profile = \n", "not valid TOML"),
+        ("[ae]\nepochs = 1\n", "tables"),
+        ("n = 0\n", "--n"),
+    ],
+)
+def test_bad_config_files_give_one_line(tmp_path, cli, text, match):
+    config = tmp_path / "run.toml"
+    config.write_text(text)
+    res = cli("sample", "--config", config, "--state-dir", tmp_path)
+    assert res.code == 2 and match in res.err and res.err.count("\n") == 1
+
+
+def test_interpolate_classes_morphs_in_a_looping_gif(trained_state, tmp_path, cli):
+    res = cli(
+        "sample",
+        "--state-dir",
+        trained_state,
+        "--device",
+        "cpu",
+        "--interpolate",
+        "3",
+        "8",
+        "--frames",
+        "6",
+        "--steps",
+        "4",
+        "--gif",
+        tmp_path / "m.gif",
+        "--grid",
+        tmp_path / "m.png",
+    )
+    assert res.code == 0, res.err
+    with Image.open(tmp_path / "m.gif") as gif:
+        assert gif.info.get("loop") == 0 and gif.size == (10 * 30 + 2, 32)
+        # 6 frames there and 4 back at 90 ms; GIF writers merge identical neighbours, adding up
+        # their durations, so the total length is what stays fixed.
+        total = 0
+        for i in range(gif.n_frames):
+            gif.seek(i)
+            total += gif.info["duration"]
+        assert total == (6 + 4) * 90 and gif.n_frames >= 2
+    assert iio.imread(tmp_path / "m.png").shape == (10 * 30 + 2, 6 * 30 + 2)  # a row per digit
+
+
+def test_interpolate_seeds_starts_at_the_first_seed(trained_state, tmp_path, cli):
+    assert (
+        cli(
+            "sample",
+            "--state-dir",
+            trained_state,
+            "--device",
+            "cpu",
+            "--interpolate",
+            "5",
+            "6",
+            "--between",
+            "seeds",
+            "-c",
+            "4",
+            "--n",
+            "3",
+            "--frames",
+            "3",
+            "--steps",
+            "4",
+            "--grid",
+            tmp_path / "m.png",
+        ).code
+        == 0
+    )
+    assert (
+        cli(
+            "sample",
+            "--state-dir",
+            trained_state,
+            "--device",
+            "cpu",
+            "-c",
+            "4",
+            "--n",
+            "3",
+            "--steps",
+            "4",
+            "--seed",
+            "5",
+            "--npz",
+            tmp_path / "s.npz",
+        ).code
+        == 0
+    )
+    strip = iio.imread(tmp_path / "m.png")
+    first_digit = strip[2:30, 2:30].astype(int)  # row 0, frame 0
+    plain = np.load(tmp_path / "s.npz")["images"][0].astype(int)
+    assert np.abs(first_digit - plain).mean() < 1.0
+
+
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["--interpolate", "3", "12"], "classes are 0-9"),
+        (["--interpolate", "3"], "--interpolate"),
+        (["--interpolate", "1", "2", "--npz", "x.npz"], "--npz"),
+        (["--between", "noise"], "--between"),
+    ],
+)
+def test_bad_interpolate_options(trained_state, tmp_path, cli, monkeypatch, args, match):
+    monkeypatch.chdir(tmp_path)
+    res = cli("sample", "--state-dir", trained_state, *args)
+    assert res.code == 2 and match in res.err and list(tmp_path.iterdir()) == []

@@ -80,12 +80,12 @@ def test_padding_round_trip_is_exact():
 
 def test_augmentation_is_one_batched_call_deterministic_and_identity_at_zero():
     x = to_model(torch.from_numpy(synthetic_digits(8, 0)[0]))
-    aug = Augment(rotate=30, translate=0.1, scale=(0.8, 1.2), shear=10)
+    aug = Augment(rotate=30, translate=(0.1, 0.2), scale=(0.8, 1.2), shear=10)
     a = aug(x, torch.Generator().manual_seed(1))
     b = aug(x, torch.Generator().manual_seed(1))
     c = aug(x, torch.Generator().manual_seed(2))
     assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, c)
-    still = Augment(rotate=0, translate=0, scale=(1, 1), shear=0)(x, torch.Generator())
+    still = Augment(rotate=0, translate=(0, 0), scale=(1, 1), shear=0)(x, torch.Generator())
     assert torch.allclose(still, x, atol=1e-5)
 
 
@@ -198,3 +198,47 @@ def test_animated_gifs_use_their_first_frame(tmp_path):
     frames = [Image.fromarray(_digit_array(40, 40)), Image.new("L", (40, 40))]
     frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
     assert float(read_user_image(tmp_path / "anim.gif").max()) > 0.9
+
+
+def _write_dataset(root, folder, names, images, labels, label_table=False, transpose=False):
+    raw = root / folder / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    imgs = images.transpose(0, 2, 1) if transpose else images
+    (raw / names[0]).write_bytes(struct.pack(">IIII", 0x0803, len(imgs), 28, 28) + imgs.tobytes())
+    if label_table:  # QMNIST: int32 N x 8, class in column 0
+        table = np.zeros((len(labels), 8), dtype=">i4")
+        table[:, 0] = labels
+        (raw / names[1]).write_bytes(struct.pack(">III", 0x0C02, len(labels), 8) + table.tobytes())
+    else:
+        (raw / names[1]).write_bytes(struct.pack(">II", 0x0801, len(labels)) + labels.tobytes())
+
+
+@pytest.mark.parametrize("name", ["fashion", "kmnist", "emnist-digits", "qmnist"])
+def test_other_mnist_like_datasets_read_as_mnist_does(tmp_path, name):
+    from ddream.data import DATASETS
+
+    spec = DATASETS[name]
+    images, labels = synthetic_digits(40, 0)
+    for split in ("train", "test"):
+        _write_dataset(
+            tmp_path,
+            spec.folder,
+            spec.files[split],
+            images,
+            labels,
+            label_table=name == "qmnist",
+            transpose=spec.transpose,
+        )
+    train = load_split(tmp_path, "train", name)
+    assert torch.equal(train.images, torch.from_numpy(images))  # EMNIST transposed back
+    assert torch.equal(train.labels, torch.from_numpy(labels.astype(np.int64)))
+    other = "mnist" if name != "fashion" else "kmnist"
+    with pytest.raises(BadInput, match=f"no {other} files"):  # one dataset is never read as another
+        load_split(tmp_path, "train", other)
+
+
+def test_unknown_dataset_is_refused():
+    from ddream.data import get_dataset
+
+    with pytest.raises(BadInput, match="fashion"):
+        get_dataset("cifar")

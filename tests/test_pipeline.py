@@ -86,7 +86,7 @@ def test_retrained_autoencoder_makes_latents_and_dit_stale(trained_state, tmp_pa
     assert rows == {"ae": "done", "encode": "stale", "dit": "stale"}
     assert json.loads(cli("status", "--json", "--state-dir", state).out)["next"] == "ddream encode"
     sample = cli("sample", "--state-dir", state, "--grid", tmp_path / "x.png", "--device", "cpu")
-    assert sample.code == 1 and "another autoencoder" in sample.err
+    assert sample.code == 1 and "stale" in sample.err and "ddream encode" in sample.err
     res = cli("all", "--data-dir", mnist_dir, "--state-dir", state, "--seed", "1", *QUICK)
     assert res.code == 0, res.err
     rows = {
@@ -176,3 +176,55 @@ def test_sigterm_saves_progress_and_exits_143(tmp_path, mnist_dir):
     assert proc.returncode == 143
     assert err.strip().count("\n") == 0 and "SIGTERM" in err and "Traceback" not in err
     assert StateDir(state).view("ae").status == "partial"
+
+
+def test_the_digitdreamer_preset_runs_and_samples_with_its_own_defaults(tmp_path, mnist_dir, cli):
+    state = tmp_path / "dd"
+    res = cli(
+        "all", "--preset", "digitdreamer", "--data-dir", mnist_dir, "--state-dir", state, *QUICK
+    )
+    assert res.code == 0, res.err
+    rec = StateDir(state).record("ae")
+    assert (
+        rec["config"]["model"]["arch"] == "digitdreamer"
+        and rec["config"]["train"]["recon_loss"] == "bce"
+    )
+    out = cli(
+        "sample",
+        "--state-dir",
+        state,
+        "--n",
+        "10",
+        "--npz",
+        tmp_path / "x.npz",
+        "--json",
+        "--device",
+        "cpu",
+    )
+    assert out.code == 0, out.err
+    summary = json.loads(out.out)
+    assert (
+        summary["cfg"] == 2.0 and summary["steps"] == 4
+    )  # the preset's guidance, the quick profile's steps
+    assert (
+        cli(
+            "sample",
+            "--state-dir",
+            state,
+            "--n",
+            "10",
+            "--npz",
+            tmp_path / "y.npz",
+            "--json",
+            "--cfg",
+            "1.0",
+            "--device",
+            "cpu",
+        ).code
+        == 0
+    )
+
+
+def test_unknown_preset_is_refused(tmp_path, cli):
+    res = cli("all", "--preset", "sota", "--state-dir", tmp_path)
+    assert res.code == 2 and "digitdreamer" in res.err

@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from ddream.checkpoint import load_tensors
-from ddream.config import PROFILES
+from ddream.config import get_profile
 from ddream.data import load_split
 from ddream.errors import DDreamError, Interrupted
 from ddream.models.autoencoder import AutoEncoder
 from ddream.stages.train_ae import evaluate_psnr, train_ae
 from ddream.state import StateDir
 
-QUICK = PROFILES["quick"]
+QUICK = get_profile("quick")
 CPU = torch.device("cpu")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from ddream.data import Split, load_split, resolve_data_dir
 from ddream.errors import NotBuilt
 from ddream.models.autoencoder import AutoEncoder
 from ddream.models.dit import DiT
-from ddream.state import StateDir
+from ddream.state import STAGES, StateDir
 
 NEXT_COMMAND = {"ae": "ddream train-ae", "encode": "ddream encode", "dit": "ddream train-dit"}
 
@@ -25,6 +26,13 @@ def done_output(state: StateDir, stage: str, name: str) -> tuple[Path, str]:
         raise NotBuilt(
             f"no finished {stage} stage in {state.root}; run `{NEXT_COMMAND[stage]}` first"
         )
+    view = state.view(stage)
+    if view.status == "stale":
+        first = next(s for s in STAGES if state.view(s).status != "done")
+        raise NotBuilt(
+            f"the {stage} stage in {state.root} is stale ({view.detail}); run "
+            f"`{NEXT_COMMAND[first]}` and the stages after it, or `ddream all`"
+        )
     out = rec["outputs"][name]
     path = state.root / out["path"]
     if not path.exists():
@@ -34,13 +42,25 @@ def done_output(state: StateDir, stage: str, name: str) -> tuple[Path, str]:
 
 def load_ae(state: StateDir, device: torch.device) -> tuple[AutoEncoder, str]:
     """The trained autoencoder in eval mode, and its weights' sha256."""
+    ae, sha, _ = load_ae_with_dataset(state, device)
+    return ae, sha
+
+
+def load_ae_with_dataset(
+    state: StateDir, device: torch.device
+) -> tuple[AutoEncoder, str, dict[str, str]]:
+    """The trained autoencoder, its sha256, and the dataset it was trained on (name, fingerprint)."""
     path, sha = done_output(state, "ae", "model")
     tensors, meta = load_tensors(path, sha, device)
     if meta.get("kind") != "ddream-ae":
         raise BadArtifact(f"{path} is not a ddream autoencoder")
     ae = AutoEncoder(from_dict(AEConfig, meta["config"])).to(device)
-    ae.load_state_dict(tensors)
-    return ae.eval(), sha
+    try:
+        ae.load_state_dict(tensors)
+    except RuntimeError:
+        raise BadArtifact(f"{path} does not hold the weights its config describes") from None
+    dataset = {"name": meta.get("dataset_name", "mnist"), "fingerprint": meta.get("dataset", "")}
+    return ae.eval(), sha, dataset
 
 
 @dataclass
@@ -75,11 +95,22 @@ def load_dit(state: StateDir, device: torch.device) -> tuple[DiT, Latents, str]:
     if meta.get("kind") != "ddream-dit":
         raise BadArtifact(f"{path} is not a ddream DiT")
     model = DiT(from_dict(DiTConfig, meta["config"])).to(device)
-    model.load_state_dict(tensors)
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError:
+        raise BadArtifact(f"{path} does not hold the weights its config describes") from None
     stats, _ = load_latents(state, "test")
+    if not meta.get("standardised", True):  # trained on the raw latents (the digitdreamer preset)
+        stats = dataclasses.replace(
+            stats, mean=torch.zeros_like(stats.mean), std=torch.ones_like(stats.std)
+        )
+    model.sample_defaults = meta.get("sample", {})
     return model.eval(), stats, sha
 
 
-def load_mnist(state: StateDir, data_dir: Path | None) -> tuple[Split, Split]:
-    folder = resolve_data_dir(data_dir, state.root)
-    return load_split(folder, "train"), load_split(folder, "test")
+def load_dataset(
+    state: StateDir, data_dir: Path | None, dataset: str = "mnist"
+) -> tuple[Split, Split]:
+    """Both splits of a dataset, from --data-dir or the state dir's download cache."""
+    folder = resolve_data_dir(data_dir, state.root, dataset)
+    return load_split(folder, "train", dataset), load_split(folder, "test", dataset)

@@ -11,8 +11,9 @@ import torch
 
 from ddream.checkpoint import save_tensors
 from ddream.data import Split, to_model
+from ddream.errors import BadInput
 from ddream.models.autoencoder import AutoEncoder
-from ddream.stages.artifacts import load_ae, load_mnist
+from ddream.stages.artifacts import load_ae_with_dataset, load_dataset
 from ddream.state import StateDir
 from ddream.train import autocast, open_stage
 
@@ -41,8 +42,17 @@ def encode(
     force: bool = False,
 ) -> dict[str, Any]:
     """Encode both splits with the current autoencoder (skipped when done and fresh)."""
-    ae, ae_sha = load_ae(state, device)
-    train, test = load_mnist(state, data_dir)
+    ae, ae_sha, dataset = load_ae_with_dataset(state, device)
+    train, test = load_dataset(state, data_dir, dataset["name"])
+    if (
+        dataset["fingerprint"]
+        and dataset["fingerprint"] != train.fingerprint() + test.fingerprint()
+    ):
+        raise BadInput(
+            f"the autoencoder was trained on another copy of {dataset['name']} than --data-dir "
+            "holds now (another dataset); point --data-dir at the same data, or retrain with "
+            "`ddream train-ae`"
+        )
     inputs = {"ae": ae_sha, "data": train.fingerprint() + test.fingerprint(), "config": "v1"}
     record = open_stage(state, STAGE, {}, inputs, 1, None, force=force, discard_stale=True)
     if record is None:

@@ -11,7 +11,7 @@ import torch
 from ddream.data import read_user_image, to_model, to_uint8, to_unit
 from ddream.metrics import psnr
 from ddream.render import check_output, grid, write_png
-from ddream.stages.artifacts import load_ae, load_mnist
+from ddream.stages.artifacts import load_ae, load_ae_with_dataset, load_dataset
 from ddream.state import StateDir
 from ddream.train import autocast
 
@@ -69,7 +69,8 @@ def reconstruct_test(
 ) -> dict[str, Any]:
     """N test digits over their reconstructions, 10 a row pair, like DigitDreamer's figure."""
     check_output(out, ".png", "--out")
-    _, test = load_mnist(state, data_dir)
+    _, _, dataset = load_ae_with_dataset(state, device)
+    _, test = load_dataset(state, data_dir, dataset["name"])
     n = min(n, len(test))
     digits = test.images[:n].float() / 255.0
     recon, scores = _round_trip(state, digits, device)

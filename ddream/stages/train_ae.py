@@ -26,7 +26,7 @@ from ddream.config import AEConfig, AETrainConfig, fingerprint, to_dict
 from ddream.data import Augment, Split, to_model, to_unit
 from ddream.metrics import psnr
 from ddream.models.autoencoder import AutoEncoder, PatchDiscriminator
-from ddream.stages.artifacts import load_mnist
+from ddream.stages.artifacts import load_dataset
 from ddream.state import StateDir
 from ddream.train import autocast, close_stage, open_stage, run_training, seeded
 
@@ -34,25 +34,48 @@ STAGE = "ae"
 
 
 def ae_losses(
-    ae: AutoEncoder, disc: PatchDiscriminator, x: torch.Tensor, gan_weight: float, use_gan: bool
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(total, reconstruction, adversarial) losses of the autoencoder on a batch x in [-1, 1]."""
+    ae: AutoEncoder,
+    disc: PatchDiscriminator,
+    x: torch.Tensor,
+    *,
+    gan_weight: float,
+    use_gan: bool,
+    recon_loss: str = "l1+mse",
+    gan_loss: str = "hinge",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(total, reconstruction, adversarial) losses of the autoencoder on a batch x in [-1, 1], and
+    the reconstruction itself (which the discriminator's step reuses)."""
     recon = ae(x)
-    rec_loss = F.l1_loss(recon, x) + F.mse_loss(recon, x)
-    if use_gan:
-        gan_loss = -disc(recon).float().mean()  # hinge generator loss, on the live reconstruction
+    if recon_loss == "bce":  # on the sigmoid output, as probabilities of ink
+        p = ((recon.float() + 1) / 2).clamp(1e-6, 1 - 1e-6)
+        rec_loss = F.binary_cross_entropy(p, ((x.float() + 1) / 2).clamp(0, 1))
     else:
-        gan_loss = torch.zeros((), device=x.device)
-    return rec_loss + gan_weight * gan_loss, rec_loss, gan_loss
+        rec_loss = F.l1_loss(recon, x) + F.mse_loss(recon, x)
+    if use_gan:  # the generator's term, on the live reconstruction so its gradient reaches the AE
+        logits = disc(recon).float()
+        gan = F.softplus(-logits).mean() if gan_loss == "bce" else -logits.mean()
+    else:
+        gan = torch.zeros((), device=x.device)
+    return rec_loss + gan_weight * gan, rec_loss, gan, recon
 
 
-def disc_loss(disc: PatchDiscriminator, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-    """Hinge loss of the discriminator."""
-    return F.relu(1 - disc(real).float()).mean() + F.relu(1 + disc(fake.detach()).float()).mean()
+def disc_loss(
+    disc: PatchDiscriminator, real: torch.Tensor, fake: torch.Tensor, kind: str = "hinge"
+) -> torch.Tensor:
+    """The discriminator's loss: hinge, or BCE (real -> 1, fake -> 0)."""
+    real_logits, fake_logits = disc(real).float(), disc(fake.detach()).float()
+    if kind == "bce":
+        return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+    return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
 
 
 def cosine_lr(base: float, step: int, total: int, floor: float = 0.1) -> float:
     return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
+
+
+def scheduled_lr(schedule: str, base: float, step: int, total: int) -> float:
+    """The learning rate at a step: cosine decay to 10%, or constant."""
+    return cosine_lr(base, step, total) if schedule == "cosine" else base
 
 
 @dataclass
@@ -85,23 +108,29 @@ class AETask:
         x = to_model(self.images[idx.to(self.device)])
         if epoch < self.cfg.epochs:
             x = self.augment(x, seeded(self.seed, "augment", global_step))
-        lr = cosine_lr(self.cfg.lr, global_step, self.total_steps)
+        lr = scheduled_lr(self.cfg.lr_schedule, self.cfg.lr, global_step, self.total_steps)
         for opt in (self.opt_ae, self.opt_d):
             for group in opt.param_groups:
                 group["lr"] = lr
         use_gan = self.cfg.gan_weight > 0 and global_step >= self.cfg.gan_start
         self.ae.train()
         with autocast(self.device):
-            total, rec, gan = ae_losses(self.ae, self.disc, x, self.cfg.gan_weight, use_gan)
+            total, rec, gan, recon = ae_losses(
+                self.ae,
+                self.disc,
+                x,
+                gan_weight=self.cfg.gan_weight,
+                use_gan=use_gan,
+                recon_loss=self.cfg.recon_loss,
+                gan_loss=self.cfg.gan_loss,
+            )
         self.opt_ae.zero_grad(set_to_none=True)
         total.backward()
         self.opt_ae.step()
         out = {"loss": rec.detach()}
         if use_gan:  # the discriminator costs nothing until the GAN term starts
-            with autocast(self.device), torch.no_grad():
-                fake = self.ae(x)
             with autocast(self.device):
-                d = disc_loss(self.disc, x, fake)
+                d = disc_loss(self.disc, x, recon.detach(), self.cfg.gan_loss)
             self.opt_d.zero_grad(set_to_none=True)
             d.backward()
             self.opt_d.step()
@@ -159,6 +188,7 @@ def train_ae(
     cfg: AETrainConfig,
     *,
     data_dir: Path | None,
+    dataset: str = "mnist",
     device: torch.device,
     seed: int,
     quiet: bool,
@@ -167,10 +197,11 @@ def train_ae(
     stop_after: int | None = None,
 ) -> dict[str, Any]:
     """Train (or resume, or skip when done and fresh) the autoencoder; returns a summary."""
-    train_full, test_full = load_mnist(state, data_dir)
+    train_full, test_full = load_dataset(state, data_dir, dataset)
     train, test = train_full.head(cfg.train_limit), test_full.head(cfg.test_limit)
-    config = {"model": to_dict(model_cfg), "train": to_dict(cfg), "seed": seed}
+    config = {"model": to_dict(model_cfg), "train": to_dict(cfg), "seed": seed, "dataset": dataset}
     inputs = {"config": fingerprint(config), "data": train.fingerprint() + test.fingerprint()}
+    dataset_fp = train_full.fingerprint() + test_full.fingerprint()
     resume = state.path("ae", "resume.safetensors")
     record = open_stage(
         state,
@@ -204,6 +235,11 @@ def train_ae(
     save_tensors(
         model_path,
         ae.state_dict(),
-        {"kind": "ddream-ae", "config": to_dict(model_cfg), "data": inputs["data"]},
+        {
+            "kind": "ddream-ae",
+            "config": to_dict(model_cfg),
+            "dataset": dataset_fp,
+            "dataset_name": dataset,
+        },
     )
     return close_stage(state, STAGE, record, result, {"model": model_path}, resume)

@@ -1,4 +1,4 @@
-"""`ddream train-dit`: rectified flow on standardised latents, class-conditional with a null class,
+"""`ddream train-dit`: rectified flow on (standardised) latents, class-conditional with a null class,
 an EMA of the weights (what sampling uses), validation loss on the test latents each epoch."""
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from ddream.checkpoint import (
     save_tensors,
     split_prefix,
 )
-from ddream.config import DiTConfig, DiTTrainConfig, fingerprint, to_dict
+from ddream.config import DiTConfig, DiTTrainConfig, SampleConfig, fingerprint, to_dict
 from ddream.errors import BadInput
 from ddream.flow import flow_loss, sample_t
 from ddream.models.dit import DiT
 from ddream.stages.artifacts import load_latents
-from ddream.stages.train_ae import cosine_lr
+from ddream.stages.train_ae import scheduled_lr
 from ddream.state import StateDir
 from ddream.train import EMA, autocast, close_stage, open_stage, run_training, seeded
 
@@ -64,7 +64,9 @@ class DiTTask:
         t, eps, drop = self.draws(len(idx), seeded(self.seed, "flow", global_step))
         y = torch.where(drop, torch.full_like(y, self.null), y)
         for group in self.opt.param_groups:
-            group["lr"] = cosine_lr(self.cfg.lr, global_step, self.total_steps)
+            group["lr"] = scheduled_lr(
+                self.cfg.lr_schedule, self.cfg.lr, global_step, self.total_steps
+            )
         self.model.train()
         with autocast(self.device):
             loss = flow_loss(lambda xt, tt: self.model(xt, tt, y), x, t, eps)
@@ -119,11 +121,13 @@ def train_dit(
     device: torch.device,
     seed: int,
     quiet: bool,
+    sample_cfg: SampleConfig | None = None,
     force: bool = False,
     discard_stale: bool = False,
     stop_after: int | None = None,
 ) -> dict[str, Any]:
     """Train (or resume, or skip when done and fresh) the DiT on the encoded latents."""
+    sample_cfg = sample_cfg or SampleConfig()
     train, train_sha = load_latents(state, "train")
     test, test_sha = load_latents(state, "test")
     channels = train.latents.shape[1]
@@ -140,7 +144,12 @@ def train_dit(
             f"--patch-size {model_cfg.patch_size} does not divide the latent size "
             f"{model_cfg.latent_size}"
         )
-    config = {"model": to_dict(model_cfg), "train": to_dict(cfg), "seed": seed}
+    config = {
+        "model": to_dict(model_cfg),
+        "train": to_dict(cfg),
+        "seed": seed,
+        "sample": to_dict(sample_cfg),
+    }
     inputs = {"config": fingerprint(config), "encode": train_sha, "encode_test": test_sha}
     resume = state.path("dit", "resume.safetensors")
     record = open_stage(
@@ -151,8 +160,9 @@ def train_dit(
 
     n_train = cfg.train_limit or len(train.labels)
     n_test = cfg.test_limit or len(test.labels)
-    x_train = train.standardise(train.latents[:n_train]).to(device)
-    x_test = train.standardise(test.latents[:n_test]).to(device)
+    scale = train.standardise if cfg.standardise else (lambda z: z)
+    x_train = scale(train.latents[:n_train]).to(device)
+    x_test = scale(test.latents[:n_test]).to(device)
     torch.manual_seed(seed)
     model = DiT(model_cfg).to(device)
     task = DiTTask(
@@ -184,7 +194,9 @@ def train_dit(
             "kind": "ddream-dit",
             "config": to_dict(model_cfg),
             "latents": train_sha,
-            "weights": "ema",
+            "weights": "ema" if cfg.ema_decay > 0 else "raw",
+            "standardised": cfg.standardise,
+            "sample": to_dict(sample_cfg),
         },
     )
     return close_stage(state, STAGE, record, result, {"model": model_path}, resume)
