@@ -42,7 +42,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/ddream-bench-quality"))
     ap.add_argument("--keep", action="store_true", help="reuse trained state dirs")
     ap.add_argument("--n", type=int, default=10_000)
-    ap.add_argument("--sweep-n", type=int, default=5_000)
+    ap.add_argument("--sweep-n", type=int, default=2_000)
     args = ap.parse_args()
     data = str(args.data_dir)
     if args.work.exists() and not args.keep:
@@ -69,7 +69,7 @@ def main() -> None:
 
     sweep = []
     default_state = args.work / "default"
-    for steps in (2, 4, 8, 12):
+    for steps in (4, 12):
         for cfg in (1.0, 1.5, 2.0, 3.0):
             r = evaluate(default_state, data, args.sweep_n, "--steps", str(steps), "--cfg", str(cfg))
             sweep.append((steps, cfg, r["generation"], r["digits_per_s"]))

@@ -132,10 +132,22 @@ def test_commands_that_need_a_model_say_which_stage_to_run(tmp_path, cli):
     res = cli("reconstruct", img, "--state-dir", tmp_path / "empty")
     assert res.code == 1 and "ddream train-ae" in res.err and res.err.count("\n") == 1
     res = cli("sample", "--state-dir", tmp_path / "empty", "--grid", tmp_path / "x.png")
-    assert res.code == 1 and "ddream train-dit" in res.err
+    assert (
+        res.code == 1 and "ddream train-ae` and the stages after it" in res.err
+    )  # the first missing
     res = cli("train-dit", "--state-dir", tmp_path / "empty", "--profile", "quick")
-    assert res.code == 1 and "ddream encode" in res.err
+    assert res.code == 1 and "ddream train-ae" in res.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d.png", "empty"]
+
+
+def test_a_missing_dit_after_a_done_encode_asks_for_train_dit(trained_state, tmp_path, cli):
+    import shutil
+
+    state = tmp_path / "state"
+    shutil.copytree(trained_state, state)
+    StateDir(state).drop_record("dit")
+    res = cli("sample", "--state-dir", state, "--grid", tmp_path / "x.png")
+    assert res.code == 1 and "run `ddream train-dit` first" in res.err
 
 
 def test_reconstruct_writes_side_by_side_pictures_beside_the_inputs(trained_state, tmp_path, cli):

@@ -23,21 +23,27 @@ def done_output(state: StateDir, stage: str, name: str) -> tuple[Path, str]:
     """Path and recorded sha256 of a finished stage's output, or a one-line 'run X first'."""
     rec = state.record(stage)
     if not rec or rec.get("status") != "done" or name not in rec.get("outputs", {}):
-        raise NotBuilt(
-            f"no finished {stage} stage in {state.root}; run `{NEXT_COMMAND[stage]}` first"
-        )
+        raise NotBuilt(f"no finished {stage} stage in {state.root}; {_what_to_run(state, stage)}")
     view = state.view(stage)
     if view.status == "stale":
-        first = next(s for s in STAGES if state.view(s).status != "done")
         raise NotBuilt(
-            f"the {stage} stage in {state.root} is stale ({view.detail}); run "
-            f"`{NEXT_COMMAND[first]}` and the stages after it, or `ddream all`"
+            f"the {stage} stage in {state.root} is stale ({view.detail}); "
+            f"{_what_to_run(state, stage)}"
         )
     out = rec["outputs"][name]
     path = state.root / out["path"]
     if not path.exists():
         raise BadArtifact(f"{path} is missing; rerun `{NEXT_COMMAND[stage]}` (or `ddream all`)")
     return path, out["sha256"]
+
+
+def _what_to_run(state: StateDir, stage: str) -> str:
+    """'run `ddream X` first', naming the earliest stage up to `stage` that is not done and fresh."""
+    upto = STAGES[: STAGES.index(stage) + 1]
+    first = next((s for s in upto if state.view(s).status != "done"), stage)
+    if first == stage:
+        return f"run `{NEXT_COMMAND[stage]}` first"
+    return f"run `{NEXT_COMMAND[first]}` and the stages after it first (or `ddream all`)"
 
 
 def load_ae(state: StateDir, device: torch.device) -> tuple[AutoEncoder, str]:
