@@ -19,7 +19,8 @@ from ddream import __version__
 app = typer.Typer(
     name="ddream",
     help="Train and run a rectified-flow latent diffusion model for MNIST digits.\n\n"
-    "Pipeline: train-ae -> encode -> train-dit -> sample; `ddream all` runs it and resumes it.",
+    "Pipeline: train-ae -> encode -> train-dit -> sample; `ddream all` runs it and resumes it.\n\n"
+    "Exit codes: 0 ok, 1 failure, 2 bad input, 130 interrupted (143 on SIGTERM).",
     rich_markup_mode="rich",
     no_args_is_help=True,
     pretty_exceptions_enable=False,

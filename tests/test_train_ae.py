@@ -80,6 +80,28 @@ def test_resume_checkpoint_of_other_settings_is_refused(tmp_path, mnist_dir):
         _train(tmp_path, mnist_dir, batch_size=16)
 
 
-def test_divergence_stops_with_a_clear_message(tmp_path, mnist_dir):
+def test_divergence_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
+    tmp_path, mnist_dir, monkeypatch
+):
+    opts = dict(batch_size=32, checkpoint_every=2)
+    with pytest.raises(Interrupted):  # a healthy start, checkpointed
+        _train(tmp_path, mnist_dir, stop_after=2, **opts)
+    resume = tmp_path / "ae" / "resume.safetensors"
+    good = resume.read_bytes()
+    import ddream.stages.train_ae as train_ae_module
+
+    real = train_ae_module.AETask.step
+
+    def poisoned(self, epoch, global_step, idx):
+        out = real(self, epoch, global_step, idx)
+        with torch.no_grad():  # the weights blow up, as a too-high learning rate would make them
+            next(self.ae.parameters()).fill_(float("nan"))
+        return {"loss": out["loss"] * float("nan")}
+
+    monkeypatch.setattr(train_ae_module.AETask, "step", poisoned)
     with pytest.raises(DDreamError, match="lower --lr"):
-        _train(tmp_path, mnist_dir, lr=1e12, batch_size=32)
+        _train(tmp_path, mnist_dir, **opts)
+    assert resume.read_bytes() == good  # the non-finite weights were never written
+    tensors, _ = load_tensors(resume)
+    assert all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point())
+    assert StateDir(tmp_path).view("ae").status == "partial"
