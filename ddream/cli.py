@@ -169,10 +169,39 @@ def _setup(device: str, seed: int):
     """The torch device, chosen after the options parsed (torch is imported only for real work)."""
     import torch
 
+    from ddream.distributed import world_size
+    from ddream.train import pick_device
+
+    if world_size() > 1:
+        _bad(
+            "under torchrun, run `ddream train-ae` or `ddream train-dit`; the other commands run alone"
+        )
+    torch.manual_seed(seed)
+    return pick_device(device)
+
+
+def _setup_training(device: str, seed: int, batch_size: int):
+    """Device and process group for a training command: torchrun's, when it started this process."""
+    import torch
+
+    from ddream.distributed import init_from_env
     from ddream.train import pick_device
 
     torch.manual_seed(seed)
-    return pick_device(device)
+    return init_from_env(pick_device(device), (batch_size,))
+
+
+def shutdown(dist, clean: bool) -> None:
+    from ddream.distributed import shutdown as leave
+
+    leave(dist, clean)
+
+
+def _writer(state, command: str, dist):
+    """The state dir's lock, held by rank 0 alone under torchrun."""
+    import contextlib
+
+    return state.locked(command) if dist.main else contextlib.nullcontext()
 
 
 # ---- training stages ---------------------------------------------------------------------------
@@ -236,21 +265,29 @@ def train_ae_cmd(
     _check_ae(model_cfg)
     if cfg.epochs + cfg.finetune_epochs < 1:
         _bad("--epochs plus --finetune-epochs must be at least 1")
-    dev = _setup(device, seed)
+    dist = _setup_training(device, seed, cfg.batch_size)
     state = StateDir(state_dir)
-    with state.locked("train-ae"):
-        state.write_run("train-ae", _options(ctx))
-        result = train_ae(
-            state,
-            model_cfg,
-            cfg,
-            data_dir=data_dir,
-            dataset=dataset,
-            device=dev,
-            seed=seed,
-            quiet=quiet,
-        )
-    _report("train-ae", result, quiet)
+    try:
+        with _writer(state, "train-ae", dist):
+            if dist.main:
+                state.write_run("train-ae", _options(ctx))
+            result = train_ae(
+                state,
+                model_cfg,
+                cfg,
+                data_dir=data_dir,
+                dataset=dataset,
+                device=dist.device,
+                seed=seed,
+                quiet=quiet,
+                force=force,
+                dist=dist,
+            )
+    except BaseException:
+        shutdown(dist, clean=False)
+        raise
+    shutdown(dist, clean=True)
+    _report("train-ae", result, quiet or not dist.main)
 
 
 @app.command("encode")
@@ -326,21 +363,28 @@ def train_dit_cmd(
         ema_decay=_finite(ema_decay, "--ema-decay"),
         checkpoint_every=checkpoint_every,
     )
-    dev = _setup(device, seed)
+    dist = _setup_training(device, seed, cfg.batch_size)
     state = StateDir(state_dir)
-    with state.locked("train-dit"):
-        state.write_run("train-dit", _options(ctx))
-        result = train_dit(
-            state,
-            model_cfg,
-            cfg,
-            device=dev,
-            seed=seed,
-            quiet=quiet,
-            sample_cfg=prof.sample,
-            force=force,
-        )
-    _report("train-dit", result, quiet)
+    try:
+        with _writer(state, "train-dit", dist):
+            if dist.main:
+                state.write_run("train-dit", _options(ctx))
+            result = train_dit(
+                state,
+                model_cfg,
+                cfg,
+                device=dist.device,
+                seed=seed,
+                quiet=quiet,
+                sample_cfg=prof.sample,
+                force=force,
+                dist=dist,
+            )
+    except BaseException:
+        shutdown(dist, clean=False)
+        raise
+    shutdown(dist, clean=True)
+    _report("train-dit", result, quiet or not dist.main)
 
 
 # ---- using the models ---------------------------------------------------------------------------

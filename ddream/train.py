@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import torch
 
 from ddream.checkpoint import load_tensors, save_tensors
+from ddream.distributed import SINGLE, Dist
 from ddream.errors import BadInput, DDreamError, Interrupted
 from ddream.state import StateDir
 
@@ -237,14 +238,17 @@ def run_training(
     checkpoint_every: int,
     quiet: bool,
     stop_after: int | None = None,
+    dist: Dist = SINGLE,
 ) -> RunResult:
     """Train `task` to its last epoch, resuming from `resume_path` if it holds a checkpoint of this run.
 
     Writes a resume checkpoint every `checkpoint_every` steps and at each epoch's end, keeps the
     stage's record up to date (epoch, metrics, wall time), and on SIGINT/SIGTERM (or after
     `stop_after` steps in this process, or DDREAM_STOP_AFTER_STEPS, which tests use) writes a last
-    checkpoint and raises Interrupted.
+    checkpoint and raises Interrupted. Under torchrun every rank runs this loop in step; only rank 0
+    writes, and stop requests and non-finite losses are agreed on by all ranks.
     """
+    quiet = quiet or not dist.main
     # Two hooks for the fault tests, which drive the real CLI: stop after N steps, slow each step.
     if stop_after is None and os.environ.get("DDREAM_STOP_AFTER_STEPS"):
         stop_after = int(os.environ["DDREAM_STOP_AFTER_STEPS"])
@@ -279,9 +283,9 @@ def run_training(
         bad = [
             k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()
         ]
-        if bad:
+        if dist.any(bool(bad)):
             raise DDreamError(
-                f"{stage}: training diverged (non-finite values in {bad[0]}); the last "
+                f"{stage}: training diverged (non-finite values in {bad[0] if bad else 'another rank'}); the last "
                 f"good checkpoint {resume_path.name} is kept: lower --lr and rerun"
             )
         meta = {
@@ -294,6 +298,8 @@ def run_training(
             "wall_time": prior_wall + time.perf_counter() - t0,
             **task.meta(),
         }
+        if not dist.main:
+            return
         save_tensors(resume_path, tensors, meta)
         record["epoch"], record["wall_time"] = ep, meta["wall_time"]
         record["metrics"] = result.history[-1] if result.history else {}
@@ -326,15 +332,16 @@ def run_training(
                 info = None
                 if refresh:  # .item() only here: it waits for the device
                     values = {k: v.item() for k, v in losses.items()}
-                    if not all(math.isfinite(v) for v in values.values()):
+                    if dist.any(not all(math.isfinite(v) for v in values.values())):
                         raise DDreamError(
                             f"{stage}: loss became {values} at step {global_step}; the last "
                             f"good checkpoint {resume_path.name} is kept: lower --lr and rerun"
                         )
                     info = "  ".join(f"{k} {v:.4f}" for k, v in values.items())
                 bar.step(s + 1, info)
-                stopping = flag.signum or (
-                    stop_after is not None and steps_this_process >= stop_after
+                stopping = dist.any(
+                    bool(flag.signum)
+                    or (stop_after is not None and steps_this_process >= stop_after)
                 )
                 if stopping and s + 1 < steps_per_epoch:
                     save_checkpoint(epoch, s + 1)
@@ -355,7 +362,9 @@ def run_training(
             )
             epoch, step_in_epoch = epoch + 1, 0
             save_checkpoint(epoch, 0)
-            stopping = flag.signum or (stop_after is not None and steps_this_process >= stop_after)
+            stopping = dist.any(
+                bool(flag.signum) or (stop_after is not None and steps_this_process >= stop_after)
+            )
             if stopping and epoch < task.total_epochs:
                 _raise_interrupted(stage, flag.signum)
 
@@ -384,12 +393,39 @@ def open_stage(
     *,
     force: bool,
     discard_stale: bool,
+    dist: Dist = SINGLE,
 ) -> dict[str, Any] | None:
     """The record to train under, or None when the stage is done and fresh (nothing to do).
 
     A resume checkpoint of other inputs is dropped with --force, or by `all` (discard_stale);
-    otherwise `run_training` refuses it with a clear line.
+    otherwise `run_training` refuses it with a clear line. Under torchrun rank 0 decides and writes;
+    the other ranks then read what it wrote.
     """
+    if dist.world > 1:
+        record = (
+            _open_stage(state, stage, config, inputs, total_epochs, resume, force, discard_stale)
+            if dist.main
+            else None
+        )
+        dist.barrier()
+        if not dist.main:
+            record = state.record(stage)
+            skip = record["status"] == "done" and record["inputs"] == inputs
+            return None if skip else record
+        return record
+    return _open_stage(state, stage, config, inputs, total_epochs, resume, force, discard_stale)
+
+
+def _open_stage(
+    state: StateDir,
+    stage: str,
+    config: dict[str, Any],
+    inputs: dict[str, str],
+    total_epochs: int,
+    resume: Path | None,
+    force: bool,
+    discard_stale: bool,
+) -> dict[str, Any] | None:
     record = state.record(stage)
     same = bool(record) and record.get("inputs") == inputs
     if (

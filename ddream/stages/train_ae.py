@@ -24,6 +24,7 @@ from ddream.checkpoint import (
 )
 from ddream.config import AEConfig, AETrainConfig, fingerprint, to_dict
 from ddream.data import Augment, Split, to_model, to_unit
+from ddream.distributed import SINGLE, Dist
 from ddream.metrics import psnr
 from ddream.models.autoencoder import AutoEncoder, PatchDiscriminator
 from ddream.stages.artifacts import load_dataset
@@ -62,8 +63,9 @@ def ae_losses(
 def disc_loss(
     disc: PatchDiscriminator, real: torch.Tensor, fake: torch.Tensor, kind: str = "hinge"
 ) -> torch.Tensor:
-    """The discriminator's loss: hinge, or BCE (real -> 1, fake -> 0)."""
-    real_logits, fake_logits = disc(real).float(), disc(fake.detach()).float()
+    """The discriminator's loss: hinge, or BCE (real -> 1, fake -> 0). One forward over both halves
+    (DistributedDataParallel allows one forward per backward)."""
+    real_logits, fake_logits = disc(torch.cat([real, fake.detach()])).float().chunk(2)
     if kind == "bce":
         return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
     return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
@@ -89,8 +91,10 @@ class AETask:
     test: Split
     device: torch.device
     seed: int
+    dist: Dist = SINGLE
 
     def __post_init__(self) -> None:
+        self.ae_ddp, self.disc_ddp = self.dist.wrap(self.ae), self.dist.wrap(self.disc)
         self.n_train = len(self.train)
         self.batch_size = self.cfg.batch_size
         self.total_epochs = self.cfg.epochs + self.cfg.finetune_epochs
@@ -106,8 +110,9 @@ class AETask:
 
     def step(self, epoch: int, global_step: int, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         x = to_model(self.images[idx.to(self.device)])
-        if epoch < self.cfg.epochs:
+        if epoch < self.cfg.epochs:  # drawn for the whole batch, so every rank sees the same draws
             x = self.augment(x, seeded(self.seed, "augment", global_step))
+        x = self.dist.shard(x)
         lr = scheduled_lr(self.cfg.lr_schedule, self.cfg.lr, global_step, self.total_steps)
         for opt in (self.opt_ae, self.opt_d):
             for group in opt.param_groups:
@@ -116,8 +121,8 @@ class AETask:
         self.ae.train()
         with autocast(self.device):
             total, rec, gan, recon = ae_losses(
-                self.ae,
-                self.disc,
+                self.ae_ddp,
+                self.disc_ddp,
                 x,
                 gan_weight=self.cfg.gan_weight,
                 use_gan=use_gan,
@@ -130,7 +135,7 @@ class AETask:
         out = {"loss": rec.detach()}
         if use_gan:  # the discriminator costs nothing until the GAN term starts
             with autocast(self.device):
-                d = disc_loss(self.disc, x, recon.detach(), self.cfg.gan_loss)
+                d = disc_loss(self.disc_ddp, x, recon.detach(), self.cfg.gan_loss)
             self.opt_d.zero_grad(set_to_none=True)
             d.backward()
             self.opt_d.step()
@@ -195,6 +200,7 @@ def train_ae(
     force: bool = False,
     discard_stale: bool = False,
     stop_after: int | None = None,
+    dist: Dist = SINGLE,
 ) -> dict[str, Any]:
     """Train (or resume, or skip when done and fresh) the autoencoder; returns a summary."""
     train_full, test_full = load_dataset(state, data_dir, dataset)
@@ -212,6 +218,7 @@ def train_ae(
         resume,
         force=force,
         discard_stale=discard_stale,
+        dist=dist,
     )
     if record is None:
         return {"skipped": True, "metrics": state.record(STAGE)["metrics"]}
@@ -219,7 +226,7 @@ def train_ae(
     torch.manual_seed(seed)
     ae = AutoEncoder(model_cfg).to(device)
     disc = PatchDiscriminator(model_cfg.disc_width).to(device)
-    task = AETask(ae, disc, cfg, train, test, device, seed)
+    task = AETask(ae, disc, cfg, train, test, device, seed, dist)
     result = run_training(
         task,
         stage=STAGE,
@@ -230,8 +237,12 @@ def train_ae(
         checkpoint_every=cfg.checkpoint_every,
         quiet=quiet,
         stop_after=stop_after,
+        dist=dist,
     )
     model_path = state.path("ae", "model.safetensors")
+    if not dist.main:
+        dist.barrier()  # rank 0 writes the weights and the record
+        return {"skipped": False, "metrics": {}}
     save_tensors(
         model_path,
         ae.state_dict(),
@@ -242,4 +253,6 @@ def train_ae(
             "dataset_name": dataset,
         },
     )
-    return close_stage(state, STAGE, record, result, {"model": model_path}, resume)
+    summary = close_stage(state, STAGE, record, result, {"model": model_path}, resume)
+    dist.barrier()
+    return summary

@@ -16,6 +16,7 @@ from ddream.checkpoint import (
     split_prefix,
 )
 from ddream.config import DiTConfig, DiTTrainConfig, SampleConfig, fingerprint, to_dict
+from ddream.distributed import SINGLE, Dist
 from ddream.errors import BadInput
 from ddream.flow import flow_loss, sample_t
 from ddream.models.dit import DiT
@@ -37,8 +38,10 @@ class DiTTask:
     y_test: torch.Tensor
     device: torch.device
     seed: int
+    dist: Dist = SINGLE
 
     def __post_init__(self) -> None:
+        self.model_ddp = self.dist.wrap(self.model)
         self.n_train = len(self.y_train)
         self.batch_size = self.cfg.batch_size
         self.total_epochs = self.cfg.epochs
@@ -63,13 +66,15 @@ class DiTTask:
         x, y = self.x_train[idx], self.y_train[idx]
         t, eps, drop = self.draws(len(idx), seeded(self.seed, "flow", global_step))
         y = torch.where(drop, torch.full_like(y, self.null), y)
+        # every rank draws for the whole batch and trains on its rows of it
+        x, y, t, eps = (self.dist.shard(v) for v in (x, y, t, eps))
         for group in self.opt.param_groups:
             group["lr"] = scheduled_lr(
                 self.cfg.lr_schedule, self.cfg.lr, global_step, self.total_steps
             )
         self.model.train()
         with autocast(self.device):
-            loss = flow_loss(lambda xt, tt: self.model(xt, tt, y), x, t, eps)
+            loss = flow_loss(lambda xt, tt: self.model_ddp(xt, tt, y), x, t, eps)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -125,6 +130,7 @@ def train_dit(
     force: bool = False,
     discard_stale: bool = False,
     stop_after: int | None = None,
+    dist: Dist = SINGLE,
 ) -> dict[str, Any]:
     """Train (or resume, or skip when done and fresh) the DiT on the encoded latents."""
     sample_cfg = sample_cfg or SampleConfig()
@@ -153,7 +159,15 @@ def train_dit(
     inputs = {"config": fingerprint(config), "encode": train_sha, "encode_test": test_sha}
     resume = state.path("dit", "resume.safetensors")
     record = open_stage(
-        state, STAGE, config, inputs, cfg.epochs, resume, force=force, discard_stale=discard_stale
+        state,
+        STAGE,
+        config,
+        inputs,
+        cfg.epochs,
+        resume,
+        force=force,
+        discard_stale=discard_stale,
+        dist=dist,
     )
     if record is None:
         return {"skipped": True, "metrics": state.record(STAGE)["metrics"]}
@@ -174,6 +188,7 @@ def train_dit(
         test.labels[:n_test].to(device),
         device,
         seed,
+        dist,
     )
     result = run_training(
         task,
@@ -185,8 +200,12 @@ def train_dit(
         checkpoint_every=cfg.checkpoint_every,
         quiet=quiet,
         stop_after=stop_after,
+        dist=dist,
     )
     model_path = state.path("dit", "model.safetensors")
+    if not dist.main:
+        dist.barrier()  # rank 0 writes the weights and the record
+        return {"skipped": False, "metrics": {}}
     save_tensors(
         model_path,
         task.ema.shadow,
@@ -199,4 +218,6 @@ def train_dit(
             "sample": to_dict(sample_cfg),
         },
     )
-    return close_stage(state, STAGE, record, result, {"model": model_path}, resume)
+    summary = close_stage(state, STAGE, record, result, {"model": model_path}, resume)
+    dist.barrier()
+    return summary
