@@ -447,10 +447,19 @@ def close_stage(
     stage: str,
     record: dict[str, Any],
     result: RunResult,
-    outputs: dict[str, Path],
     resume: Path,
+    *,
+    model_path: Path,
+    weights: dict[str, torch.Tensor],
+    meta: dict[str, Any],
+    dist: Dist = SINGLE,
 ) -> dict[str, Any]:
-    """Mark a trained stage done with its outputs hashed, then drop the resume checkpoint."""
+    """Write the trained weights, mark the stage done with its output hashed, drop the resume
+    checkpoint. Under torchrun rank 0 does it while the others wait."""
+    if not dist.main:
+        dist.barrier()
+        return {"skipped": False, "metrics": {}}
+    save_tensors(model_path, weights, meta)
     record["metrics"] = {
         **(result.history[-1] if result.history else {}),
         "images_per_s": round(result.images_per_s, 1),
@@ -458,11 +467,12 @@ def close_stage(
     record["history"] = result.history
     record["wall_time"] = round(result.wall_time, 2)
     record["epoch"] = record["epochs"]
-    state.finish_record(stage, record, outputs)
+    state.finish_record(stage, record, {"model": model_path})
     resume.unlink(missing_ok=True)
+    dist.barrier()
     return {
         "skipped": False,
         "metrics": record["metrics"],
         "wall_time": record["wall_time"],
-        **{name: str(p) for name, p in outputs.items()},
+        "model": str(model_path),
     }

@@ -19,7 +19,6 @@ from ddream.checkpoint import (
     flatten_optimizer,
     prefixed,
     restore_optimizer,
-    save_tensors,
     split_prefix,
 )
 from ddream.config import AEConfig, AETrainConfig, fingerprint, to_dict
@@ -239,20 +238,19 @@ def train_ae(
         stop_after=stop_after,
         dist=dist,
     )
-    model_path = state.path("ae", "model.safetensors")
-    if not dist.main:
-        dist.barrier()  # rank 0 writes the weights and the record
-        return {"skipped": False, "metrics": {}}
-    save_tensors(
-        model_path,
-        ae.state_dict(),
-        {
+    return close_stage(
+        state,
+        STAGE,
+        record,
+        result,
+        resume,
+        model_path=state.path("ae", "model.safetensors"),
+        weights=ae.state_dict(),
+        meta={
             "kind": "ddream-ae",
             "config": to_dict(model_cfg),
             "dataset": dataset_fp,
             "dataset_name": dataset,
         },
+        dist=dist,
     )
-    summary = close_stage(state, STAGE, record, result, {"model": model_path}, resume)
-    dist.barrier()
-    return summary

@@ -12,7 +12,6 @@ from ddream.checkpoint import (
     flatten_optimizer,
     prefixed,
     restore_optimizer,
-    save_tensors,
     split_prefix,
 )
 from ddream.config import DiTConfig, DiTTrainConfig, SampleConfig, fingerprint, to_dict
@@ -202,14 +201,15 @@ def train_dit(
         stop_after=stop_after,
         dist=dist,
     )
-    model_path = state.path("dit", "model.safetensors")
-    if not dist.main:
-        dist.barrier()  # rank 0 writes the weights and the record
-        return {"skipped": False, "metrics": {}}
-    save_tensors(
-        model_path,
-        task.ema.shadow,
-        {
+    return close_stage(
+        state,
+        STAGE,
+        record,
+        result,
+        resume,
+        model_path=state.path("dit", "model.safetensors"),
+        weights=task.ema.shadow,
+        meta={
             "kind": "ddream-dit",
             "config": to_dict(model_cfg),
             "latents": train_sha,
@@ -217,7 +217,5 @@ def train_dit(
             "standardised": cfg.standardise,
             "sample": to_dict(sample_cfg),
         },
+        dist=dist,
     )
-    summary = close_stage(state, STAGE, record, result, {"model": model_path}, resume)
-    dist.barrier()
-    return summary
