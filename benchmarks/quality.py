@@ -70,7 +70,7 @@ def main() -> None:
     sweep = []
     default_state = args.work / "default"
     for steps in (4, 12):
-        for cfg in (1.0, 1.5, 2.0, 3.0):
+        for cfg in (1.0, 1.25, 1.5, 2.0):
             r = evaluate(default_state, data, args.sweep_n, "--steps", str(steps), "--cfg", str(cfg))
             sweep.append((steps, cfg, r["generation"], r["digits_per_s"]))
 

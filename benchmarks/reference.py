@@ -77,7 +77,7 @@ def main() -> None:
         ("train-dit (10 epochs)", f"{dit['wall_time']:.0f} s", f"{dit['metrics']['images_per_s']:.0f} latents/s",
          f"val loss {dit['metrics']['val_loss']:.4f}"),
         ("`ddream all`, end to end", f"{total:.0f} s", "", f"peak RSS {peak_rss:.0f} MiB"),
-        ("sample 10,000 digits (12 Euler steps, cfg 1.5, decoded)", "", f"{speed:.0f} digits/s", ""),
+        ("sample 10,000 digits (12 Euler steps, the default cfg, decoded)", "", f"{speed:.0f} digits/s", ""),
     ]
     print(f"\nMachine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
           f"{time.strftime('%Y-%m-%d')}\n")
