@@ -29,7 +29,7 @@ def ddream(*args: str) -> None:
 
 def sampling_speed(state: Path, n: int, repeats: int = 3) -> float:
     """Digits per second at the default settings, decoding included (best of `repeats`)."""
-    from ddream.stages.sample import SampleRequest, Sampler, class_rows
+    from ddream.stages.sample import Sampler, SampleRequest, class_rows
 
     sampler = Sampler.from_state(__import__("ddream.state").state.StateDir(state), torch.device("cpu"))
     labels, _ = class_rows(n, tuple(range(10)))

@@ -1,0 +1,60 @@
+"""DiT shape sweep: retrain only the DiT of a finished state dir in several shapes, then score each
+with `ddream eval` (FID, class accuracy, precision, recall, sampling speed), side by side in one run.
+
+    python benchmarks/dit_shapes.py --state-dir STATE --data-dir ../shared/data/mnist
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SHAPES = {  # name: train-dit options
+    "w128 d6 p1 (4 tokens)": ["--width", "128", "--depth", "6", "--patch-size", "1"],
+    "w128 d6 p2 (1 token)": ["--width", "128", "--depth", "6", "--patch-size", "2"],
+    "w96 d4 p1 (4 tokens)": ["--width", "96", "--depth", "4", "--patch-size", "1"],
+    "w64 d4 p1 (4 tokens)": ["--width", "64", "--depth", "4", "--patch-size", "1"],
+}
+
+
+def ddream(*args: str) -> str:
+    return subprocess.run([sys.executable, "-m", "ddream", *args], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--state-dir", type=Path, required=True, help="a state dir with ae and encode done")
+    ap.add_argument("--data-dir", type=Path, required=True)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/ddream-bench-dit-shapes"))
+    ap.add_argument("--n", type=int, default=2000)
+    ap.add_argument("--cfg", type=float, default=1.25)
+    args = ap.parse_args()
+    print(f"| DiT | train-dit (10 epochs) | FID | class acc. | precision | recall | digits/s ({args.n}, "
+          f"12 Euler steps, cfg {args.cfg}) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name, opts in SHAPES.items():
+        state = args.work / name.split(" (")[0].replace(" ", "-")
+        if state.exists():
+            shutil.rmtree(state)
+        shutil.copytree(args.state_dir, state, ignore=shutil.ignore_patterns("dit", "eval"))
+        if (args.state_dir / "eval").exists():  # one feature extractor for every row
+            shutil.copytree(args.state_dir / "eval", state / "eval")
+        t0 = time.perf_counter()
+        ddream("train-dit", "--state-dir", str(state), "--device", "cpu", "--quiet", "--force", *opts)
+        train_s = time.perf_counter() - t0
+        r = json.loads(ddream("eval", "--state-dir", str(state), "--data-dir", str(args.data_dir), "--n",
+                              str(args.n), "--cfg", str(args.cfg), "--steps", "12", "--device", "cpu",
+                              "--json"))
+        g = r["generation"]
+        print(f"| {name} | {train_s:.0f} s | {g['fid']:.2f} | {g['class_accuracy']:.2%} | {g['precision']:.3f} | "
+              f"{g['recall']:.3f} | {r['digits_per_s']:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
