@@ -60,14 +60,14 @@ DatasetOpt = Annotated[
 ]
 StepsOpt = Annotated[
     int | None,
-    typer.Option(min=1, max=1000, help="ODE steps (default: the model's preset, 12)."),
+    typer.Option(min=1, max=1000, help="ODE steps (default: the model's preset; ddream's: 6)."),
 ]
 CfgOpt = Annotated[
     float | None,
     typer.Option("--cfg", help="Classifier-free guidance scale, 1 = none (default: the preset's)."),
 ]
 SolverOpt = Annotated[
-    str | None, typer.Option(help="euler or heun (default: the preset's, euler).")
+    str | None, typer.Option(help="euler or heun (default: the model's preset; ddream's: heun).")
 ]
 PresetOpt = Annotated[
     str,
