@@ -197,11 +197,24 @@ def shutdown(dist, clean: bool) -> None:
     leave(dist, clean)
 
 
-def _writer(state, command: str, dist):
-    """The state dir's lock, held by rank 0 alone under torchrun."""
+def _train_stage(
+    ctx, command: str, state, device: str, seed: int, batch_size: int, quiet: bool, train
+) -> None:
+    """Run a training stage alone or as one rank under torchrun: rank 0 holds the state dir's lock,
+    records the run's options and reports; every rank leaves the process group at the end."""
     import contextlib
 
-    return state.locked(command) if dist.main else contextlib.nullcontext()
+    dist = _setup_training(device, seed, batch_size)
+    try:
+        with state.locked(command) if dist.main else contextlib.nullcontext():
+            if dist.main:
+                state.write_run(command, _options(ctx))
+            result = train(state, dist)
+    except BaseException:
+        shutdown(dist, clean=False)
+        raise
+    shutdown(dist, clean=True)
+    _report(command, result, quiet or not dist.main)
 
 
 # ---- training stages ---------------------------------------------------------------------------
@@ -265,29 +278,27 @@ def train_ae_cmd(
     _check_ae(model_cfg)
     if cfg.epochs + cfg.finetune_epochs < 1:
         _bad("--epochs plus --finetune-epochs must be at least 1")
-    dist = _setup_training(device, seed, cfg.batch_size)
-    state = StateDir(state_dir)
-    try:
-        with _writer(state, "train-ae", dist):
-            if dist.main:
-                state.write_run("train-ae", _options(ctx))
-            result = train_ae(
-                state,
-                model_cfg,
-                cfg,
-                data_dir=data_dir,
-                dataset=dataset,
-                device=dist.device,
-                seed=seed,
-                quiet=quiet,
-                force=force,
-                dist=dist,
-            )
-    except BaseException:
-        shutdown(dist, clean=False)
-        raise
-    shutdown(dist, clean=True)
-    _report("train-ae", result, quiet or not dist.main)
+    _train_stage(
+        ctx,
+        "train-ae",
+        StateDir(state_dir),
+        device,
+        seed,
+        cfg.batch_size,
+        quiet,
+        lambda state, dist: train_ae(
+            state,
+            model_cfg,
+            cfg,
+            data_dir=data_dir,
+            dataset=dataset,
+            device=dist.device,
+            seed=seed,
+            quiet=quiet,
+            force=force,
+            dist=dist,
+        ),
+    )
 
 
 @app.command("encode")
@@ -363,28 +374,26 @@ def train_dit_cmd(
         ema_decay=_finite(ema_decay, "--ema-decay"),
         checkpoint_every=checkpoint_every,
     )
-    dist = _setup_training(device, seed, cfg.batch_size)
-    state = StateDir(state_dir)
-    try:
-        with _writer(state, "train-dit", dist):
-            if dist.main:
-                state.write_run("train-dit", _options(ctx))
-            result = train_dit(
-                state,
-                model_cfg,
-                cfg,
-                device=dist.device,
-                seed=seed,
-                quiet=quiet,
-                sample_cfg=prof.sample,
-                force=force,
-                dist=dist,
-            )
-    except BaseException:
-        shutdown(dist, clean=False)
-        raise
-    shutdown(dist, clean=True)
-    _report("train-dit", result, quiet or not dist.main)
+    _train_stage(
+        ctx,
+        "train-dit",
+        StateDir(state_dir),
+        device,
+        seed,
+        cfg.batch_size,
+        quiet,
+        lambda state, dist: train_dit(
+            state,
+            model_cfg,
+            cfg,
+            device=dist.device,
+            seed=seed,
+            quiet=quiet,
+            sample_cfg=prof.sample,
+            force=force,
+            dist=dist,
+        ),
+    )
 
 
 # ---- using the models ---------------------------------------------------------------------------
