@@ -16,8 +16,8 @@ class AEConfig:
 
     arch: str = "dcae"  # dcae (residual shortcuts) or digitdreamer (the reference's plain blocks)
     widths: tuple[int, ...] = (8, 16, 32, 64, 64)  # channels at 32, 16, 8, 4, 2 pixels
-    blocks: tuple[int, ...] = (0, 0, 1, 1, 1)  # residual blocks at each resolution (dcae)
-    latent_channels: int = 8
+    blocks: tuple[int, ...] = (0, 1, 1, 1, 1)  # residual blocks at each resolution (dcae)
+    latent_channels: int = 16  # 2x2x16: twice DigitDreamer's 2x2x8, the F-16 shape kept
     disc_width: int = 16  # patch discriminator's first width
 
 
@@ -32,7 +32,9 @@ class AETrainConfig:
     lr_schedule: str = "cosine"  # cosine (to 10%) or constant
     recon_loss: str = "l1+mse"  # l1+mse, or bce (on a sigmoid output)
     gan_loss: str = "hinge"  # hinge, or bce (non-saturating)
-    gan_weight: float = 0.05  # weight of the generator's adversarial term
+    gan_weight: float = (
+        0.01  # weight of the generator's adversarial term (0.05 cost PSNR, BENCHMARKS.md)
+    )
     gan_start: int = 2000  # optimiser step at which the discriminator and GAN term start
     rotate: float = 15.0  # degrees, +-
     translate: tuple[float, float] = (0.1, 0.1)  # fraction of the digit, +- (x, y)
@@ -47,7 +49,7 @@ class AETrainConfig:
 class DiTConfig:
     """A small class-conditional DiT over the 2x2 latent, conditioned through adaLN-Zero."""
 
-    latent_channels: int = 8
+    latent_channels: int = 16  # must match the autoencoder's (train-dit takes it from the latents)
     latent_size: int = 2
     patch_size: int = (
         2  # 2: the 2x2 latent is one token (lower FID, 2.8x faster, BENCHMARKS.md); 1: 4
@@ -128,7 +130,7 @@ PRESETS: dict[str, Profile] = {
             scale=(0.75, 1.25),
             shear=10.0,
         ),
-        dit=DiTConfig(width=48, depth=8, heads=4, patch_size=2),
+        dit=DiTConfig(latent_channels=8, width=48, depth=8, heads=4, patch_size=2),
         dit_train=DiTTrainConfig(
             batch_size=128,
             lr=6e-4,
