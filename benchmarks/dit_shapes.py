@@ -19,26 +19,40 @@ SHAPES = {  # name: train-dit options
     "w128 d6 p2 (1 token)": ["--width", "128", "--depth", "6", "--patch-size", "2"],
     "w96 d4 p1 (4 tokens)": ["--width", "96", "--depth", "4", "--patch-size", "1"],
     "w64 d4 p1 (4 tokens)": ["--width", "64", "--depth", "4", "--patch-size", "1"],
+    "w96 d6 p2 (1 token)": ["--width", "96", "--depth", "6", "--patch-size", "2"],
+    "w64 d6 p2 (1 token)": ["--width", "64", "--depth", "6", "--patch-size", "2"],
+    "w64 d4 p2 (1 token)": ["--width", "64", "--depth", "4", "--patch-size", "2"],
 }
 
 
 def ddream(*args: str) -> str:
-    return subprocess.run([sys.executable, "-m", "ddream", *args], check=True, capture_output=True,
-                          text=True).stdout
+    return subprocess.run(
+        [sys.executable, "-m", "ddream", *args], check=True, capture_output=True, text=True
+    ).stdout
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--state-dir", type=Path, required=True, help="a state dir with ae and encode done")
+    ap.add_argument(
+        "--state-dir", type=Path, required=True, help="a state dir with ae and encode done"
+    )
     ap.add_argument("--data-dir", type=Path, required=True)
     ap.add_argument("--work", type=Path, default=Path("/tmp/ddream-bench-dit-shapes"))
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--cfg", type=float, default=1.25)
+    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--solver", default="euler")
+    ap.add_argument(
+        "--only", nargs="*", help="shape names to run (their first words, e.g. 'w64 d6 p2')"
+    )
     args = ap.parse_args()
-    print(f"| DiT | train-dit (10 epochs) | FID | class acc. | precision | recall | digits/s ({args.n}, "
-          f"12 Euler steps, cfg {args.cfg}) |")
+    shapes = {k: v for k, v in SHAPES.items() if not args.only or k.split(" (")[0] in args.only}
+    print(
+        f"| DiT | train-dit (10 epochs) | FID | class acc. | precision | recall | digits/s ({args.n}, "
+        f"{args.steps} {args.solver} steps, cfg {args.cfg}) |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    for name, opts in SHAPES.items():
+    for name, opts in shapes.items():
         state = args.work / name.split(" (")[0].replace(" ", "-")
         if state.exists():
             shutil.rmtree(state)
@@ -46,14 +60,36 @@ def main() -> None:
         if (args.state_dir / "eval").exists():  # one feature extractor for every row
             shutil.copytree(args.state_dir / "eval", state / "eval")
         t0 = time.perf_counter()
-        ddream("train-dit", "--state-dir", str(state), "--device", "cpu", "--quiet", "--force", *opts)
+        ddream(
+            "train-dit", "--state-dir", str(state), "--device", "cpu", "--quiet", "--force", *opts
+        )
         train_s = time.perf_counter() - t0
-        r = json.loads(ddream("eval", "--state-dir", str(state), "--data-dir", str(args.data_dir), "--n",
-                              str(args.n), "--cfg", str(args.cfg), "--steps", "12", "--device", "cpu",
-                              "--json"))
+        r = json.loads(
+            ddream(
+                "eval",
+                "--state-dir",
+                str(state),
+                "--data-dir",
+                str(args.data_dir),
+                "--n",
+                str(args.n),
+                "--cfg",
+                str(args.cfg),
+                "--steps",
+                str(args.steps),
+                "--solver",
+                args.solver,
+                "--device",
+                "cpu",
+                "--json",
+            )
+        )
         g = r["generation"]
-        print(f"| {name} | {train_s:.0f} s | {g['fid']:.2f} | {g['class_accuracy']:.2%} | {g['precision']:.3f} | "
-              f"{g['recall']:.3f} | {r['digits_per_s']:.0f} |", flush=True)
+        print(
+            f"| {name} | {train_s:.0f} s | {g['fid']:.2f} | {g['class_accuracy']:.2%} | {g['precision']:.3f} | "
+            f"{g['recall']:.3f} | {r['digits_per_s']:.0f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

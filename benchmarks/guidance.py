@@ -25,21 +25,46 @@ def main() -> None:
     ap.add_argument("--solver", nargs="+", default=["euler"])
     ap.add_argument("--cfg", type=float, nargs="+", default=[1.0, 1.25, 1.5, 2.0])
     args = ap.parse_args()
-    print(f"| solver | steps | cfg | FID | class acc. | precision | recall | digits/s | "
-          f"real-data floor FID ({args.n} digits) |")
+    print(
+        f"| solver | steps | cfg | FID | class acc. | precision | recall | digits/s | "
+        f"real-data floor FID ({args.n} digits) |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for solver, steps, cfg in itertools.product(args.solver, args.steps, args.cfg):
         out = subprocess.run(
-            [sys.executable, "-m", "ddream", "eval", "--state-dir", str(args.state_dir), "--data-dir",
-             str(args.data_dir), "--n", str(args.n), "--steps", str(steps), "--cfg", str(cfg),
-             "--solver", solver, "--device", "cpu", "--json"],
-            check=True, capture_output=True, text=True,
+            [
+                sys.executable,
+                "-m",
+                "ddream",
+                "eval",
+                "--state-dir",
+                str(args.state_dir),
+                "--data-dir",
+                str(args.data_dir),
+                "--n",
+                str(args.n),
+                "--steps",
+                str(steps),
+                "--cfg",
+                str(cfg),
+                "--solver",
+                solver,
+                "--device",
+                "cpu",
+                "--json",
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout
         r = json.loads(out)
         g = r["generation"]
-        print(f"| {solver} | {steps} | {cfg} | {g['fid']:.2f} | {g['class_accuracy']:.2%} | "
-              f"{g['precision']:.3f} | {g['recall']:.3f} | {r['digits_per_s']:.0f} | "
-              f"{r['real_floor']['fid']:.2f} |", flush=True)
+        print(
+            f"| {solver} | {steps} | {cfg} | {g['fid']:.2f} | {g['class_accuracy']:.2%} | "
+            f"{g['precision']:.3f} | {g['recall']:.3f} | {r['digits_per_s']:.0f} | "
+            f"{r['real_floor']['fid']:.2f} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,9 @@ def sampling_speed(state: Path, n: int, repeats: int = 3) -> float:
     """Digits per second at the default settings, decoding included (best of `repeats`)."""
     from ddream.stages.sample import Sampler, SampleRequest, class_rows
 
-    sampler = Sampler.from_state(__import__("ddream.state").state.StateDir(state), torch.device("cpu"))
+    sampler = Sampler.from_state(
+        __import__("ddream.state").state.StateDir(state), torch.device("cpu")
+    )
     labels, _ = class_rows(n, tuple(range(10)))
     req = SampleRequest(n=n)
     best = float("inf")
@@ -60,27 +62,90 @@ def main() -> None:
     stages = json.loads((state / "state.json").read_text())["stages"]
     speed = sampling_speed(state, 10_000)
     args.docs.mkdir(exist_ok=True)
-    ddream("sample", "--state-dir", str(state), "--device", "cpu", "--grid", str(args.docs / "samples.png"),
-           "--quiet")
-    ddream("sample", "--state-dir", str(state), "--device", "cpu", "--n", "40", "--gif",
-           str(args.docs / "samples.gif"), "--quiet")
-    ddream("sample", "--state-dir", str(state), "--device", "cpu", "--interpolate", "3", "8", "--gif",
-           str(args.docs / "morph.gif"), "--quiet")
-    ddream("reconstruct", "--test", "30", "--data-dir", data, "--state-dir", str(state), "--device", "cpu",
-           "--out", str(args.docs / "reconstructions.png"), "--scale", "1", "--quiet")
+    ddream(
+        "sample",
+        "--state-dir",
+        str(state),
+        "--device",
+        "cpu",
+        "--grid",
+        str(args.docs / "samples.png"),
+        "--quiet",
+    )
+    ddream(
+        "sample",
+        "--state-dir",
+        str(state),
+        "--device",
+        "cpu",
+        "--n",
+        "40",
+        "--gif",
+        str(args.docs / "samples.gif"),
+        "--quiet",
+    )
+    ddream(
+        "sample",
+        "--state-dir",
+        str(state),
+        "--device",
+        "cpu",
+        "--interpolate",
+        "3",
+        "8",
+        "--gif",
+        str(args.docs / "morph.gif"),
+        "--quiet",
+    )
+    ddream(
+        "reconstruct",
+        "--test",
+        "30",
+        "--data-dir",
+        data,
+        "--state-dir",
+        str(state),
+        "--device",
+        "cpu",
+        "--out",
+        str(args.docs / "reconstructions.png"),
+        "--scale",
+        "1",
+        "--quiet",
+    )
 
     ae, enc, dit = stages["ae"], stages["encode"], stages["dit"]
     rows = [
-        ("train-ae (20 + 2 epochs)", f"{ae['wall_time']:.0f} s", f"{ae['metrics']['images_per_s']:.0f} img/s",
-         f"test PSNR {ae['metrics']['test_psnr']:.2f} dB (28×28)"),
-        ("encode (70,000 digits)", f"{enc['wall_time']:.1f} s", f"{enc['metrics']['images_per_s']:.0f} img/s", ""),
-        ("train-dit (10 epochs)", f"{dit['wall_time']:.0f} s", f"{dit['metrics']['images_per_s']:.0f} latents/s",
-         f"val loss {dit['metrics']['val_loss']:.4f}"),
+        (
+            "train-ae (20 + 2 epochs)",
+            f"{ae['wall_time']:.0f} s",
+            f"{ae['metrics']['images_per_s']:.0f} img/s",
+            f"test PSNR {ae['metrics']['test_psnr']:.2f} dB (28×28)",
+        ),
+        (
+            "encode (70,000 digits)",
+            f"{enc['wall_time']:.1f} s",
+            f"{enc['metrics']['images_per_s']:.0f} img/s",
+            "",
+        ),
+        (
+            "train-dit (10 epochs)",
+            f"{dit['wall_time']:.0f} s",
+            f"{dit['metrics']['images_per_s']:.0f} latents/s",
+            f"val loss {dit['metrics']['val_loss']:.4f}",
+        ),
         ("`ddream all`, end to end", f"{total:.0f} s", "", f"peak RSS {peak_rss:.0f} MiB"),
-        ("sample 10,000 digits (12 Euler steps, the default cfg, decoded)", "", f"{speed:.0f} digits/s", ""),
+        (
+            "sample 10,000 digits (12 Euler steps, the default cfg, decoded)",
+            "",
+            f"{speed:.0f} digits/s",
+            "",
+        ),
     ]
-    print(f"\nMachine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
-          f"{time.strftime('%Y-%m-%d')}\n")
+    print(
+        f"\nMachine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
+        f"{time.strftime('%Y-%m-%d')}\n"
+    )
     print("| stage | wall time | throughput | quality |")
     print("| --- | --- | --- | --- |")
     for r in rows:
