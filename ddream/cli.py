@@ -60,7 +60,9 @@ DatasetOpt = Annotated[
 ]
 StepsOpt = Annotated[
     int | None,
-    typer.Option(min=1, max=1000, help="ODE steps (default: the model's preset; ddream's: 6)."),
+    typer.Option(
+        min=1, max=1000, help="ODE steps (default: the model's preset; ddream's: 2 Heun steps)."
+    ),
 ]
 CfgOpt = Annotated[
     float | None,

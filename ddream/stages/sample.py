@@ -46,7 +46,9 @@ class Sampler:
     """A trained DiT + decoder, ready to turn (labels, seed) into digits."""
 
     def __init__(self, dit: DiT, ae: AutoEncoder, stats: Latents, device: torch.device) -> None:
-        self.dit, self.ae, self.stats, self.device = dit, ae, stats, device
+        # channels-last convolutions decode ~1.4x faster on the CPU (BENCHMARKS.md)
+        self.dit, self.stats, self.device = dit, stats, device
+        self.ae = ae.to(memory_format=torch.channels_last)
         self.shape = (dit.cfg.latent_channels, dit.cfg.latent_size, dit.cfg.latent_size)
 
     @classmethod
@@ -79,7 +81,8 @@ class Sampler:
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Standardised latents -> uint8 (N, 28, 28)."""
         with autocast(self.device):
-            x = self.ae.decode(self.stats.unstandardise(z.float()))
+            z = self.stats.unstandardise(z.float()).contiguous(memory_format=torch.channels_last)
+            x = self.ae.decode(z).contiguous()
         return to_uint8(to_unit(x))
 
     @torch.inference_mode()
