@@ -154,7 +154,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/ddream-bench-quality"))
     ap.add_argument(
         "--presets",
-        nargs="+",
+        nargs="*",
         default=["default", "digitdreamer"],
         help="train and score these (results of others are kept from WORK/results.json)",
     )

@@ -35,6 +35,16 @@ from ddream.models.autoencoder import AutoEncoder, PatchDiscriminator
 from ddream.stages.train_ae import ae_losses
 from ddream.train import autocast, seeded
 
+SAMPLERS = (
+    (None, None),
+    (1, "euler"),
+    (2, "euler"),
+    (4, "euler"),
+    (12, "euler"),
+    (2, "heun"),
+    (6, "heun"),
+)
+
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -156,11 +166,11 @@ def sampling(state: Path, device: torch.device, n: int) -> list[tuple]:
     sampler = Sampler.from_state(StateDir(state), device)
     labels = balanced_labels(n)
     rows = []
-    for steps, solver in ((None, None), (1, "euler"), (2, "euler"), (4, "euler"), (12, "euler")):
+    for steps, solver in SAMPLERS:
         req = sampler.resolve(SampleRequest(n=n, steps=steps, solver=solver))
         sampler.generate(labels, req)  # warm-up
         best = float("inf")
-        for seed in range(3):
+        for seed in range(5):
             sync(device)
             t0 = time.perf_counter()
             sampler.generate(labels, SampleRequest(**{**req.__dict__, "seed": seed}))
@@ -214,6 +224,7 @@ def main() -> None:
     ap.add_argument("--state", action="append", default=[], help="NAME=DIR of a trained state dir")
     ap.add_argument("--n", type=int, default=2000, help="digits per sampling run")
     ap.add_argument("--no-quick", action="store_true", help="skip the quick pipeline's run")
+    ap.add_argument("--no-data", action="store_true", help="skip the data path comparison")
     args = ap.parse_args()
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{os.cpu_count()} CPUs"
@@ -222,15 +233,16 @@ def main() -> None:
         f"torch {torch.__version__}, {time.strftime('%Y-%m-%d')}\n"
     )
 
-    rows = data_path(args.data_dir, device, args.steps, args.workers)
-    print(
-        "| data path (default AE, batch 128, augmented) | data alone (img/s) | training step (img/s) |"
-    )
-    print("| --- | --- | --- |")
-    for label, data_only, step in rows:
-        print(f"| {label} | {data_only:.0f} | {step:.0f} |")
-    (_, d0, s0), (_, d1, s1) = rows
-    print(f"\nddream / DataLoader: data alone {d0 / d1:.1f}x, training step {s0 / s1:.2f}x\n")
+    if not args.no_data:
+        rows = data_path(args.data_dir, device, args.steps, args.workers)
+        print(
+            "| data path (default AE, batch 128, augmented) | data alone (img/s) | training step (img/s) |"
+        )
+        print("| --- | --- | --- |")
+        for label, data_only, step in rows:
+            print(f"| {label} | {data_only:.0f} | {step:.0f} |")
+        (_, d0, s0), (_, d1, s1) = rows
+        print(f"\nddream / DataLoader: data alone {d0 / d1:.1f}x, training step {s0 / s1:.2f}x\n")
 
     if args.state:
         print(f"| state | sampler | cfg | digits/s ({args.n:,} digits, decoded) |")
