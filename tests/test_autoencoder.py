@@ -105,3 +105,33 @@ def test_digitdreamer_autoencoder_is_f16_with_a_sigmoid_output_and_no_shortcut()
         ae, PatchDiscriminator(8), x, gan_weight=0.01, use_gan=False, recon_loss="bce"
     )
     assert float(rec.detach()) > 0 and torch.equal(total, rec)
+
+
+def test_the_samplers_channels_last_decoding_draws_the_same_digits():
+    """Sampler decodes with channels-last convolutions for speed; the digits must not change."""
+    import copy
+
+    from ddream.config import DiTConfig
+    from ddream.data import to_uint8, to_unit
+    from ddream.models.dit import DiT
+    from ddream.stages.artifacts import Latents
+    from ddream.stages.sample import Sampler
+
+    torch.manual_seed(0)
+    cfg = AEConfig(widths=(4, 8, 16, 16, 16), latent_channels=4)
+    ae = AutoEncoder(cfg).eval()
+    for p in ae.parameters():  # leave the zero-initialised convs' identity start behind
+        p.data.add_(torch.randn_like(p) * 0.05)
+    plain = copy.deepcopy(ae)
+    stats = Latents(
+        torch.zeros(1, 4, 2, 2), torch.zeros(1), torch.rand(4), torch.rand(4) + 0.5, "x"
+    )
+    dit = DiT(DiTConfig(latent_channels=4, width=32, depth=1, heads=2)).eval()
+    sampler = Sampler(dit, ae, stats, torch.device("cpu"))
+    z = torch.randn(64, 4, 2, 2)
+    got = sampler.decode(z)
+    with torch.inference_mode():
+        want = to_uint8(to_unit(plain.decode(stats.unstandardise(z))))
+    assert got.shape == want.shape == (64, 28, 28)
+    assert want.float().std() > 10  # the digits are not blank, so the comparison means something
+    assert (got.int() - want.int()).abs().max() <= 1  # at most one grey level apart
