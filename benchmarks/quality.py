@@ -19,49 +19,22 @@ import json
 import os
 import platform
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import torch
+from common import ddream, draw, timed_ddream
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = ((1, "euler"), (2, "euler"), (4, "euler"), (12, "euler"))
 CFGS = (1.0, 1.25, 1.5, 2.0)
 
 
-def ddream(*args: str, capture: bool = False) -> str:
-    res = subprocess.run(
-        [sys.executable, "-m", "ddream", *args], check=True, text=True, capture_output=capture
-    )
-    return res.stdout if capture else ""
-
-
 def run_all(state: Path, data: str, *extra: str) -> tuple[float, float]:
     """`ddream all` from an empty state dir: (wall seconds, peak RSS in MiB of that process)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "ddream",
-            "all",
-            "--data-dir",
-            data,
-            "--state-dir",
-            str(state),
-            "--device",
-            "cpu",
-            "--quiet",
-            *extra,
-        ]
+    return timed_ddream(
+        "all", "--data-dir", data, "--state-dir", str(state), "--device", "cpu", "--quiet", *extra
     )
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise SystemExit(f"ddream all failed in {state} (exit {proc.returncode})")
-    return time.perf_counter() - t0, usage.ru_maxrss / 1024
 
 
 def evaluate(state: Path, data: str, n: int, *extra: str) -> dict:
@@ -192,28 +165,7 @@ def main() -> None:
         res["steps"] = step_table(state, data, args.sweep_n, settings)
         results[preset] = res
         save()
-        ddream(
-            "sample",
-            "--state-dir",
-            str(state),
-            "--device",
-            "cpu",
-            "--grid",
-            str(out_dir / f"{preset}.png"),
-            "--quiet",
-        )
-        ddream(
-            "sample",
-            "--state-dir",
-            str(state),
-            "--device",
-            "cpu",
-            "--n",
-            "40",
-            "--gif",
-            str(out_dir / f"{preset}.gif"),
-            "--quiet",
-        )
+        draw(state, out_dir / f"{preset}.png", out_dir / f"{preset}.gif")
 
     if args.ttq:
         a, f, d = args.ttq.split(",")

@@ -11,20 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import resource
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import torch
+from common import ddream, draw, timed_ddream
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def ddream(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "ddream", *args], check=True)
 
 
 def sampling_speed(state: Path, n: int, repeats: int = 3) -> float:
@@ -54,48 +48,26 @@ def main() -> None:
     state, data = args.state_dir, str(args.data_dir)
     if state.exists() and not args.keep:
         shutil.rmtree(state)
-    t0 = time.perf_counter()
-    ddream("all", "--data-dir", data, "--state-dir", str(state), "--device", "cpu")
-    total = time.perf_counter() - t0
-    peak_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # MiB (Linux: KiB)
+    total, peak_rss = timed_ddream(
+        "all", "--data-dir", data, "--state-dir", str(state), "--device", "cpu"
+    )
 
     stages = json.loads((state / "state.json").read_text())["stages"]
     speed = sampling_speed(state, 10_000)
     args.docs.mkdir(exist_ok=True)
+    draw(state, args.docs / "samples.png", args.docs / "samples.gif")
     ddream(
         "sample",
         "--state-dir",
         str(state),
         "--device",
         "cpu",
-        "--grid",
-        str(args.docs / "samples.png"),
         "--quiet",
-    )
-    ddream(
-        "sample",
-        "--state-dir",
-        str(state),
-        "--device",
-        "cpu",
-        "--n",
-        "40",
-        "--gif",
-        str(args.docs / "samples.gif"),
-        "--quiet",
-    )
-    ddream(
-        "sample",
-        "--state-dir",
-        str(state),
-        "--device",
-        "cpu",
         "--interpolate",
         "3",
         "8",
         "--gif",
         str(args.docs / "morph.gif"),
-        "--quiet",
     )
     ddream(
         "reconstruct",
@@ -136,7 +108,7 @@ def main() -> None:
         ),
         ("`ddream all`, end to end", f"{total:.0f} s", "", f"peak RSS {peak_rss:.0f} MiB"),
         (
-            "sample 10,000 digits (12 Euler steps, the default cfg, decoded)",
+            "sample 10,000 digits (the model's default sampler, decoded)",
             "",
             f"{speed:.0f} digits/s",
             "",

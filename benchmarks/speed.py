@@ -21,13 +21,12 @@ import argparse
 import os
 import platform
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from common import timed_ddream
 
 from ddream.config import PRESETS
 from ddream.data import Augment, load_split, to_model
@@ -189,28 +188,18 @@ def sampling(state: Path, device: torch.device, n: int) -> list[tuple]:
 def quick_pipeline(data_dir: Path, device: str) -> tuple[float, float]:
     state = Path(tempfile.mkdtemp(prefix="ddream-quick-"))
     try:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "ddream",
-                "all",
-                "--profile",
-                "quick",
-                "--data-dir",
-                str(data_dir),
-                "--state-dir",
-                str(state),
-                "--device",
-                device,
-                "--quiet",
-            ]
+        return timed_ddream(
+            "all",
+            "--profile",
+            "quick",
+            "--data-dir",
+            str(data_dir),
+            "--state-dir",
+            str(state),
+            "--device",
+            device,
+            "--quiet",
         )
-        _, status, usage = os.wait4(proc.pid, 0)
-        if os.waitstatus_to_exitcode(status):
-            raise SystemExit("ddream all --profile quick failed")
-        return time.perf_counter() - t0, usage.ru_maxrss / 1024
     finally:
         shutil.rmtree(state, ignore_errors=True)
 

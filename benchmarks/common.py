@@ -1,0 +1,37 @@
+"""Helpers the benchmark scripts share: running ddream as a user would, and timing it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def ddream(*args: str, capture: bool = False) -> str:
+    """Run `python -m ddream ARGS`; stop the benchmark if it fails. Its stdout when `capture`."""
+    res = subprocess.run(
+        [sys.executable, "-m", "ddream", *args], check=True, text=True, capture_output=capture
+    )
+    return res.stdout if capture else ""
+
+
+def timed_ddream(*args: str) -> tuple[float, float]:
+    """Run `python -m ddream ARGS`: (wall seconds, peak RSS in MiB of that process alone)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "ddream", *args])
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"ddream {' '.join(args)} failed (exit {proc.returncode})")
+    return time.perf_counter() - t0, usage.ru_maxrss / 1024  # Linux reports KiB
+
+
+def draw(state: Path, grid: Path | None = None, gif: Path | None = None, *extra: str) -> None:
+    """A sample grid (one class a row) and/or a 40-digit trajectory GIF from a trained state dir."""
+    base = ("sample", "--state-dir", str(state), "--device", "cpu", "--quiet", *extra)
+    if grid is not None:
+        ddream(*base, "--grid", str(grid))
+    if gif is not None:
+        ddream(*base, "--n", "40", "--gif", str(gif))
