@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import ddream, draw, timed_ddream
+from common import ddream, digits_per_s, draw, timed_ddream
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = ((1, "euler"), (2, "euler"), (4, "euler"), (12, "euler"))
@@ -102,12 +102,7 @@ def step_table(state: Path, data: str, n: int, settings: list[tuple]) -> list[di
         req = sampler.resolve(SampleRequest(n=n, steps=steps, solver=solver, cfg=cfg))
         fake = generate(sampler, labels, req)
         g = score_generation(clf, fake, labels, real, cpu)
-        sampler.generate(labels, req)  # warm-up
-        best = float("inf")
-        for seed in range(3):
-            t0 = time.perf_counter()
-            sampler.generate(labels, SampleRequest(**{**req.__dict__, "seed": seed}))
-            best = min(best, time.perf_counter() - t0)
+        speed = digits_per_s(sampler, labels, req, repeats=3)
         rows.append(
             {
                 "steps": req.steps,
@@ -115,7 +110,7 @@ def step_table(state: Path, data: str, n: int, settings: list[tuple]) -> list[di
                 "cfg": req.cfg,
                 "default": steps is None and cfg is None,
                 **g.__dict__,
-                "digits_per_s": n / best,
+                "digits_per_s": speed,
             }
         )
     return rows
@@ -135,10 +130,16 @@ def main() -> None:
     ap.add_argument("--sweep-n", type=int, default=2_000)
     ap.add_argument("--ttq", default="", help="A,F,D: time-to-quality run of the default preset")
     ap.add_argument("--profile", default="reference", help="quick: a smoke test of this script")
+    ap.add_argument(
+        "--docs",
+        type=Path,
+        help="where the grids and GIFs go (default: docs/quality, or WORK when quick)",
+    )
     args = ap.parse_args()
     data = str(args.data_dir)
     args.work.mkdir(parents=True, exist_ok=True)
-    out_dir = ROOT / "docs" / "quality"
+    # a smoke run's pictures stay out of the README's docs/
+    out_dir = args.docs or (ROOT / "docs" / "quality" if args.profile == "reference" else args.work)
     out_dir.mkdir(parents=True, exist_ok=True)
     results_path = args.work / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {}

@@ -16,26 +16,19 @@ import time
 from pathlib import Path
 
 import torch
-from common import ddream, draw, timed_ddream
+from common import ddream, digits_per_s, draw, timed_ddream
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def sampling_speed(state: Path, n: int, repeats: int = 3) -> float:
-    """Digits per second at the default settings, decoding included (best of `repeats`)."""
+    """Digits per second at the default settings, decoding included (best of `repeats`, after a warm-up)."""
     from ddream.stages.sample import Sampler, SampleRequest, class_rows
+    from ddream.state import StateDir
 
-    sampler = Sampler.from_state(
-        __import__("ddream.state").state.StateDir(state), torch.device("cpu")
-    )
+    sampler = Sampler.from_state(StateDir(state), torch.device("cpu"))
     labels, _ = class_rows(n, tuple(range(10)))
-    req = SampleRequest(n=n)
-    best = float("inf")
-    for seed in range(repeats):
-        t0 = time.perf_counter()
-        sampler.generate(labels, SampleRequest(**{**req.__dict__, "seed": seed}))
-        best = min(best, time.perf_counter() - t0)
-    return n / best
+    return digits_per_s(sampler, labels, sampler.resolve(SampleRequest(n=n)), repeats)
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ the quick pipeline's wall time.
    grid_sample call per batch) and torchvision's (`DataLoader` over a Dataset with per-sample
    `transforms.v2`: Pad, RandomAffine, ToDtype, Normalize). Images/s of the data alone and of the
    training step, and their ratio.
-2. Sampling digits/s (decoding included, best of 3) at 1, 2, 4, 12 Euler steps and at each model's own
+2. Sampling digits/s (decoding included, best of 5) at 1, 2, 4, 12 Euler steps and at each model's own
    default, for the state dirs given (`--state NAME=DIR`, e.g. the quality benchmark's).
 3. `ddream all --profile quick` from an empty state dir: wall time and peak RSS.
 
@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import timed_ddream
+from common import digits_per_s, timed_ddream
 
 from ddream.config import PRESETS
 from ddream.data import Augment, load_split, to_model
@@ -167,19 +167,11 @@ def sampling(state: Path, device: torch.device, n: int) -> list[tuple]:
     rows = []
     for steps, solver in SAMPLERS:
         req = sampler.resolve(SampleRequest(n=n, steps=steps, solver=solver))
-        sampler.generate(labels, req)  # warm-up
-        best = float("inf")
-        for seed in range(5):
-            sync(device)
-            t0 = time.perf_counter()
-            sampler.generate(labels, SampleRequest(**{**req.__dict__, "seed": seed}))
-            sync(device)
-            best = min(best, time.perf_counter() - t0)
         rows.append(
             (
                 f"{req.solver} {req.steps}" + (" (default)" if steps is None else ""),
                 req.cfg,
-                n / best,
+                digits_per_s(sampler, labels, req),
             )
         )
     return rows
