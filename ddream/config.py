@@ -32,9 +32,7 @@ class AETrainConfig:
     lr_schedule: str = "cosine"  # cosine (to 10%) or constant
     recon_loss: str = "l1+mse"  # l1+mse, or bce (on a sigmoid output)
     gan_loss: str = "hinge"  # hinge, or bce (non-saturating)
-    gan_weight: float = (
-        0.01  # weight of the generator's adversarial term (0.05 cost PSNR, BENCHMARKS.md)
-    )
+    gan_weight: float = 0.01  # the generator's adversarial term (0.05 cost PSNR: BENCHMARKS.md)
     gan_start: int = 2000  # optimiser step at which the discriminator and GAN term start
     rotate: float = 15.0  # degrees, +-
     translate: tuple[float, float] = (0.1, 0.1)  # fraction of the digit, +- (x, y)
