@@ -103,14 +103,15 @@ def test_guidance_is_one_batched_forward_with_the_null_class():
     assert torch.allclose(model.forward_with_cfg(x, t, y, cfg_scale=1.0), cond)
 
 
-def test_ema_follows_the_weights_with_warm_up():
-    model = nn.Linear(2, 1, bias=False)
-    nn.init.zeros_(model.weight)
-    ema = EMA(model, decay=0.999)
-    with torch.no_grad():
-        model.weight.fill_(1.0)
-    ema.update(model)  # warm-up decay (1+1)/(10+1) = 2/11
-    assert math.isclose(float(ema.shadow["weight"][0, 0]), 1 - 2 / 11, rel_tol=1e-6)
-    for _ in range(2000):
+def test_ema_is_the_mean_at_first_then_reaches_its_configured_decay():
+    model = nn.Linear(1, 1, bias=False)
+    ema = EMA(model, decay=0.99)
+    for n in range(1, 101):  # weights 1, 2, ..., 100: the first 100 updates average them
+        with torch.no_grad():
+            model.weight.fill_(float(n))
         ema.update(model)
-    assert float(ema.shadow["weight"][0, 0]) > 0.8
+        assert math.isclose(float(ema.shadow["weight"][0, 0]), (n + 1) / 2, rel_tol=1e-5)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema.update(model)  # from now on the decay is the configured 0.99, not a warm-up value
+    assert math.isclose(float(ema.shadow["weight"][0, 0]), 0.99 * 50.5, rel_tol=1e-5)

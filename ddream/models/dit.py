@@ -59,6 +59,11 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, c = x.shape
+        if n == 1:
+            # softmax over a single key is 1, so attention returns the values: skip q, k and the
+            # attention call (exact; a third of the qkv projection's work)
+            v = F.linear(x, self.qkv.weight[2 * c :], self.qkv.bias[2 * c :])
+            return self.proj(v)
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
         out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
@@ -78,8 +83,15 @@ class DiTBlock(nn.Module):
         )
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        sh1, sc1, g1, sh2, sc2, g2 = self.adaLN_modulation(c).chunk(6, dim=1)
+    def forward(
+        self, x: torch.Tensor, c: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`c` holds one conditioning vector per distinct (t, class); `rows` maps each row of x to its
+        vector (None: one vector per row)."""
+        mod = self.adaLN_modulation(c)
+        if rows is not None:
+            mod = mod[rows]
+        sh1, sc1, g1, sh2, sc2, g2 = mod.chunk(6, dim=1)
         x = x + g1[:, None] * self.attn(modulate(self.norm1(x), sh1, sc1))
         return x + g2[:, None] * self.mlp(modulate(self.norm2(x), sh2, sc2))
 
@@ -93,8 +105,13 @@ class FinalLayer(nn.Module):
         self.linear = nn.Linear(width, patch_dim)
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 2 * width))
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        shift, scale = self.adaLN_modulation(c).chunk(2, dim=1)
+    def forward(
+        self, x: torch.Tensor, c: torch.Tensor, rows: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        mod = self.adaLN_modulation(c)
+        if rows is not None:
+            mod = mod[rows]
+        shift, scale = mod.chunk(2, dim=1)
         return self.linear(modulate(self.norm(x), shift, scale))
 
 
@@ -155,10 +172,18 @@ class DiT(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         h = self.x_embed(self.patchify(x)) + self.pos_embed
+        rows = None
+        if not torch.is_grad_enabled() and len(y) > 1:
+            # Sampling batches share a few (t, class) pairs: embed them and regress every block's
+            # modulation once per distinct pair, not once per row (exact; a third of the work).
+            pairs, rows = torch.unique(
+                torch.stack([t.float(), y.float()], dim=1), dim=0, return_inverse=True
+            )
+            t, y = pairs[:, 0].to(t.dtype), pairs[:, 1].long()
         c = self.t_embed(t) + self.y_embed(y)
         for block in self.blocks:
-            h = block(h, c)
-        return self.unpatchify(self.final(h, c))
+            h = block(h, c, rows)
+        return self.unpatchify(self.final(h, c, rows))
 
     def forward_with_cfg(
         self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, cfg_scale: float

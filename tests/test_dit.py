@@ -1,0 +1,83 @@
+"""The DiT's exact sampling shortcuts: one-token attention and conditioning once per (t, class)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ddream.config import DiTConfig
+from ddream.models.dit import DiT, modulate
+
+
+def reference_forward(model: DiT, x, t, y):
+    """The DiT as written in the paper: full attention and per-row conditioning, no shortcut."""
+    h = model.x_embed(model.patchify(x)) + model.pos_embed
+    c = model.t_embed(t) + model.y_embed(y)
+    for block in model.blocks:
+        sh1, sc1, g1, sh2, sc2, g2 = block.adaLN_modulation(c).chunk(6, dim=1)
+        a = modulate(block.norm1(h), sh1, sc1)
+        b, n, w = a.shape
+        q, k, v = (
+            block.attn.qkv(a).view(b, n, 3, block.attn.heads, w // block.attn.heads)
+        ).permute(2, 0, 3, 1, 4)
+        att = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, n, w)
+        h = h + g1[:, None] * block.attn.proj(att)
+        h = h + g2[:, None] * block.mlp(modulate(block.norm2(h), sh2, sc2))
+    shift, scale = model.final.adaLN_modulation(c).chunk(2, dim=1)
+    return model.unpatchify(model.final.linear(modulate(model.final.norm(h), shift, scale)))
+
+
+def _trained_looking_dit(patch: int) -> DiT:
+    torch.manual_seed(0)
+    model = DiT(DiTConfig(latent_channels=4, width=32, depth=3, heads=2, patch_size=patch))
+    for p in model.parameters():  # adaLN-Zero starts at zero: give every weight a value
+        nn.init.normal_(p, std=0.2)
+    return model.eval()
+
+
+@pytest.mark.parametrize("patch", [2, 1])  # one token (the default), four tokens
+def test_sampling_forward_draws_the_same_velocities_as_the_paper_forward(patch):
+    model = _trained_looking_dit(patch)
+    n = 64
+    x = torch.randn(n, 4, 2, 2)
+    # a sampling batch: one t for all rows, classes repeated, the null class for guidance
+    t = torch.full((n,), 0.7)
+    y = torch.tensor([0, 3, 3, 10] * (n // 4))
+    with torch.inference_mode():
+        fast = model(x, t, y)
+    with torch.no_grad():
+        ref = reference_forward(model, x, t, y)
+    assert (fast - ref).abs().max() <= 1e-5
+    # rows that share nothing (a training batch): still the same
+    t2 = torch.rand(n)
+    with torch.inference_mode():
+        assert (model(x, t2, y) - reference_forward(model, x, t2, y)).abs().max() <= 1e-5
+
+
+def test_conditioning_is_computed_once_per_distinct_t_and_class():
+    model = _trained_looking_dit(2)
+    seen = []
+    model.blocks[0].adaLN_modulation.register_forward_hook(
+        lambda m, inp, out: seen.append(out.shape[0])
+    )
+    x = torch.randn(500, 4, 2, 2)
+    y = torch.arange(500) % 10
+    with torch.inference_mode():
+        model(x, torch.full((500,), 0.5), y)
+    assert seen == [10]  # ten classes at one t, not 500 rows
+    with torch.enable_grad():  # training keeps one row per sample, for the gradients
+        model.train()(x[:8], torch.rand(8), y[:8])
+    assert seen[-1] == 8
+
+
+def test_one_token_attention_skips_queries_and_keys():
+    model = _trained_looking_dit(2)
+    calls = []
+    original = F.scaled_dot_product_attention
+    try:
+        F.scaled_dot_product_attention = lambda *a, **k: calls.append(1) or original(*a, **k)
+        with torch.inference_mode():
+            model(torch.randn(4, 4, 2, 2), torch.rand(4), torch.arange(4))
+    finally:
+        F.scaled_dot_product_attention = original
+    assert calls == []
