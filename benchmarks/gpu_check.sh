@@ -3,7 +3,8 @@
 # Run from the repository root with ddream's environment active:
 #     bash benchmarks/gpu_check.sh [MNIST_DIR]        (default ../shared/data/mnist)
 # Prints the GPU's name, the data path vs DataLoader table, `ddream all` on the reference schedule
-# with its stage times, and sampling digits/s by step count; record the output in BENCHMARKS.md.
+# with its stage times (distill included), eval of the default sampler (the student), and sampling
+# digits/s of the teacher by step count and of the student; record the output in BENCHMARKS.md.
 set -euo pipefail
 DATA=${1:-../shared/data/mnist}
 WORK=$(mktemp -d /tmp/ddream-gpu-XXXX)
@@ -17,5 +18,6 @@ start=$(date +%s)
 python -m ddream all --device cuda --data-dir "$DATA" --state-dir "$WORK/ref" --quiet
 echo "ddream all (reference schedule, cuda): $(( $(date +%s) - start )) s"
 python -m ddream status --state-dir "$WORK/ref"
+cp "$WORK/ref/state.json" "$WORK/ref/samples.png" "${OUT:-$PWD}/" 2>/dev/null || true
 python -m ddream eval --device cuda --data-dir "$DATA" --state-dir "$WORK/ref" --n 10000
-python benchmarks/speed.py --device cuda --data-dir "$DATA" --steps 200 --n 10000 --state default="$WORK/ref"
+python benchmarks/speed.py --device cuda --data-dir "$DATA" --n 10000 --state default="$WORK/ref" --no-data --no-quick

@@ -162,18 +162,19 @@ def sampling(state: Path, device: torch.device, n: int) -> list[tuple]:
     from ddream.stages.sample import Sampler, SampleRequest
     from ddream.state import StateDir
 
-    sampler = Sampler.from_state(StateDir(state), device)
     labels = balanced_labels(n)
     rows = []
+    teacher = Sampler.from_state(StateDir(state), device, "teacher")
     for steps, solver in SAMPLERS:
-        req = sampler.resolve(SampleRequest(n=n, steps=steps, solver=solver))
-        rows.append(
-            (
-                f"{req.solver} {req.steps}" + (" (default)" if steps is None else ""),
-                req.cfg,
-                digits_per_s(sampler, labels, req),
-            )
-        )
+        req = teacher.resolve(SampleRequest(n=n, steps=steps, solver=solver))
+        name = f"teacher {req.solver} {req.steps}" + (" (preset)" if steps is None else "")
+        rows.append((name, req.cfg, digits_per_s(teacher, labels, req)))
+    if StateDir(state).view("distill").status == "done":
+        student = Sampler.from_state(StateDir(state), device, "student")
+        for steps in (1, 2):
+            req = student.resolve(SampleRequest(n=n, steps=steps))
+            name = f"student {steps} ({student.decoder_name} decoder)"
+            rows.append((name, req.cfg, digits_per_s(student, labels, req)))
     return rows
 
 

@@ -19,7 +19,8 @@ from ddream import __version__
 app = typer.Typer(
     name="ddream",
     help="Train and run a rectified-flow latent diffusion model for MNIST digits.\n\n"
-    "Pipeline: train-ae -> encode -> train-dit -> sample; `ddream all` runs it and resumes it.\n\n"
+    "Pipeline: train-ae -> encode -> train-dit -> distill -> sample; `ddream all` runs it and "
+    "resumes it.\n\n"
     "Exit codes: 0 ok, 1 failure, 2 bad input, 130 interrupted (143 on SIGTERM).",
     rich_markup_mode="rich",
     no_args_is_help=True,
@@ -70,6 +71,15 @@ CfgOpt = Annotated[
 ]
 SolverOpt = Annotated[
     str | None, typer.Option(help="euler or heun (default: the model's preset; ddream's: heun).")
+]
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        help="auto (the distilled student when `ddream distill` has run, else the teacher), "
+        "student (one network pass a digit, guidance baked in; 1-2 steps) or teacher (the DiT's "
+        "guided ODE: --steps, --solver, --cfg).",
+    ),
 ]
 PresetOpt = Annotated[
     str,
@@ -398,6 +408,65 @@ def train_dit_cmd(
     )
 
 
+@app.command("distill")
+def distill_cmd(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    profile: ProfileOpt = "reference",
+    preset: PresetOpt = "default",
+    epochs: Annotated[
+        int | None, typer.Option(min=1, help="Epochs over the teacher's pairs (reference: 10).")
+    ] = None,
+    pairs: Annotated[
+        int | None,
+        typer.Option(min=64, help="(noise, class) -> teacher latent pairs to learn from."),
+    ] = None,
+    teacher_steps: Annotated[
+        int | None, typer.Option(min=1, max=200, help="Heun steps of the teacher for the pairs.")
+    ] = None,
+    student_steps: Annotated[
+        int | None,
+        typer.Option(min=1, max=2, help="The student's default steps when sampling (1 or 2)."),
+    ] = None,
+    lr: Annotated[float | None, typer.Option(min=1e-9, help="Peak learning rate.")] = None,
+    checkpoint_every: CkptOpt = None,
+    force: ForceOpt = False,
+    state_dir: StateDirOpt = DEFAULT_STATE,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    quiet: QuietOpt = False,
+) -> None:
+    """Distil the trained DiT into a student that draws a digit in one network pass.
+
+    The guided teacher draws (noise, class) -> latent pairs; the student, started from the teacher,
+    learns the straight path between them (one round of reflow), with the guidance baked in. A
+    smaller decoder learns to imitate the autoencoder's for fast decoding. `ddream sample` then
+    uses both; `--model teacher` keeps the DiT's ODE.
+
+    Example: ddream distill
+    """
+    from ddream.config import get_profile, with_overrides
+    from ddream.stages.distill import distill
+    from ddream.state import StateDir
+
+    prof = get_profile(profile, preset)
+    cfg = with_overrides(
+        prof.distill,
+        epochs=epochs,
+        pairs=pairs,
+        teacher_steps=teacher_steps,
+        student_steps=student_steps,
+        lr=_finite(lr, "--lr"),
+        checkpoint_every=checkpoint_every,
+    )
+    dev = _setup(device, seed)
+    state = StateDir(state_dir)
+    with state.locked("distill"):
+        state.write_run("distill", _options(ctx))
+        result = distill(state, cfg, device=dev, seed=seed, quiet=quiet, force=force)
+    _report("distill", result, quiet)
+
+
 # ---- using the models ---------------------------------------------------------------------------
 @app.command("sample")
 def sample_cmd(
@@ -419,6 +488,7 @@ def sample_cmd(
             help="Class to draw (repeatable); default: a row of each of 0-9.",
         ),
     ] = None,
+    model: ModelOpt = "auto",
     steps: StepsOpt = None,
     cfg: CfgOpt = None,
     solver: SolverOpt = None,
@@ -429,7 +499,12 @@ def sample_cmd(
         ),
     ] = None,
     gif: Annotated[
-        Path | None, typer.Option("--gif", help="GIF of the sampling trajectory.")
+        Path | None,
+        typer.Option(
+            "--gif",
+            help="GIF of the sampling trajectory: the teacher's ODE steps, or for the student the "
+            "straight path from the noise to its digit that its 1-2 steps jump along.",
+        ),
     ] = None,
     npz: Annotated[
         Path | None, typer.Option("--npz", help=".npz with images (uint8 Nx28x28) and labels.")
@@ -496,6 +571,7 @@ def sample_cmd(
         cfg=cfg,
         solver=solver,
         seed=seed,
+        model=model,
     )
     dev = _setup(device, seed)
     if interpolate is not None:
@@ -533,7 +609,9 @@ def sample_cmd(
         typer.echo(json.dumps(result))
     elif not quiet:
         typer.echo(
-            f"sampled {n} digits ({result['steps']} {result['solver']} steps, cfg {result['cfg']}) "
+            f"sampled {n} digits with the {result['model']} ({result['steps']} {result['solver']} "
+            f"step{'s' if result['steps'] > 1 else ''}, cfg {result['cfg']}, "
+            f"{result['decoder']} decoder) "
             f"in {result['seconds']:.2f}s "
             f"({result['digits_per_s']:.0f}/s): {', '.join(result['written'])}"
         )
@@ -614,6 +692,7 @@ def eval_cmd(
             "--n", "-n", min=10, max=100_000, help="Generated digits, balanced over classes."
         ),
     ] = 10_000,
+    model: ModelOpt = "auto",
     steps: StepsOpt = None,
     cfg: CfgOpt = None,
     solver: SolverOpt = None,
@@ -640,7 +719,7 @@ def eval_cmd(
     if solver is not None and solver not in SOLVERS:
         _bad(f"--solver {solver!r}: choose one of {', '.join(SOLVERS)}")
     dev = _setup(device, seed)
-    req = SampleRequest(n=n, steps=steps, cfg=cfg, solver=solver, seed=seed)
+    req = SampleRequest(n=n, steps=steps, cfg=cfg, solver=solver, seed=seed, model=model)
     say = _say(quiet or as_json)
     result = evaluate(StateDir(state_dir), req, data_dir=data_dir, device=dev, say=say)
     if as_json:
@@ -649,12 +728,14 @@ def eval_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    g, f, r = result["generation"], result["real_floor"], result["reconstruction"]
+    g, f = result["generation"], result["real_floor"]
     table = Table(title=f"ddream eval: {state_dir} ({result['dataset']})")
     for col in ("metric", "model", "real-data floor"):
         table.add_column(col)
-    table.add_row("reconstruction PSNR (28x28)", f"{r['psnr']:.2f} dB", "")
-    table.add_row("reconstruction SSIM", f"{r['ssim']:.4f}", "")
+    for name, d in result["decoders"].items():
+        table.add_row(f"reconstruction PSNR (28x28), {name} decoder", f"{d['psnr']:.2f} dB", "")
+        table.add_row(f"reconstruction SSIM, {name} decoder", f"{d['ssim']:.4f}", "")
+        table.add_row(f"reconstruction FID, {name} decoder", f"{d['fid']:.3f}", "")
     table.add_row("FID (classifier features)", f"{g['fid']:.3f}", f"{f['fid']:.3f}")
     table.add_row("class accuracy", f"{g['class_accuracy']:.2%}", f"{f['class_accuracy']:.2%}")
     table.add_row("precision (k=3)", f"{g['precision']:.3f}", f"{f['precision']:.3f}")
@@ -662,7 +743,8 @@ def eval_cmd(
     console = Console()
     console.print(table)
     console.print(
-        f"{result['samples']} samples, {result['steps']} {result['solver']} steps, cfg {result['cfg']}: "
+        f"{result['samples']} samples from the {result['model']} ({result['steps']} "
+        f"{result['solver']} steps, cfg {result['cfg']}, {result['sampling_decoder']} decoder): "
         f"{result['digits_per_s']:.0f} "
         f"digits/s. Extractor: {result['extractor']}, test accuracy "
         f"{result['extractor_test_accuracy']:.2%}.",
@@ -682,6 +764,9 @@ def all_cmd(
     ae_epochs: Annotated[int | None, typer.Option(min=0, help="Augmented AE epochs.")] = None,
     finetune_epochs: Annotated[int | None, typer.Option(min=0, help="Fine-tune AE epochs.")] = None,
     dit_epochs: Annotated[int | None, typer.Option(min=1, help="DiT epochs.")] = None,
+    distill_epochs: Annotated[
+        int | None, typer.Option(min=1, help="Distillation epochs (student and decoder).")
+    ] = None,
     latent_channels: Annotated[
         int | None, typer.Option(min=1, help="Channels of the 2x2 latent.")
     ] = None,
@@ -691,7 +776,7 @@ def all_cmd(
     seed: SeedOpt = 0,
     quiet: QuietOpt = False,
 ) -> None:
-    """Run train-ae -> encode -> train-dit -> samples (state dir: samples.png, samples.gif).
+    """Run train-ae -> encode -> train-dit -> distill -> samples (state dir: samples.png, .gif).
 
     Each stage is skipped when done and fresh, resumed when interrupted, redone when stale.
 
@@ -718,6 +803,9 @@ def all_cmd(
         ),
         dit_train=with_overrides(
             prof.dit_train, epochs=dit_epochs, checkpoint_every=checkpoint_every
+        ),
+        distill=with_overrides(
+            prof.distill, epochs=distill_epochs, checkpoint_every=checkpoint_every
         ),
     )
     if prof.ae_train.epochs + prof.ae_train.finetune_epochs < 1:

@@ -91,6 +91,31 @@ class SampleConfig:
 
 
 @dataclass(frozen=True)
+class DistillConfig:
+    """How `ddream distill` makes the fast sampling models: a one-step student of the guided DiT
+    (reflow on teacher pairs) and, optionally, a smaller decoder that imitates the autoencoder's."""
+
+    pairs: int = 60_000  # (noise, class) -> teacher latent pairs, drawn once
+    teacher_steps: int = 12  # the teacher's sampler for the pairs: Heun, at the preset's guidance
+    teacher_solver: str = "heun"
+    teacher_cfg: float = 0.0  # 0 = the preset's sampling guidance
+    t_dist: str = "ushape"  # training t: ushape (reflow, mass near 0 and 1) or one (t = 1 only)
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 2e-4
+    ema_decay: float = 0.99
+    student_steps: int = 1  # the student's default number of evaluations (1 or 2)
+    # A smaller decoder distilled from the autoencoder's, for sampling; () = keep the autoencoder's.
+    # Off by default: widths (4, 8, 16, 64, 64) with blocks (0, 0, 1, 1, 1) decoded ~1.7x faster
+    # but lost 2 dB of test PSNR and raised the reconstruction FID from 0.09 to 7.3 (BENCHMARKS.md).
+    decoder_widths: tuple[int, ...] = ()
+    decoder_blocks: tuple[int, ...] = (0, 0, 1, 1, 1)
+    decoder_lr: float = 2e-3
+    train_limit: int = 0  # distill on the first N pairs only (0 = all)
+    checkpoint_every: int = 200
+
+
+@dataclass(frozen=True)
 class Profile:
     """Every stage's settings under one name."""
 
@@ -100,6 +125,7 @@ class Profile:
     dit: DiTConfig = field(default_factory=DiTConfig)
     dit_train: DiTTrainConfig = field(default_factory=DiTTrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
 
 PRESETS: dict[str, Profile] = {
@@ -140,6 +166,8 @@ PRESETS: dict[str, Profile] = {
             standardise=False,
         ),
         sample=SampleConfig(steps=12, cfg=2.0, solver="euler"),
+        # not in DigitDreamer: a student of its DiT (it keeps its own plain decoder)
+        distill=DistillConfig(),
     ),
 }
 PROFILES = ("reference", "quick")
@@ -170,6 +198,17 @@ def quicken(preset: Profile) -> Profile:
             preset.dit_train, epochs=2, ema_decay=min(preset.dit_train.ema_decay, 0.9), **slice_
         ),
         sample=dataclasses.replace(preset.sample, steps=4),
+        distill=dataclasses.replace(
+            preset.distill,
+            pairs=512,
+            teacher_steps=4,
+            epochs=2,
+            batch_size=64,
+            checkpoint_every=8,
+            # the quick profile distils a small decoder too, so that the smoke run covers it
+            decoder_widths=(4, 4, 8, 16, 16) if ae.arch == "dcae" else (),
+            decoder_blocks=(0, 0, 1, 0, 1),
+        ),
     )
 
 

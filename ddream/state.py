@@ -25,7 +25,7 @@ from ddream import __version__
 from ddream.errors import BadInput, DDreamError, StateBusy
 
 STATE_FORMAT = 1
-STAGES = ("ae", "encode", "dit")
+STAGES = ("ae", "encode", "dit", "distill")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -240,7 +240,11 @@ class StateDir:
         problem = self.verify_outputs(rec)
         if problem:
             return StageView(stage, "corrupt", problem, rec)
-        upstream = {"encode": ("ae", "model"), "dit": ("encode", "train")}.get(stage)
+        upstream = {
+            "encode": ("ae", "model"),
+            "dit": ("encode", "train"),
+            "distill": ("dit", "model"),
+        }.get(stage)
         if upstream:
             up_stage, up_output = upstream
             up = data.get(up_stage)

@@ -88,6 +88,15 @@ class EMA:
                 self.shadow[k].copy_(v)
 
 
+def cosine_lr(base: float, step: int, total: int, floor: float = 0.1) -> float:
+    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
+
+
+def scheduled_lr(schedule: str, base: float, step: int, total: int) -> float:
+    """The learning rate at a step: cosine decay to 10%, or constant."""
+    return cosine_lr(base, step, total) if schedule == "cosine" else base
+
+
 # ---- interrupts ----------------------------------------------------------------------------------
 @dataclass
 class StopFlag:

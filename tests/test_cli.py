@@ -27,6 +27,8 @@ def test_sample_writes_grid_gif_and_npz(trained_state, tmp_path, cli):
         trained_state,
         "--device",
         "cpu",
+        "--model",
+        "teacher",
         "--steps",
         "5",
         "--n",
@@ -56,6 +58,8 @@ def test_sample_writes_grid_gif_and_npz(trained_state, tmp_path, cli):
         trained_state,
         "--device",
         "cpu",
+        "--model",
+        "teacher",
         "--steps",
         "5",
         "--n",
@@ -265,7 +269,7 @@ def test_config_file_sets_options_and_flags_override_it(trained_state, mnist_dir
     assert report["run"]["command"] == "all"
     assert report["run"]["options"]["seed"] == 0  # the flag won over the file
     assert report["run"]["options"]["profile"] == "quick"  # the file won over the default
-    assert [s["status"] for s in report["stages"]] == ["done"] * 3  # seed 0 = the trained state
+    assert [s["status"] for s in report["stages"]] == ["done"] * 4  # seed 0 = the trained state
     assert "last run: ddream all" in cli("status", "--state-dir", state).out
 
 
@@ -297,6 +301,8 @@ def test_interpolate_classes_morphs_in_a_looping_gif(trained_state, tmp_path, cl
         "8",
         "--frames",
         "6",
+        "--model",
+        "teacher",
         "--steps",
         "4",
         "--gif",
@@ -336,6 +342,8 @@ def test_interpolate_seeds_starts_at_the_first_seed(trained_state, tmp_path, cli
             "3",
             "--frames",
             "3",
+            "--model",
+            "teacher",
             "--steps",
             "4",
             "--grid",
@@ -354,6 +362,8 @@ def test_interpolate_seeds_starts_at_the_first_seed(trained_state, tmp_path, cli
             "4",
             "--n",
             "3",
+            "--model",
+            "teacher",
             "--steps",
             "4",
             "--seed",

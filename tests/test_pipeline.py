@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from ddream.state import StateDir
@@ -24,7 +25,7 @@ def test_all_makes_every_stage_and_pictures(trained_state, cli):
     res = cli("status", "--json", "--state-dir", trained_state)
     assert res.code == 0
     report = json.loads(res.out)
-    assert [s["status"] for s in report["stages"]] == ["done", "done", "done"]
+    assert [s["status"] for s in report["stages"]] == ["done"] * 4
     assert report["next"] is None
     assert (trained_state / "samples.png").stat().st_size > 0
     assert (trained_state / "samples.gif").stat().st_size > 0
@@ -48,7 +49,7 @@ def test_all_again_skips_every_finished_stage(trained_state, tmp_path, mnist_dir
         "cpu",
     )
     assert res.code == 0
-    assert res.out.count("already done, skipped") == 3
+    assert res.out.count("already done, skipped") == 4
     assert _shas(state) == before
 
 
@@ -69,9 +70,8 @@ def test_all_stopped_again_and_again_ends_with_the_same_weights(
         seen_partial |= {r["stage"] for r in rows if r["status"] == "partial"}
     else:
         pytest.fail("`all` never finished")
-    assert seen_partial == {"ae", "dit"}
-    assert _shas(state)["ae"] == _shas(trained_state)["ae"]
-    assert _shas(state)["dit"] == _shas(trained_state)["dit"]
+    assert seen_partial == {"ae", "dit", "distill"}
+    assert _shas(state) == _shas(trained_state)  # every stage, the distilled student included
 
 
 def test_retrained_autoencoder_makes_latents_and_dit_stale(trained_state, tmp_path, mnist_dir, cli):
@@ -83,7 +83,7 @@ def test_retrained_autoencoder_makes_latents_and_dit_stale(trained_state, tmp_pa
         r["stage"]: r["status"]
         for r in json.loads(cli("status", "--json", "--state-dir", state).out)["stages"]
     }
-    assert rows == {"ae": "done", "encode": "stale", "dit": "stale"}
+    assert rows == {"ae": "done", "encode": "stale", "dit": "stale", "distill": "stale"}
     assert json.loads(cli("status", "--json", "--state-dir", state).out)["next"] == "ddream encode"
     sample = cli("sample", "--state-dir", state, "--grid", tmp_path / "x.png", "--device", "cpu")
     assert sample.code == 1 and "stale" in sample.err and "ddream encode" in sample.err
@@ -93,7 +93,7 @@ def test_retrained_autoencoder_makes_latents_and_dit_stale(trained_state, tmp_pa
         r["stage"]: r["status"]
         for r in json.loads(cli("status", "--json", "--state-dir", state).out)["stages"]
     }
-    assert rows == {"ae": "done", "encode": "done", "dit": "done"}
+    assert rows == {"ae": "done", "encode": "done", "dit": "done", "distill": "done"}
 
 
 def test_a_corrupted_artifact_is_reported_and_redone(trained_state, tmp_path, mnist_dir, cli):
@@ -189,39 +189,42 @@ def test_the_digitdreamer_preset_runs_and_samples_with_its_own_defaults(tmp_path
         rec["config"]["model"]["arch"] == "digitdreamer"
         and rec["config"]["train"]["recon_loss"] == "bce"
     )
-    out = cli(
-        "sample",
-        "--state-dir",
-        state,
-        "--n",
-        "10",
-        "--npz",
-        tmp_path / "x.npz",
-        "--json",
-        "--device",
-        "cpu",
-    )
-    assert out.code == 0, out.err
-    summary = json.loads(out.out)
-    assert (
-        summary["cfg"] == 2.0 and summary["steps"] == 4
-    )  # the preset's guidance, the quick profile's steps
-    assert (
+    teacher = cli(
+        "sample", "--state-dir", state, "--n", "10", "--json", "--device", "cpu",
+        "--model", "teacher", "--npz", tmp_path / "x.npz",
+    )  # fmt: skip
+    assert teacher.code == 0, teacher.err
+    summary = json.loads(teacher.out)
+    # the preset's guidance and solver, the quick profile's steps
+    assert (summary["model"], summary["cfg"], summary["solver"], summary["steps"]) == (
+        "teacher", 2.0, "euler", 4,
+    )  # fmt: skip
+    # the student of the preset's DiT has the preset's guidance baked in, and its own decoder is
+    # the preset's plain one (no small decoder is distilled for it)
+    student = json.loads(
         cli(
             "sample",
             "--state-dir",
             state,
             "--n",
             "10",
-            "--npz",
-            tmp_path / "y.npz",
             "--json",
-            "--cfg",
-            "1.0",
             "--device",
             "cpu",
-        ).code
-        == 0
+            "--npz",
+            tmp_path / "y.npz",
+        ).out  # fmt: skip
+    )
+    assert (student["model"], student["cfg"], student["steps"], student["decoder"]) == (
+        "student", 2.0, 1, "autoencoder",
+    )  # fmt: skip
+    unguided = cli(
+        "sample", "--state-dir", state, "--n", "10", "--npz", tmp_path / "z.npz", "--json",
+        "--model", "teacher", "--cfg", "1.0", "--device", "cpu",
+    )  # fmt: skip
+    assert unguided.code == 0 and json.loads(unguided.out)["cfg"] == 1.0
+    assert not np.array_equal(
+        np.load(tmp_path / "x.npz")["images"], np.load(tmp_path / "z.npz")["images"]
     )
 
 

@@ -16,7 +16,12 @@ from ddream.models.autoencoder import AutoEncoder
 from ddream.models.dit import DiT
 from ddream.state import STAGES, StateDir
 
-NEXT_COMMAND = {"ae": "ddream train-ae", "encode": "ddream encode", "dit": "ddream train-dit"}
+NEXT_COMMAND = {
+    "ae": "ddream train-ae",
+    "encode": "ddream encode",
+    "dit": "ddream train-dit",
+    "distill": "ddream distill",
+}
 
 
 def done_output(state: StateDir, stage: str, name: str) -> tuple[Path, str]:
@@ -112,6 +117,52 @@ def load_dit(state: StateDir, device: torch.device) -> tuple[DiT, Latents, str]:
         )
     model.sample_defaults = meta.get("sample", {})
     return model.eval(), stats, sha
+
+
+@dataclass
+class Student:
+    """The distilled sampler: a DiT with guidance baked in, the latent statistics it draws in, the
+    teacher settings it imitates, and the small decoder when the distill stage made one."""
+
+    model: DiT
+    stats: Latents
+    meta: dict
+    decoder: torch.nn.Module | None
+    decoder_meta: dict | None
+
+
+def load_student(state: StateDir, device: torch.device) -> Student:
+    """The distill stage's student (and small decoder), checked; self-describing: its metadata holds
+    the latent mean/std, so no latents file is read."""
+    path, sha = done_output(state, "distill", "model")
+    tensors, meta = load_tensors(path, sha, device)
+    if meta.get("kind") != "ddream-student":
+        raise BadArtifact(f"{path} is not a ddream student")
+    model = _load_weights(DiT(from_dict(DiTConfig, meta["config"])), tensors, path, device)
+    mean, std = torch.tensor(meta["latent_mean"]), torch.tensor(meta["latent_std"])
+    stats = Latents(torch.empty(0), torch.empty(0), mean, std, meta["ae_sha256"])
+    decoder, dec_meta = None, None
+    outputs = state.record("distill").get("outputs", {})
+    if "decoder" in outputs:
+        dpath, dsha = done_output(state, "distill", "decoder")
+        dtensors, dec_meta = load_tensors(dpath, dsha, device)
+        if dec_meta.get("kind") != "ddream-decoder":
+            raise BadArtifact(f"{dpath} is not a ddream decoder")
+        from ddream.models.autoencoder import Decoder
+
+        decoder = _load_weights(
+            Decoder(from_dict(AEConfig, dec_meta["config"])), dtensors, dpath, device
+        )
+    return Student(model, stats, meta, decoder, dec_meta)
+
+
+def _load_weights(model: torch.nn.Module, tensors, path: Path, device: torch.device):
+    model = model.to(device)
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError:
+        raise BadArtifact(f"{path} does not hold the weights its config describes") from None
+    return model.eval()
 
 
 def load_dataset(

@@ -156,17 +156,20 @@ def generate(
 # ---- the command ---------------------------------------------------------------------------------
 @torch.inference_mode()
 def reconstruction_scores(
-    ae, test: Split, device: torch.device, batch: int = 1000
-) -> dict[str, float]:
-    p, s = [], []
+    encoder, decoder, test: Split, device: torch.device, batch: int = 1000
+) -> tuple[dict[str, float], torch.Tensor]:
+    """PSNR and SSIM over the test split, and the reconstructions (N, 28, 28) in [0, 1]."""
+    p, s, out = [], [], []
     for i in range(0, len(test), batch):
         imgs = test.images[i : i + batch].to(device)
         with autocast(device):
-            recon = to_unit(ae(to_model(imgs)))
+            recon = to_unit(decoder(encoder(to_model(imgs))))
         real = imgs.float() / 255
         p.append(psnr(recon, real).cpu())
         s.append(ssim(recon, real).cpu())
-    return {"psnr": float(torch.cat(p).mean()), "ssim": float(torch.cat(s).mean())}
+        out.append(recon.float().cpu())
+    scores = {"psnr": float(torch.cat(p).mean()), "ssim": float(torch.cat(s).mean())}
+    return scores, torch.cat(out)
 
 
 def evaluate(
@@ -180,12 +183,20 @@ def evaluate(
     """Every number of `ddream eval`, as a dict ready for JSON."""
     ae, _, dataset = load_ae_with_dataset(state, device)
     train, test = load_dataset(state, data_dir, dataset["name"])
-    say("reconstruction: PSNR and SSIM over the test split")
-    recon = reconstruction_scores(ae, test, device)
+    sampler = Sampler.from_state(state, device, req.model)
+    req = sampler.resolve(req)
     classifier, clf_acc = load_or_train_classifier(
         state, train, test, dataset["fingerprint"], device, say
     )
     real_feats, _ = features(classifier, test.images.float() / 255, device)
+    say("reconstruction: PSNR, SSIM and FID over the test split")
+    recon, images = reconstruction_scores(ae.encoder, ae.decoder, test, device)
+    recon["fid"] = frechet_distance(real_feats, features(classifier, images, device)[0])
+    decoders = {"autoencoder": recon}
+    if sampler.decoder_name != "autoencoder":  # the distilled decoder that sampling uses
+        scores, images = reconstruction_scores(ae.encoder, sampler.decoder, test, device)
+        scores["fid"] = frechet_distance(real_feats, features(classifier, images, device)[0])
+        decoders[sampler.decoder_name] = scores
 
     # the floor: held-out real digits (from the training split) against the test split
     n = req.n
@@ -198,9 +209,7 @@ def evaluate(
         device,
     )
 
-    sampler = Sampler.from_state(state, device)
-    req = sampler.resolve(req)
-    say(f"generation: {n} samples ({req.steps} {req.solver} steps, cfg {req.cfg})")
+    say(f"generation: {n} samples, {req.model} ({req.steps} {req.solver} steps, cfg {req.cfg})")
     labels = balanced_labels(n)
     t0 = time.perf_counter()
     fake = generate(sampler, labels, req)
@@ -209,6 +218,9 @@ def evaluate(
     return {
         "dataset": dataset["name"],
         "reconstruction": {k: round(v, 4) for k, v in recon.items()},
+        "decoders": {name: {k: round(v, 4) for k, v in d.items()} for name, d in decoders.items()},
+        "sampling_decoder": sampler.decoder_name,
+        "model": req.model,
         "generation": {k: round(v, 4) for k, v in gen.__dict__.items()},
         "real_floor": {k: round(v, 4) for k, v in floor.__dict__.items()},
         "samples": n,

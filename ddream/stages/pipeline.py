@@ -12,13 +12,14 @@ import torch
 
 from ddream.config import Profile
 from ddream.render import check_output
+from ddream.stages.distill import distill
 from ddream.stages.encode import encode
 from ddream.stages.sample import SampleRequest, sample
 from ddream.stages.train_ae import train_ae
 from ddream.stages.train_dit import train_dit
 from ddream.state import STAGES, StateDir
 
-STAGE_COMMANDS = {"ae": "train-ae", "encode": "encode", "dit": "train-dit"}
+STAGE_COMMANDS = {"ae": "train-ae", "encode": "encode", "dit": "train-dit", "distill": "distill"}
 
 
 @dataclass
@@ -43,7 +44,7 @@ def run_all(
     say: Callable[[str], None],
     stop_after: int | None = None,
 ) -> dict[str, Any]:
-    """Train-ae -> encode -> train-dit -> a sample grid and GIF in the state dir."""
+    """Train-ae -> encode -> train-dit -> distill -> a sample grid and GIF in the state dir."""
     summary: dict[str, Any] = {}
     runs = {
         "ae": lambda: train_ae(
@@ -70,6 +71,15 @@ def run_all(
             discard_stale=True,
             stop_after=stop_after,
         ),
+        "distill": lambda: distill(
+            state,
+            profile.distill,
+            device=device,
+            seed=seed,
+            quiet=quiet,
+            discard_stale=True,
+            stop_after=stop_after,
+        ),
     }
     for stage in STAGES:
         view = state.view(stage)
@@ -77,9 +87,7 @@ def run_all(
         result = runs[stage]()
         say(f"{stage}: {'already done, skipped' if result['skipped'] else 'done'}")
         summary[stage] = result
-    req = SampleRequest(
-        steps=profile.sample.steps, cfg=profile.sample.cfg, solver=profile.sample.solver, seed=seed
-    )
+    req = SampleRequest(seed=seed)  # the student, at its own defaults
     grid_path = check_output(state.path("samples.png"), ".png", "grid")
     gif_path = check_output(state.path("samples.gif"), ".gif", "gif")
     summary["sample"] = sample(
@@ -98,6 +106,9 @@ def _metrics_text(stage: str, rec: dict[str, Any] | None) -> str:
         return f"{m['train']} + {m['test']} latents {tuple(m['latent_shape'])}"
     if stage == "dit" and "val_loss" in m:
         return f"val loss {m['val_loss']:.4f}"
+    if stage == "distill" and "val_mse" in m:
+        text = f"1-step mse {m['val_mse']:.4f}"
+        return text + (f", decoder {m['decoder_psnr']:.2f} dB" if "decoder_psnr" in m else "")
     return ""
 
 

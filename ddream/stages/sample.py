@@ -12,20 +12,26 @@ from typing import Any
 
 import torch
 
+from ddream.checkpoint import BadArtifact
 from ddream.config import SampleConfig, to_dict
 from ddream.data import to_uint8, to_unit
+from ddream.errors import BadInput
 from ddream.flow import sample_ode
-from ddream.models.autoencoder import AutoEncoder
 from ddream.models.dit import DiT
+from ddream.models.fused_decoder import inference_decoder
 from ddream.render import grid, write_gif, write_npz, write_png
-from ddream.stages.artifacts import Latents, load_ae, load_dit
+from ddream.stages.artifacts import Latents, load_ae, load_dit, load_student
 from ddream.state import StateDir
 from ddream.train import autocast, seeded
+
+MODELS = ("auto", "student", "teacher")
 
 
 @dataclass(frozen=True)
 class SampleRequest:
-    """What to sample; steps, cfg and solver left None take the trained model's preset defaults."""
+    """What to sample; steps, cfg and solver left None take the model's own defaults. `model`:
+    auto (the distilled student when the distill stage is done, else the teacher), student or
+    teacher (the DiT's guided ODE)."""
 
     n: int = 100
     classes: tuple[int, ...] = tuple(range(10))
@@ -33,6 +39,7 @@ class SampleRequest:
     cfg: float | None = None
     solver: str | None = None
     seed: int = 0
+    model: str = "auto"
 
 
 def class_rows(n: int, classes: tuple[int, ...]) -> tuple[torch.Tensor, int]:
@@ -43,35 +50,75 @@ def class_rows(n: int, classes: tuple[int, ...]) -> tuple[torch.Tensor, int]:
 
 
 class Sampler:
-    """A trained DiT + decoder, ready to turn (labels, seed) into digits."""
+    """A velocity network + decoder, ready to turn (labels, seed) into digits. The teacher is the
+    DiT, integrated with guidance; the student has guidance baked in and takes 1-2 Euler steps."""
 
-    def __init__(self, dit: DiT, ae: AutoEncoder, stats: Latents, device: torch.device) -> None:
-        # channels-last convolutions decode ~1.4x faster on the CPU (BENCHMARKS.md)
-        self.dit, self.stats, self.device = dit, stats, device
-        self.ae = ae.to(memory_format=torch.channels_last)
+    def __init__(
+        self,
+        dit: DiT,
+        decoder: torch.nn.Module,
+        stats: Latents,
+        device: torch.device,
+        kind: str = "teacher",
+        defaults: dict[str, Any] | None = None,
+        decoder_name: str = "autoencoder",
+    ) -> None:
+        self.dit, self.stats, self.device, self.kind = dit, stats, device, kind
+        self.decoder, self.decoder_name = inference_decoder(decoder, device), decoder_name
+        self.defaults = {**to_dict(SampleConfig()), **(defaults or {})}
         self.shape = (dit.cfg.latent_channels, dit.cfg.latent_size, dit.cfg.latent_size)
 
     @classmethod
-    def from_state(cls, state: StateDir, device: torch.device) -> Sampler:
+    def from_state(cls, state: StateDir, device: torch.device, model: str = "auto") -> Sampler:
+        if model not in MODELS:
+            raise BadInput(f"--model {model!r}: choose one of {', '.join(MODELS)}")
+        if model == "student" or (model == "auto" and state.view("distill").status == "done"):
+            return cls.student(state, device)
         dit, stats, _ = load_dit(state, device)
         ae, ae_sha = load_ae(state, device)
         if stats.ae_sha != ae_sha:
-            from ddream.checkpoint import BadArtifact
-
             raise BadArtifact(
                 "the DiT was trained on latents of another autoencoder; rerun "
                 "`ddream encode` and `ddream train-dit` (or `ddream all`)"
             )
-        return cls(dit, ae, stats, device)
+        return cls(dit, ae.decoder, stats, device, "teacher", dit.sample_defaults)
+
+    @classmethod
+    def student(cls, state: StateDir, device: torch.device) -> Sampler:
+        st = load_student(state, device)
+        decoder, name = st.decoder, "distilled"
+        if decoder is None:
+            ae, _ = load_ae(state, device)
+            decoder, name = ae.decoder, "autoencoder"
+        defaults = {"steps": st.meta["steps"], "cfg": st.meta["cfg"], "solver": "euler"}
+        return cls(st.model, decoder, st.stats, device, "student", defaults, name)
 
     def resolve(self, req: SampleRequest) -> SampleRequest:
-        """The request with unset steps/cfg/solver taken from the model's preset (or ddream's)."""
-        defaults = {**to_dict(SampleConfig()), **getattr(self.dit, "sample_defaults", {})}
+        """The request with unset steps/cfg/solver taken from the model; options that do not apply
+        to the student are refused with one line."""
+        if self.kind == "student":
+            baked = self.defaults["cfg"]
+            if req.cfg is not None and not math.isclose(req.cfg, baked):
+                raise BadInput(
+                    f"--cfg {req.cfg}: the student has guidance {baked} baked in; "
+                    "use --model teacher for other guidance"
+                )
+            if req.solver is not None and req.solver != "euler":
+                raise BadInput(
+                    f"--solver {req.solver}: the student takes straight Euler steps; "
+                    "use --model teacher for the ODE solvers"
+                )
+            if req.steps is not None and req.steps > STUDENT_MAX_STEPS:
+                raise BadInput(
+                    f"--steps {req.steps}: the student draws in 1 or {STUDENT_MAX_STEPS} "
+                    "steps; use --model teacher for more"
+                )
         return dataclasses.replace(
             req,
-            steps=req.steps if req.steps is not None else defaults["steps"],
-            cfg=req.cfg if req.cfg is not None else defaults["cfg"],
-            solver=req.solver if req.solver is not None else defaults["solver"],
+            steps=req.steps if req.steps is not None else self.defaults["steps"],
+            cfg=req.cfg if req.cfg is not None else self.defaults["cfg"],
+            solver=req.solver if req.solver is not None else self.defaults["solver"],
+            model=self.kind,
         )
 
     def noise(self, n: int, seed: int) -> torch.Tensor:
@@ -81,9 +128,23 @@ class Sampler:
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Standardised latents -> uint8 (N, 28, 28)."""
         with autocast(self.device):
-            z = self.stats.unstandardise(z.float()).contiguous(memory_format=torch.channels_last)
-            x = self.ae.decode(z).contiguous()
+            x = self.decoder(self.stats.unstandardise(z.float()))
         return to_uint8(to_unit(x))
+
+    def _velocity(self, labels: torch.Tensor, cfg: float):
+        if self.kind == "student":  # guidance is in the weights: one row per digit
+
+            def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+                with autocast(self.device):
+                    return self.dit(x, t, labels).float()
+
+        else:
+
+            def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+                with autocast(self.device):
+                    return self.dit.forward_with_cfg(x, t, labels, cfg).float()
+
+        return velocity
 
     @torch.inference_mode()
     def generate(
@@ -93,15 +154,16 @@ class Sampler:
         noise: torch.Tensor | None = None,
         keep_trajectory: bool = False,
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Digits for these labels, and (if asked) the latent path that drew them: the ODE's
+        steps for the teacher; for the student, its straight path from noise to digit."""
         req = self.resolve(req)
         labels = labels.to(self.device)
         z0 = self.noise(len(labels), req.seed) if noise is None else noise
-
-        def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            with autocast(self.device):
-                return self.dit.forward_with_cfg(x, t, labels, req.cfg).float()
-
-        z, traj = sample_ode(velocity, z0, req.steps, req.solver, keep_trajectory)
+        z, traj = sample_ode(
+            self._velocity(labels, req.cfg), z0, req.steps, req.solver, keep_trajectory
+        )
+        if keep_trajectory and self.kind == "student":
+            traj = straight_path(traj, STUDENT_GIF_FRAMES)
         return self.decode(z), traj
 
     @torch.inference_mode()
@@ -113,19 +175,43 @@ class Sampler:
         req: SampleRequest,
         noise: torch.Tensor,
     ) -> torch.Tensor:
-        """Digits whose guidance mixes two classes: v = v_null + cfg * ((1-w) v_a + w v_b - v_null)."""
+        """Digits whose velocity mixes two classes: (1-w) v_a + w v_b for the student; for the
+        teacher the guided form v_null + cfg * ((1-w) v_a + w v_b - v_null)."""
         req = self.resolve(req)
-        null = torch.full_like(labels_a, self.dit.cfg.num_classes)
-        y = torch.cat([labels_a, labels_b, null])
+        student = self.kind == "student"
+        rows = [labels_a, labels_b] + ([] if student else [torch.full_like(labels_a, self.null)])
+        y = torch.cat(rows)
 
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            k = len(rows)
             with autocast(self.device):
-                v = self.dit(torch.cat([x, x, x]), torch.cat([t, t, t]), y).float()
-            v_a, v_b, v_null = v.chunk(3)
-            return v_null + req.cfg * ((1 - w) * v_a + w * v_b - v_null)
+                v = self.dit(torch.cat([x] * k), torch.cat([t] * k), y).float()
+            parts = v.chunk(k)
+            mixed = (1 - w) * parts[0] + w * parts[1]
+            return mixed if student else parts[2] + req.cfg * (mixed - parts[2])
 
         z, _ = sample_ode(velocity, noise, req.steps, req.solver)
         return self.decode(z)
+
+    @property
+    def null(self) -> int:
+        return self.dit.cfg.num_classes
+
+
+STUDENT_MAX_STEPS = 2
+STUDENT_GIF_FRAMES = 12
+
+
+def straight_path(points: list[torch.Tensor], frames: int) -> list[torch.Tensor]:
+    """`frames` latents evenly spaced along the piecewise-straight path through `points` (the
+    student's 1-2 Euler steps), so its GIF shows the line its steps jump along."""
+    segments = len(points) - 1
+    out = []
+    for s in torch.linspace(0.0, float(segments), frames).tolist():
+        i = min(int(s), segments - 1)
+        w = s - i
+        out.append((1 - w) * points[i] + w * points[i + 1])
+    return out
 
 
 def sample(
@@ -140,7 +226,7 @@ def sample(
     labels_on: bool = True,
 ) -> dict[str, Any]:
     """Generate and write the requested outputs; returns a summary for the CLI."""
-    sampler = Sampler.from_state(state, device)
+    sampler = Sampler.from_state(state, device, req.model)
     req = sampler.resolve(req)
     labels, ncols = class_rows(req.n, req.classes)
     row_labels = [str(int(labels[i])) for i in range(0, req.n, ncols)] if labels_on else None
@@ -160,6 +246,8 @@ def sample(
         written.append(str(npz_path))
     return {
         "n": req.n,
+        "model": req.model,
+        "decoder": sampler.decoder_name,
         "steps": req.steps,
         "cfg": req.cfg,
         "solver": req.solver,
@@ -194,7 +282,7 @@ def morph(
 ) -> dict[str, Any]:
     """A GIF that morphs from `start` to `end`: two classes (same noise, the conditional velocities
     mixed), or two seeds (same class, the noise slerped). Each frame holds req.n digits."""
-    sampler = Sampler.from_state(state, device)
+    sampler = Sampler.from_state(state, device, req.model)
     req = sampler.resolve(req)
     weights = torch.linspace(0.0, 1.0, frames).tolist()
     pictures, strip = [], []

@@ -7,7 +7,6 @@ gradient reaches the autoencoder (DigitDreamer's notebook detached it, and its G
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,14 @@ from ddream.metrics import psnr
 from ddream.models.autoencoder import AutoEncoder, PatchDiscriminator
 from ddream.stages.artifacts import load_dataset
 from ddream.state import StateDir
-from ddream.train import autocast, close_stage, open_stage, run_training, seeded
+from ddream.train import (
+    autocast,
+    close_stage,
+    open_stage,
+    run_training,
+    scheduled_lr,
+    seeded,
+)
 
 STAGE = "ae"
 
@@ -68,15 +74,6 @@ def disc_loss(
     if kind == "bce":
         return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
     return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
-
-
-def cosine_lr(base: float, step: int, total: int, floor: float = 0.1) -> float:
-    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
-
-
-def scheduled_lr(schedule: str, base: float, step: int, total: int) -> float:
-    """The learning rate at a step: cosine decay to 10%, or constant."""
-    return cosine_lr(base, step, total) if schedule == "cosine" else base
 
 
 @dataclass

@@ -20,9 +20,16 @@ from ddream.errors import BadInput
 from ddream.flow import flow_loss, sample_t
 from ddream.models.dit import DiT
 from ddream.stages.artifacts import load_latents
-from ddream.stages.train_ae import scheduled_lr
 from ddream.state import StateDir
-from ddream.train import EMA, autocast, close_stage, open_stage, run_training, seeded
+from ddream.train import (
+    EMA,
+    autocast,
+    close_stage,
+    open_stage,
+    run_training,
+    scheduled_lr,
+    seeded,
+)
 
 STAGE = "dit"
 

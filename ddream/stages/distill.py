@@ -1,0 +1,385 @@
+"""`ddream distill`: the trained models made fast for sampling, without changing what they draw.
+
+- **Student** (one round of reflow, Liu et al. 2022; Lee et al. 2024): the guided teacher (the DiT
+  with classifier-free guidance, integrated with Heun) turns (noise, class) into latents; a copy of
+  the DiT learns the straight path between each pair, t drawn U-shaped (mass near t = 1, where its
+  single step starts, and near t = 0). Guidance is baked in: the student has no null-class row, and
+  one Euler step from t = 1 lands on the teacher's digit.
+- **Decoder** (optional, `decoder_widths`): a smaller DC-AE decoder that imitates the autoencoder's
+  decoder on latents (the teacher's pairs and the encoded training digits), so the DiT, the student
+  and the encoder stay valid. Sampling uses it; `reconstruct` keeps the autoencoder's.
+
+The pairs are drawn once per (teacher, settings) and kept beside the resume checkpoint, so a resumed
+run trains on the same pairs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from ddream.checkpoint import (
+    flatten_optimizer,
+    load_tensors,
+    prefixed,
+    restore_optimizer,
+    save_tensors,
+    split_prefix,
+)
+from ddream.config import AEConfig, DistillConfig, fingerprint, to_dict
+from ddream.data import to_unit
+from ddream.errors import BadInput
+from ddream.flow import sample_ode
+from ddream.metrics import psnr
+from ddream.models.autoencoder import Decoder
+from ddream.models.dit import DiT
+from ddream.models.fused_decoder import inference_decoder
+from ddream.stages.artifacts import Latents, load_ae, load_dit, load_latents
+from ddream.state import StateDir
+from ddream.train import (
+    EMA,
+    autocast,
+    open_stage,
+    run_training,
+    scheduled_lr,
+    seeded,
+)
+
+STAGE = "distill"
+VALIDATION_PAIRS = 1000
+
+
+def sample_t_ushape(n: int, gen: torch.Generator, a: float = 4.0) -> torch.Tensor:
+    """t in [0, 1] with density ~ exp(-a t) + exp(-a (1 - t)): most mass near 0 and 1 (Lee et al.
+    2024's U-shaped schedule for reflow)."""
+    u = torch.rand(n, generator=gen)
+    s = -torch.log1p(-u * (1 - torch.exp(torch.tensor(-a)))) / a  # truncated Exp(a) on [0, 1]
+    flip = torch.rand(n, generator=gen) < 0.5
+    return torch.where(flip, 1 - s, s)
+
+
+def distill_t(name: str, n: int, gen: torch.Generator) -> torch.Tensor:
+    if name == "ushape":
+        return sample_t_ushape(n, gen)
+    return torch.ones(n)  # "one": direct distillation of the one-step map only
+
+
+@torch.inference_mode()
+def teacher_pairs(
+    teacher: DiT,
+    n: int,
+    cfg: DistillConfig,
+    guidance: float,
+    seed: int,
+    tag: str,
+    device: torch.device,
+    progress: Any = None,
+    batch: int = 2000,
+) -> dict[str, torch.Tensor]:
+    """Noise, balanced classes, and the latents that the guided teacher draws from them."""
+    shape = (teacher.cfg.latent_channels, teacher.cfg.latent_size, teacher.cfg.latent_size)
+    noise = torch.randn((n, *shape), generator=seeded(seed, "distill", tag))
+    labels = torch.arange(n) % teacher.cfg.num_classes
+    labels = labels[torch.randperm(n, generator=seeded(seed, "distill-labels", tag))]
+    out = []
+    for i in range(0, n, batch):
+        y = labels[i : i + batch].to(device)
+
+        def velocity(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor = y) -> torch.Tensor:
+            with autocast(device):
+                return teacher.forward_with_cfg(x, t, y, guidance).float()
+
+        z, _ = sample_ode(
+            velocity, noise[i : i + batch].to(device), cfg.teacher_steps, cfg.teacher_solver
+        )
+        out.append(z.cpu())
+        if progress is not None:
+            progress(min(i + batch, n), n)
+    return {"noise": noise, "latents": torch.cat(out), "labels": labels}
+
+
+@dataclass
+class DistillTask:
+    """Student (reflow on the pairs) and, if asked, the small decoder, one step of each per batch."""
+
+    student: DiT
+    decoder: Decoder | None
+    teacher_decoder: torch.nn.Module | None
+    stats: Latents
+    cfg: DistillConfig
+    pairs: dict[str, torch.Tensor]  # on the device
+    val: dict[str, torch.Tensor]
+    extra_latents: torch.Tensor  # standardised training latents for the decoder, on the device
+    test_latents: torch.Tensor  # standardised test latents: the decoder's validation
+    device: torch.device
+    seed: int
+
+    def __post_init__(self) -> None:
+        self.n_train = len(self.pairs["labels"])
+        self.batch_size = self.cfg.batch_size
+        self.total_epochs = self.cfg.epochs
+        self.total_steps = self.total_epochs * (self.n_train // self.batch_size)
+        self.opt = torch.optim.AdamW(self.student.parameters(), lr=self.cfg.lr, weight_decay=0.0)
+        self.ema = EMA(self.student, self.cfg.ema_decay)
+        self.opt_dec = (
+            torch.optim.AdamW(self.decoder.parameters(), lr=self.cfg.decoder_lr)
+            if self.decoder is not None
+            else None
+        )
+
+    def _set_lr(self, global_step: int) -> None:
+        pairs = [(self.opt, self.cfg.lr)]
+        if self.opt_dec is not None:
+            pairs.append((self.opt_dec, self.cfg.decoder_lr))
+        for opt, base in pairs:
+            for group in opt.param_groups:
+                group["lr"] = scheduled_lr("cosine", base, global_step, self.total_steps)
+
+    def step(self, epoch: int, global_step: int, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        idx = idx.to(self.device)
+        gen = seeded(self.seed, "distill-step", global_step)
+        eps, x0, y = self.pairs["noise"][idx], self.pairs["latents"][idx], self.pairs["labels"][idx]
+        t = distill_t(self.cfg.t_dist, len(idx), gen).to(self.device)
+        self._set_lr(global_step)
+        self.student.train()
+        tb = t.view(-1, 1, 1, 1)
+        with autocast(self.device):
+            v = self.student((1 - tb) * x0 + tb * eps, t, y)
+        loss = F.mse_loss(v.float(), eps - x0)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.student.parameters(), 1.0)
+        self.opt.step()
+        self.ema.update(self.student)
+        losses = {"loss": loss.detach()}
+        if self.decoder is not None:
+            losses["dec"] = self._decoder_step(x0, gen)
+        return losses
+
+    def _decoder_step(self, x0: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """The small decoder imitates the autoencoder's on the teacher's latents and as many
+        encoded training digits."""
+        pick = torch.randint(0, len(self.extra_latents), (len(x0),), generator=gen)
+        z = self.stats.unstandardise(torch.cat([x0, self.extra_latents[pick.to(self.device)]]))
+        with torch.no_grad(), autocast(self.device):
+            target = self.teacher_decoder(z).float()
+        target = target.clone()  # out of inference mode, so autograd may keep it
+        self.decoder.train()
+        with autocast(self.device):
+            out = self.decoder(z).float()
+        loss = F.l1_loss(out, target) + F.mse_loss(out, target)
+        self.opt_dec.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_dec.step()
+        return loss.detach()
+
+    @torch.inference_mode()
+    def evaluate(self) -> dict[str, float]:
+        """One-step latent error against the teacher on held-out pairs; the small decoder's PSNR
+        against the autoencoder's decoder on the test latents."""
+        student = self.ema_model()
+        with autocast(self.device):
+            z, _ = sample_ode(
+                lambda x, t: student(x, t, self.val["labels"]).float(), self.val["noise"], 1
+            )
+        metrics = {"val_mse": round(float(F.mse_loss(z.float(), self.val["latents"])), 5)}
+        if self.decoder is not None:
+            self.decoder.eval()
+            z = self.stats.unstandardise(self.test_latents)
+            with autocast(self.device):
+                ref, out = self.teacher_decoder(z).float(), self.decoder(z).float()
+            metrics["decoder_psnr"] = round(float(psnr(to_unit(out), to_unit(ref)).mean()), 2)
+        return metrics
+
+    def ema_model(self) -> DiT:
+        model = DiT(self.student.cfg).to(self.device)
+        model.load_state_dict(self.ema.shadow)
+        return model.eval()
+
+    def state(self) -> dict[str, torch.Tensor]:
+        opt, groups = flatten_optimizer(self.opt, "opt")
+        tensors = {
+            **prefixed(self.student.state_dict(), "model"),
+            **prefixed(self.ema.shadow, "ema"),
+        }
+        tensors.update(opt)
+        self._groups = {"opt": groups}
+        if self.decoder is not None:
+            opt_dec, self._groups["opt_dec"] = flatten_optimizer(self.opt_dec, "opt_dec")
+            tensors.update(prefixed(self.decoder.state_dict(), "decoder"))
+            tensors.update(opt_dec)
+        return tensors
+
+    def meta(self) -> dict[str, Any]:
+        return {"groups": self._groups, "ema_updates": self.ema.updates}
+
+    def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        tensors = {k: v.to(self.device) for k, v in tensors.items()}
+        self.student.load_state_dict(split_prefix(tensors, "model"))
+        self.ema.shadow = split_prefix(tensors, "ema")
+        self.ema.updates = meta["ema_updates"]
+        restore_optimizer(self.opt, tensors, "opt", meta["groups"]["opt"])
+        if self.decoder is not None:
+            self.decoder.load_state_dict(split_prefix(tensors, "decoder"))
+            restore_optimizer(self.opt_dec, tensors, "opt_dec", meta["groups"]["opt_dec"])
+
+    def describe(self, losses: dict[str, float], metrics: dict[str, float]) -> str:
+        text = f"loss {losses.get('loss', float('nan')):.4f}  1-step mse {metrics['val_mse']:.4f}"
+        if "decoder_psnr" in metrics:
+            text += f"  decoder {metrics['decoder_psnr']:.2f} dB"
+        return text
+
+
+def decoder_config(ae_cfg: AEConfig, cfg: DistillConfig) -> AEConfig | None:
+    """The small decoder's settings (the autoencoder's, with the distill widths), or None."""
+    if not cfg.decoder_widths:
+        return None
+    if ae_cfg.arch != "dcae":
+        raise BadInput("a small decoder can only imitate a DC-AE decoder; set decoder-widths to ()")
+    return dataclasses.replace(ae_cfg, widths=cfg.decoder_widths, blocks=cfg.decoder_blocks)
+
+
+def distill(
+    state: StateDir,
+    cfg: DistillConfig,
+    *,
+    device: torch.device,
+    seed: int,
+    quiet: bool,
+    force: bool = False,
+    discard_stale: bool = False,
+    stop_after: int | None = None,
+) -> dict[str, Any]:
+    """Distil (or resume, or skip when done and fresh) the student and the small decoder."""
+    teacher, stats, teacher_sha = load_dit(state, device)
+    ae, ae_sha = load_ae(state, device)
+    # the teacher's own sampling guidance (in its metadata), unless the settings name another
+    guidance = cfg.teacher_cfg or float(teacher.sample_defaults.get("cfg", 1.0))
+    dec_cfg = decoder_config(ae.cfg, cfg)
+    config = {"distill": to_dict(cfg), "guidance": guidance, "seed": seed, "method": "reflow"}
+    inputs = {"config": fingerprint(config), "dit": teacher_sha, "ae": ae_sha}
+    resume = state.path("distill", "resume.safetensors")
+    record = open_stage(
+        state, STAGE, config, inputs, cfg.epochs, resume, force=force, discard_stale=discard_stale
+    )
+    if record is None:
+        return {"skipped": True, "metrics": state.record(STAGE)["metrics"]}
+
+    pairs_path = state.path("distill", "pairs.safetensors")
+    pairs = _load_or_draw_pairs(pairs_path, teacher, cfg, guidance, seed, inputs, device, quiet)
+    val = teacher_pairs(teacher, VALIDATION_PAIRS, cfg, guidance, seed, "validation", device)
+    n = min(cfg.train_limit or len(pairs["labels"]), len(pairs["labels"]))
+    pairs = {k: v[:n].to(device) for k, v in pairs.items()}
+    val = {k: v.to(device) for k, v in val.items()}
+    train_latents, _ = load_latents(state, "train")
+    test_latents, _ = load_latents(state, "test")
+    torch.manual_seed(seed)
+    student = DiT(teacher.cfg).to(device)
+    student.load_state_dict(teacher.state_dict())  # reflow starts from the teacher
+    decoder = Decoder(dec_cfg).to(device) if dec_cfg is not None else None
+    task = DistillTask(
+        student,
+        decoder,
+        inference_decoder(ae.decoder, device) if decoder is not None else None,
+        stats,
+        cfg,
+        pairs,
+        val,
+        stats.standardise(train_latents.latents).to(device),
+        stats.standardise(test_latents.latents[:2000]).to(device),
+        device,
+        seed,
+    )
+    result = run_training(
+        task,
+        stage=STAGE,
+        state=state,
+        record=record,
+        resume_path=resume,
+        seed=seed,
+        checkpoint_every=cfg.checkpoint_every,
+        quiet=quiet,
+        stop_after=stop_after,
+    )
+    outputs = {"model": state.path("distill", "student.safetensors")}
+    save_tensors(
+        outputs["model"],
+        task.ema.shadow,
+        {
+            "kind": "ddream-student",
+            "config": to_dict(teacher.cfg),
+            "teacher_sha256": teacher_sha,
+            "ae_sha256": ae_sha,
+            "method": f"reflow (t {cfg.t_dist})",
+            "teacher_sampler": f"{cfg.teacher_solver} {cfg.teacher_steps} steps, cfg {guidance}",
+            "cfg": guidance,
+            "steps": cfg.student_steps,
+            "latent_mean": stats.mean.tolist(),
+            "latent_std": stats.std.tolist(),
+        },
+    )
+    if decoder is not None:
+        outputs["decoder"] = state.path("distill", "decoder.safetensors")
+        save_tensors(
+            outputs["decoder"],
+            decoder.state_dict(),
+            {
+                "kind": "ddream-decoder",
+                "config": to_dict(dec_cfg),
+                "ae_sha256": ae_sha,
+                "psnr_vs_ae": result.history[-1].get("decoder_psnr") if result.history else None,
+            },
+        )
+    record["metrics"] = {
+        **(result.history[-1] if result.history else {}),
+        "images_per_s": round(result.images_per_s, 1),
+    }
+    record["history"] = result.history
+    record["wall_time"] = round(result.wall_time, 2)
+    record["epoch"] = record["epochs"]
+    record["teacher_sha256"] = teacher_sha
+    state.finish_record(STAGE, record, outputs)
+    resume.unlink(missing_ok=True)
+    pairs_path.unlink(missing_ok=True)
+    return {"skipped": False, "metrics": record["metrics"], "wall_time": record["wall_time"]}
+
+
+def _load_or_draw_pairs(
+    path, teacher, cfg, guidance, seed, inputs, device, quiet
+) -> dict[str, torch.Tensor]:
+    """The teacher's pairs from an earlier (interrupted) run of these inputs, or drawn now."""
+    if path.exists():
+        try:
+            tensors, meta = load_tensors(path)
+            if meta.get("inputs") == inputs:
+                return tensors
+        except Exception:  # a damaged cache is simply drawn again
+            pass
+    t0 = time.perf_counter()
+    say = None if quiet else _pair_progress()
+    pairs = teacher_pairs(teacher, cfg.pairs, cfg, guidance, seed, "train", device, say)
+    save_tensors(path, pairs, {"inputs": inputs, "seconds": time.perf_counter() - t0})
+    if not quiet:
+        print(
+            f"distill: {cfg.pairs} teacher pairs ({cfg.teacher_solver} {cfg.teacher_steps} steps, "
+            f"cfg {guidance}) in {time.perf_counter() - t0:.1f}s",
+            flush=True,
+        )
+    return pairs
+
+
+def _pair_progress():
+    last = [0.0]
+
+    def say(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - last[0] > 5 or done == total:
+            last[0] = now
+            print(f"distill: teacher pairs {done}/{total}", flush=True)
+
+    return say

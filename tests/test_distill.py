@@ -1,0 +1,142 @@
+"""The distill stage: reflow onto teacher pairs, the student as the default sampler, its artifacts."""
+
+import json
+
+import imageio.v3 as iio
+import pytest
+import torch
+from torch import nn
+
+from ddream.checkpoint import read_metadata
+from ddream.config import DistillConfig, DiTConfig
+from ddream.flow import sample_ode
+from ddream.models.dit import DiT
+from ddream.stages.artifacts import Latents
+from ddream.stages.distill import DistillTask, sample_t_ushape, teacher_pairs
+from ddream.stages.sample import STUDENT_GIF_FRAMES
+from ddream.state import StateDir
+from ddream.train import seeded
+
+
+def test_ushape_t_lies_in_0_1_with_its_mass_at_both_ends():
+    t = sample_t_ushape(20_000, seeded(0, "t"))
+    assert 0.0 <= float(t.min()) and float(t.max()) <= 1.0
+    ends = ((t < 0.2) | (t > 0.8)).float().mean()
+    assert ends > 0.5  # a uniform t would put 0.4 there (this density: 0.56)
+    assert abs(float((t > 0.5).float().mean()) - 0.5) < 0.02  # both ends alike
+
+
+def test_reflow_teaches_the_student_the_teachers_many_step_map_in_one_step():
+    torch.manual_seed(0)
+    teacher = DiT(DiTConfig(latent_channels=4, width=32, depth=2, heads=2))
+    for p in teacher.parameters():  # a teacher whose ODE paths curve: any non-zero weights
+        nn.init.normal_(p, std=0.15)
+    teacher.eval()
+    cfg = DistillConfig(pairs=256, teacher_steps=8, batch_size=64, epochs=40, lr=2e-3, t_dist="one")
+    pairs = teacher_pairs(teacher, 256, cfg, 1.5, 0, "train", torch.device("cpu"))
+    student = DiT(teacher.cfg)
+    student.load_state_dict(teacher.state_dict())
+    stats = Latents(torch.empty(0), torch.empty(0), torch.zeros(4), torch.ones(4), "x")
+    task = DistillTask(
+        student, None, None, stats, cfg, pairs,
+        {k: v[:64] for k, v in pairs.items()},
+        torch.empty(0), torch.empty(0), torch.device("cpu"), 0,
+    )  # fmt: skip
+    before = task.evaluate()["val_mse"]  # the teacher's own single step (unguided)
+    order = torch.arange(256)
+    for step in range(cfg.epochs * 4):
+        task.step(0, step, order[(step % 4) * 64 : (step % 4 + 1) * 64])
+    task.ema.shadow = task.student.state_dict()  # judge the raw weights
+    after = task.evaluate()["val_mse"]
+    assert after < before / 4, (before, after)
+
+
+def test_the_distill_record_names_its_teacher_and_the_student_describes_itself(trained_state):
+    state = StateDir(trained_state)
+    rec = state.record("distill")
+    assert rec["status"] == "done" and state.view("distill").status == "done"
+    dit_sha = state.record("dit")["outputs"]["model"]["sha256"]
+    assert rec["teacher_sha256"] == rec["inputs"]["dit"] == dit_sha
+    assert set(rec["outputs"]) == {"model", "decoder"}
+    meta = read_metadata(trained_state / "distill" / "student.safetensors")
+    assert meta["kind"] == "ddream-student" and meta["teacher_sha256"] == dit_sha
+    latents = read_metadata(trained_state / "latents" / "train.safetensors")
+    assert meta["latent_mean"] == pytest.approx(latents["mean"])
+    assert meta["latent_std"] == pytest.approx(latents["std"])
+    assert meta["steps"] == 1 and meta["cfg"] == 1.25
+    assert not (trained_state / "distill" / "resume.safetensors").exists()
+    assert not (trained_state / "distill" / "pairs.safetensors").exists()
+
+
+def test_sample_uses_the_student_by_default_and_the_teacher_on_request(
+    trained_state, tmp_path, cli
+):
+    common = ["--state-dir", trained_state, "--device", "cpu", "--n", "20", "--json"]
+    student = cli("sample", *common, "--npz", tmp_path / "s.npz", "--gif", tmp_path / "s.gif")
+    assert student.code == 0, student.err
+    got = json.loads(student.out)
+    assert (got["model"], got["steps"], got["solver"], got["decoder"]) == (
+        "student", 1, "euler", "distilled",
+    )  # fmt: skip
+    # the student's GIF shows the straight path from noise to digit that its one step takes
+    assert iio.imread(tmp_path / "s.gif").shape[0] == STUDENT_GIF_FRAMES
+    two = json.loads(cli("sample", *common, "--steps", "2", "--npz", tmp_path / "2.npz").out)
+    assert two["model"] == "student" and two["steps"] == 2
+    teacher = json.loads(
+        cli("sample", *common, "--model", "teacher", "--npz", tmp_path / "t.npz").out
+    )
+    assert (teacher["model"], teacher["solver"], teacher["decoder"]) == (
+        "teacher", "heun", "autoencoder",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["--cfg", "2.0"], "baked in"),
+        (["--steps", "3"], "1 or 2 steps"),
+        (["--solver", "heun"], "Euler"),
+        (["--model", "best"], "--model"),
+    ],
+)
+def test_options_that_do_not_apply_to_the_student_are_refused(
+    trained_state, tmp_path, cli, args, match
+):
+    out = tmp_path / "x.png"
+    res = cli("sample", "--state-dir", trained_state, "--device", "cpu", "--grid", out, *args)
+    assert res.code == 2 and match in res.err and res.err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_the_teacher_still_samples_when_no_student_was_distilled(trained_state, tmp_path, cli):
+    """State dirs from before the distill stage (or without it) sample with the teacher."""
+    import shutil
+
+    state = tmp_path / "old"
+    shutil.copytree(trained_state, state)
+    StateDir(state).drop_record("distill")
+    shutil.rmtree(state / "distill")
+    res = cli(
+        "sample", "--state-dir", state, "--device", "cpu", "--json", "--npz", tmp_path / "o.npz"
+    )
+    assert res.code == 0, res.err
+    assert json.loads(res.out)["model"] == "teacher"
+    res = cli("sample", "--state-dir", state, "--model", "student", "--grid", tmp_path / "s.png")
+    assert res.code == 1 and "ddream distill" in res.err
+
+
+def test_the_student_lands_where_one_step_of_its_own_velocity_says(trained_state):
+    """One student step is x0 = noise - v(noise, 1, class): no guidance row, no other pass."""
+    from ddream.stages.sample import Sampler, SampleRequest
+
+    sampler = Sampler.from_state(StateDir(trained_state), torch.device("cpu"))
+    labels = torch.tensor([1, 7, 7, 3])
+    calls = []
+    hook = sampler.dit.register_forward_hook(lambda m, inp, out: calls.append(len(inp[2])))
+    images, _ = sampler.generate(labels, SampleRequest(n=4, seed=5))
+    hook.remove()
+    assert calls == [4]  # one pass, one row per digit
+    noise = sampler.noise(4, 5)
+    with torch.inference_mode():
+        z, _ = sample_ode(lambda x, t: sampler.dit(x, t, labels), noise, 1)
+    assert torch.equal(images, sampler.decode(z))

@@ -1,0 +1,48 @@
+"""The fused inference decoder is the trained decoder, rewritten: same digits, fewer passes."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ddream.config import AEConfig
+from ddream.models.autoencoder import Decoder
+from ddream.models.fused_decoder import FusedDecoder, fold_duplication, pixel_shuffle_nhwc
+
+
+def _trained_looking_decoder(cfg: AEConfig) -> Decoder:
+    torch.manual_seed(0)
+    decoder = Decoder(cfg)
+    for p in decoder.parameters():  # residual blocks start at zero: give every weight a value
+        nn.init.normal_(p, std=0.05)
+    return decoder.eval()
+
+
+@pytest.mark.parametrize(
+    "widths,blocks,latent",
+    [((8, 16, 32, 64, 64), (0, 1, 1, 1, 1), 16), ((4, 8, 16, 16, 16), (1, 0, 1, 0, 2), 4)],
+)
+def test_fused_decoder_decodes_the_same_digits(widths, blocks, latent):
+    decoder = _trained_looking_decoder(
+        AEConfig(widths=widths, blocks=blocks, latent_channels=latent)
+    )
+    z = torch.randn(600, latent, 2, 2)  # more than one chunk, and a partial last one
+    with torch.inference_mode():
+        plain = decoder(z)
+    fused = FusedDecoder(decoder, chunk=256)(z)
+    assert fused.shape == plain.shape == (600, 1, 32, 32)
+    assert (fused - plain).abs().max() <= 1e-5 * max(1.0, float(plain.abs().max()))
+
+
+def test_folding_adds_the_duplicating_shortcut_to_the_centre_tap():
+    conv = nn.Conv2d(4, 16, 3, padding=1)
+    x = torch.randn(3, 4, 5, 5)
+    with torch.no_grad():
+        assert torch.allclose(
+            fold_duplication(conv)(x), conv(x) + x.repeat_interleave(4, dim=1), atol=1e-6
+        )
+
+
+def test_channels_last_pixel_shuffle_matches_torch():
+    x = torch.randn(2, 12, 3, 4).contiguous(memory_format=torch.channels_last)
+    assert torch.equal(pixel_shuffle_nhwc(x), F.pixel_shuffle(x, 2))
