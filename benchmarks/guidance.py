@@ -24,13 +24,19 @@ def main() -> None:
     ap.add_argument("--steps", type=int, nargs="+", default=[12])
     ap.add_argument("--solver", nargs="+", default=["euler"])
     ap.add_argument("--cfg", type=float, nargs="+", default=[1.0, 1.25, 1.5, 2.0])
+    ap.add_argument(
+        "--interval", nargs="+", default=["0,1"], help="guidance intervals LO,HI (t = 1 is noise)"
+    )
     args = ap.parse_args()
     print(
-        f"| solver | steps | cfg | FID | class acc. | precision | recall | digits/s | "
+        f"| solver | steps | cfg | interval | FID | class acc. | precision | recall | digits/s | "
         f"real-data floor FID ({args.n} digits) |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for solver, steps, cfg in itertools.product(args.solver, args.steps, args.cfg):
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for solver, steps, cfg, interval in itertools.product(
+        args.solver, args.steps, args.cfg, args.interval
+    ):
+        lo, hi = interval.split(",")
         out = subprocess.run(
             [
                 sys.executable,
@@ -49,6 +55,11 @@ def main() -> None:
                 str(cfg),
                 "--solver",
                 solver,
+                "--model",
+                "teacher",
+                "--cfg-interval",
+                lo,
+                hi,
                 "--device",
                 "cpu",
                 "--json",
@@ -60,7 +71,7 @@ def main() -> None:
         r = json.loads(out)
         g = r["generation"]
         print(
-            f"| {solver} | {steps} | {cfg} | {g['fid']:.2f} | {g['class_accuracy']:.2%} | "
+            f"| {solver} | {steps} | {cfg} | [{lo}, {hi}] | {g['fid']:.2f} | {g['class_accuracy']:.2%} | "
             f"{g['precision']:.3f} | {g['recall']:.3f} | {r['digits_per_s']:.0f} | "
             f"{r['real_floor']['fid']:.2f} |",
             flush=True,

@@ -95,7 +95,7 @@ def step_table(state: Path, data: str, n: int, settings: list[tuple]) -> list[di
     train, test = load_dataset(st, Path(data), dataset["name"])
     clf, _ = load_or_train_classifier(st, train, test, dataset["fingerprint"], cpu, print)
     real, _ = features(clf, test.images.float() / 255, cpu)
-    sampler = Sampler.from_state(st, cpu)
+    sampler = Sampler.from_state(st, cpu, "teacher")  # the settings are the teacher's ODE
     labels = balanced_labels(n)
     rows = []
     for steps, solver, cfg in settings:

@@ -69,6 +69,14 @@ CfgOpt = Annotated[
     float | None,
     typer.Option("--cfg", help="Classifier-free guidance scale, 1 = none (default: the preset's)."),
 ]
+IntervalOpt = Annotated[
+    tuple[float, float] | None,
+    typer.Option(
+        "--cfg-interval",
+        help="Teacher only: guide only for t in [LO, HI] (t=1 is noise), the conditional velocity "
+        "alone elsewhere (default: the model's).",
+    ),
+]
 SolverOpt = Annotated[
     str | None, typer.Option(help="euler or heun (default: the model's preset; ddream's: heun).")
 ]
@@ -359,6 +367,15 @@ def train_dit_cmd(
         float | None,
         typer.Option(min=0.0, max=1.0, help="EMA decay of the weights used for sampling."),
     ] = None,
+    uniform_t_share: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of training t drawn uniformly instead of logit-normal (more weight near "
+            "t = 1, where sampling starts).",
+        ),
+    ] = None,
     checkpoint_every: CkptOpt = None,
     force: ForceOpt = False,
     state_dir: StateDirOpt = DEFAULT_STATE,
@@ -384,6 +401,7 @@ def train_dit_cmd(
         batch_size=batch_size,
         lr=_finite(lr, "--lr"),
         ema_decay=_finite(ema_decay, "--ema-decay"),
+        uniform_share=uniform_t_share,
         checkpoint_every=checkpoint_every,
     )
     _train_stage(
@@ -491,6 +509,7 @@ def sample_cmd(
     model: ModelOpt = "auto",
     steps: StepsOpt = None,
     cfg: CfgOpt = None,
+    cfg_interval: IntervalOpt = None,
     solver: SolverOpt = None,
     grid: Annotated[
         Path | None,
@@ -572,6 +591,7 @@ def sample_cmd(
         solver=solver,
         seed=seed,
         model=model,
+        cfg_interval=_interval(cfg_interval),
     )
     dev = _setup(device, seed)
     if interpolate is not None:
@@ -695,6 +715,7 @@ def eval_cmd(
     model: ModelOpt = "auto",
     steps: StepsOpt = None,
     cfg: CfgOpt = None,
+    cfg_interval: IntervalOpt = None,
     solver: SolverOpt = None,
     data_dir: DataDirOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
@@ -719,7 +740,15 @@ def eval_cmd(
     if solver is not None and solver not in SOLVERS:
         _bad(f"--solver {solver!r}: choose one of {', '.join(SOLVERS)}")
     dev = _setup(device, seed)
-    req = SampleRequest(n=n, steps=steps, cfg=cfg, solver=solver, seed=seed, model=model)
+    req = SampleRequest(
+        n=n,
+        steps=steps,
+        cfg=cfg,
+        solver=solver,
+        seed=seed,
+        model=model,
+        cfg_interval=_interval(cfg_interval),
+    )
     say = _say(quiet or as_json)
     result = evaluate(StateDir(state_dir), req, data_dir=data_dir, device=dev, say=say)
     if as_json:
@@ -897,6 +926,16 @@ def _bad(message: str) -> None:
     from ddream.errors import BadInput
 
     raise BadInput(message)
+
+
+def _interval(value: tuple[float, float] | None) -> tuple[float, float] | None:
+    """--cfg-interval LO HI: finite, 0 <= LO <= HI <= 1."""
+    if value is None:
+        return None
+    lo, hi = (_finite(v, "--cfg-interval") for v in value)
+    if not 0.0 <= lo <= hi <= 1.0:
+        _bad(f"--cfg-interval {lo} {hi}: need 0 <= LO <= HI <= 1 (t = 1 is noise)")
+    return (lo, hi)
 
 
 def _finite(value: float | None, option: str) -> float | None:

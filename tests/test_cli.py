@@ -95,8 +95,6 @@ def test_same_seed_same_digits_other_seed_other_digits(trained_state, tmp_path, 
                 seed,
                 "--npz",
                 out,
-                "--solver",
-                "heun",
             ).code
             == 0
         )

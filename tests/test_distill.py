@@ -63,7 +63,7 @@ def test_the_distill_record_names_its_teacher_and_the_student_describes_itself(t
     latents = read_metadata(trained_state / "latents" / "train.safetensors")
     assert meta["latent_mean"] == pytest.approx(latents["mean"])
     assert meta["latent_std"] == pytest.approx(latents["std"])
-    assert meta["steps"] == 1 and meta["cfg"] == 1.25
+    assert meta["steps"] == 1 and meta["cfg"] == 1.5  # the teacher guidance of the pairs
     assert not (trained_state / "distill" / "resume.safetensors").exists()
     assert not (trained_state / "distill" / "pairs.safetensors").exists()
 

@@ -22,9 +22,7 @@ from ddream.models.autoencoder import Decoder
 def fold_duplication(conv: nn.Conv2d) -> nn.Conv2d:
     """A copy of a 3x3 `conv` whose output also holds the channel-duplicating shortcut:
     output channel o adds input channel o // (out/in), as `repeat_interleave` lays them out."""
-    folded = nn.Conv2d(
-        conv.in_channels, conv.out_channels, 3, padding=1, device=conv.weight.device
-    )
+    folded = nn.Conv2d(conv.in_channels, conv.out_channels, 3, padding=1, device=conv.weight.device)
     weight = conv.weight.detach().clone()
     repeat = conv.out_channels // conv.in_channels
     centre = weight[:, :, 1, 1]

@@ -1,16 +1,18 @@
-"""`ddream distill`: the trained models made fast for sampling, without changing what they draw.
+"""`ddream distill`: the trained models made fast for sampling.
 
-- **Student** (one round of reflow, Liu et al. 2022; Lee et al. 2024): the guided teacher (the DiT
-  with classifier-free guidance, integrated with Heun) turns (noise, class) into latents; a copy of
-  the DiT learns the straight path between each pair, t drawn U-shaped (mass near t = 1, where its
-  single step starts, and near t = 0). Guidance is baked in: the student has no null-class row, and
-  one Euler step from t = 1 lands on the teacher's digit.
+- **Student**: the guided teacher (the DiT with classifier-free guidance, integrated with Heun) turns
+  (noise, class) into latents; a copy of the DiT learns the straight path between each pair, as in
+  one round of reflow (Liu et al. 2022; Lee et al. 2024), guidance baked in: the student has no
+  null-class row, and one Euler step from t = 1 lands on the teacher's digit. Which t it trains on
+  is a setting: `one` (t = 1 only, i.e. regressing the one-step map itself, as in Luhman & Luhman's
+  knowledge distillation; the default, chosen by FID) or `ushape` (reflow's U-shaped t, which
+  serves 2 steps and more).
 - **Decoder** (optional, `decoder_widths`): a smaller DC-AE decoder that imitates the autoencoder's
   decoder on latents (the teacher's pairs and the encoded training digits), so the DiT, the student
   and the encoder stay valid. Sampling uses it; `reconstruct` keeps the autoencoder's.
 
-The pairs are drawn once per (teacher, settings) and kept beside the resume checkpoint, so a resumed
-run trains on the same pairs.
+The pairs are drawn once per (teacher, teacher settings) and kept beside the resume checkpoint, so a
+resumed run trains on the same pairs.
 """
 
 from __future__ import annotations
@@ -63,6 +65,9 @@ def sample_t_ushape(n: int, gen: torch.Generator, a: float = 4.0) -> torch.Tenso
     return torch.where(flip, 1 - s, s)
 
 
+T_DISTS = ("one", "ushape")
+
+
 def distill_t(name: str, n: int, gen: torch.Generator) -> torch.Tensor:
     if name == "ushape":
         return sample_t_ushape(n, gen)
@@ -80,8 +85,10 @@ def teacher_pairs(
     device: torch.device,
     progress: Any = None,
     batch: int = 2000,
+    interval: tuple[float, float] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Noise, balanced classes, and the latents that the guided teacher draws from them."""
+    """Noise, balanced classes, and the latents that the guided teacher draws from them (guidance
+    applied for t in `interval` only, when one is given)."""
     shape = (teacher.cfg.latent_channels, teacher.cfg.latent_size, teacher.cfg.latent_size)
     noise = torch.randn((n, *shape), generator=seeded(seed, "distill", tag))
     labels = torch.arange(n) % teacher.cfg.num_classes
@@ -91,8 +98,11 @@ def teacher_pairs(
         y = labels[i : i + batch].to(device)
 
         def velocity(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor = y) -> torch.Tensor:
+            scale = (
+                guidance if interval is None or interval[0] <= float(t[0]) <= interval[1] else 1.0
+            )
             with autocast(device):
-                return teacher.forward_with_cfg(x, t, y, guidance).float()
+                return teacher.forward_with_cfg(x, t, y, scale).float()
 
         z, _ = sample_ode(
             velocity, noise[i : i + batch].to(device), cfg.teacher_steps, cfg.teacher_solver
@@ -254,14 +264,28 @@ def distill(
     force: bool = False,
     discard_stale: bool = False,
     stop_after: int | None = None,
+    keep_pairs: bool = False,
 ) -> dict[str, Any]:
     """Distil (or resume, or skip when done and fresh) the student and the small decoder."""
+    if cfg.t_dist not in T_DISTS:
+        raise BadInput(f"t_dist {cfg.t_dist!r}: choose one of {', '.join(T_DISTS)}")
+    if cfg.student_steps not in (1, 2):
+        raise BadInput(f"student_steps {cfg.student_steps}: the student draws in 1 or 2 steps")
     teacher, stats, teacher_sha = load_dit(state, device)
     ae, ae_sha = load_ae(state, device)
     # the teacher's own sampling guidance (in its metadata), unless the settings name another
     guidance = cfg.teacher_cfg or float(teacher.sample_defaults.get("cfg", 1.0))
+    interval = tuple(
+        cfg.teacher_cfg_interval or teacher.sample_defaults.get("cfg_interval", (0.0, 1.0))
+    )
     dec_cfg = decoder_config(ae.cfg, cfg)
-    config = {"distill": to_dict(cfg), "guidance": guidance, "seed": seed, "method": "reflow"}
+    config = {
+        "distill": to_dict(cfg),
+        "guidance": guidance,
+        "interval": list(interval),
+        "seed": seed,
+        "method": "reflow",
+    }
     inputs = {"config": fingerprint(config), "dit": teacher_sha, "ae": ae_sha}
     resume = state.path("distill", "resume.safetensors")
     record = open_stage(
@@ -271,8 +295,13 @@ def distill(
         return {"skipped": True, "metrics": state.record(STAGE)["metrics"]}
 
     pairs_path = state.path("distill", "pairs.safetensors")
-    pairs = _load_or_draw_pairs(pairs_path, teacher, cfg, guidance, seed, inputs, device, quiet)
-    val = teacher_pairs(teacher, VALIDATION_PAIRS, cfg, guidance, seed, "validation", device)
+    key = pairs_key(teacher_sha, cfg, guidance, interval, seed)
+    pairs = _load_or_draw_pairs(
+        pairs_path, teacher, cfg, (guidance, interval), seed, key, device, quiet
+    )
+    val = teacher_pairs(
+        teacher, VALIDATION_PAIRS, cfg, guidance, seed, "validation", device, interval=interval
+    )
     n = min(cfg.train_limit or len(pairs["labels"]), len(pairs["labels"]))
     pairs = {k: v[:n].to(device) for k, v in pairs.items()}
     val = {k: v.to(device) for k, v in val.items()}
@@ -315,8 +344,13 @@ def distill(
             "config": to_dict(teacher.cfg),
             "teacher_sha256": teacher_sha,
             "ae_sha256": ae_sha,
-            "method": f"reflow (t {cfg.t_dist})",
-            "teacher_sampler": f"{cfg.teacher_solver} {cfg.teacher_steps} steps, cfg {guidance}",
+            "method": "one-step distillation (t = 1)"
+            if cfg.t_dist == "one"
+            else "reflow (U-shaped t)",
+            "teacher_sampler": (
+                f"{cfg.teacher_solver} {cfg.teacher_steps} steps, cfg {guidance} for t in "
+                f"[{interval[0]}, {interval[1]}]"
+            ),
             "cfg": guidance,
             "steps": cfg.student_steps,
             "latent_mean": stats.mean.tolist(),
@@ -345,25 +379,39 @@ def distill(
     record["teacher_sha256"] = teacher_sha
     state.finish_record(STAGE, record, outputs)
     resume.unlink(missing_ok=True)
-    pairs_path.unlink(missing_ok=True)
+    if not keep_pairs:
+        pairs_path.unlink(missing_ok=True)
     return {"skipped": False, "metrics": record["metrics"], "wall_time": record["wall_time"]}
 
 
+def pairs_key(
+    teacher_sha: str, cfg: DistillConfig, guidance: float, interval: tuple, seed: int
+) -> str:
+    """What the teacher's pairs depend on: the teacher and how it samples, not how the student
+    trains (so runs that differ only in training settings can share them)."""
+    what = [teacher_sha, cfg.pairs, cfg.teacher_steps, cfg.teacher_solver, guidance, seed]
+    what += list(interval)
+    return fingerprint(what)
+
+
 def _load_or_draw_pairs(
-    path, teacher, cfg, guidance, seed, inputs, device, quiet
+    path, teacher, cfg, guidance, seed, key, device, quiet
 ) -> dict[str, torch.Tensor]:
-    """The teacher's pairs from an earlier (interrupted) run of these inputs, or drawn now."""
+    """The teacher's pairs from an earlier (interrupted) run with the same key, or drawn now."""
     if path.exists():
         try:
             tensors, meta = load_tensors(path)
-            if meta.get("inputs") == inputs:
+            if meta.get("key") == key:
                 return tensors
         except Exception:  # a damaged cache is simply drawn again
             pass
     t0 = time.perf_counter()
     say = None if quiet else _pair_progress()
-    pairs = teacher_pairs(teacher, cfg.pairs, cfg, guidance, seed, "train", device, say)
-    save_tensors(path, pairs, {"inputs": inputs, "seconds": time.perf_counter() - t0})
+    guidance, interval = guidance
+    pairs = teacher_pairs(
+        teacher, cfg.pairs, cfg, guidance, seed, "train", device, say, interval=interval
+    )
+    save_tensors(path, pairs, {"key": key, "seconds": time.perf_counter() - t0})
     if not quiet:
         print(
             f"distill: {cfg.pairs} teacher pairs ({cfg.teacher_solver} {cfg.teacher_steps} steps, "

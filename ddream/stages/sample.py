@@ -40,6 +40,7 @@ class SampleRequest:
     solver: str | None = None
     seed: int = 0
     model: str = "auto"
+    cfg_interval: tuple[float, float] | None = None
 
 
 def class_rows(n: int, classes: tuple[int, ...]) -> tuple[torch.Tensor, int]:
@@ -108,6 +109,11 @@ class Sampler:
                     f"--solver {req.solver}: the student takes straight Euler steps; "
                     "use --model teacher for the ODE solvers"
                 )
+            if req.cfg_interval is not None:
+                raise BadInput(
+                    "--cfg-interval: the student has its guidance baked in; "
+                    "use --model teacher to limit guidance to an interval"
+                )
             if req.steps is not None and req.steps > STUDENT_MAX_STEPS:
                 raise BadInput(
                     f"--steps {req.steps}: the student draws in 1 or {STUDENT_MAX_STEPS} "
@@ -119,6 +125,13 @@ class Sampler:
             cfg=req.cfg if req.cfg is not None else self.defaults["cfg"],
             solver=req.solver if req.solver is not None else self.defaults["solver"],
             model=self.kind,
+            cfg_interval=None
+            if self.kind == "student"
+            else tuple(
+                req.cfg_interval
+                if req.cfg_interval is not None
+                else self.defaults.get("cfg_interval", (0.0, 1.0))
+            ),
         )
 
     def noise(self, n: int, seed: int) -> torch.Tensor:
@@ -131,7 +144,7 @@ class Sampler:
             x = self.decoder(self.stats.unstandardise(z.float()))
         return to_uint8(to_unit(x))
 
-    def _velocity(self, labels: torch.Tensor, cfg: float):
+    def _velocity(self, labels: torch.Tensor, req: SampleRequest):
         if self.kind == "student":  # guidance is in the weights: one row per digit
 
             def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -141,8 +154,9 @@ class Sampler:
         else:
 
             def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+                scale = guidance_at(float(t[0]), req.cfg, req.cfg_interval)
                 with autocast(self.device):
-                    return self.dit.forward_with_cfg(x, t, labels, cfg).float()
+                    return self.dit.forward_with_cfg(x, t, labels, scale).float()
 
         return velocity
 
@@ -160,7 +174,7 @@ class Sampler:
         labels = labels.to(self.device)
         z0 = self.noise(len(labels), req.seed) if noise is None else noise
         z, traj = sample_ode(
-            self._velocity(labels, req.cfg), z0, req.steps, req.solver, keep_trajectory
+            self._velocity(labels, req), z0, req.steps, req.solver, keep_trajectory
         )
         if keep_trajectory and self.kind == "student":
             traj = straight_path(traj, STUDENT_GIF_FRAMES)
@@ -188,7 +202,11 @@ class Sampler:
                 v = self.dit(torch.cat([x] * k), torch.cat([t] * k), y).float()
             parts = v.chunk(k)
             mixed = (1 - w) * parts[0] + w * parts[1]
-            return mixed if student else parts[2] + req.cfg * (mixed - parts[2])
+            if student:
+                return mixed
+            return parts[2] + guidance_at(float(t[0]), req.cfg, req.cfg_interval) * (
+                mixed - parts[2]
+            )
 
         z, _ = sample_ode(velocity, noise, req.steps, req.solver)
         return self.decode(z)
@@ -196,6 +214,13 @@ class Sampler:
     @property
     def null(self) -> int:
         return self.dit.cfg.num_classes
+
+
+def guidance_at(t: float, cfg: float, interval: tuple[float, float] | None) -> float:
+    """The guidance scale at time t: `cfg` inside the interval, 1 (no guidance) outside it."""
+    if interval is None or interval[0] <= t <= interval[1]:
+        return cfg
+    return 1.0
 
 
 STUDENT_MAX_STEPS = 2
@@ -251,6 +276,7 @@ def sample(
         "steps": req.steps,
         "cfg": req.cfg,
         "solver": req.solver,
+        "cfg_interval": list(req.cfg_interval) if req.cfg_interval else None,
         "seed": req.seed,
         "seconds": round(elapsed, 3),
         "digits_per_s": round(req.n / max(elapsed, 1e-9), 1),

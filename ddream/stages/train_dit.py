@@ -62,7 +62,7 @@ class DiTTask:
         self, n: int, gen: torch.Generator
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Timesteps, noise and the label-drop mask for a batch, from one generator."""
-        t = sample_t(n, gen, self.cfg.logit_normal)
+        t = sample_t(n, gen, self.cfg.logit_normal, self.cfg.uniform_share)
         eps = torch.randn((n, *self.x_train.shape[1:]), generator=gen)
         drop = torch.rand(n, generator=gen) < self.model.cfg.class_dropout
         return t.to(self.device), eps.to(self.device), drop.to(self.device)
@@ -162,7 +162,9 @@ def train_dit(
         "seed": seed,
         "sample": to_dict(sample_cfg),
     }
-    inputs = {"config": fingerprint(config), "encode": train_sha, "encode_test": test_sha}
+    # the sampling defaults travel in the model's metadata but do not make the DiT stale
+    trained_by = {k: v for k, v in config.items() if k != "sample"}
+    inputs = {"config": fingerprint(trained_by), "encode": train_sha, "encode_test": test_sha}
     resume = state.path("dit", "resume.safetensors")
     record = open_stage(
         state,

@@ -1,0 +1,127 @@
+"""Distillation variants side by side: each distils the same trained DiT (same teacher pairs) with
+other settings, then scores the student at 1 and 2 steps (FID, class accuracy, precision, recall on
+N samples, `ddream eval`'s extractor) with the autoencoder's decoder. Wall times are the distill
+stage's own (the pairs, drawn once, are timed apart).
+
+    python benchmarks/distill_methods.py --data-dir ../shared/data/mnist --state /work/runs/ref \
+        --work /work/runs/methods --variant "ushape:t_dist=ushape" --variant "one:t_dist=one"
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+
+def parse_variant(text: str):
+    """NAME:key=value,key=value over DistillConfig's fields."""
+    from ddream.config import DistillConfig
+
+    name, _, spec = text.partition(":")
+    fields = {f.name: f.type for f in dataclasses.fields(DistillConfig)}
+    changes = {}
+    for item in filter(None, spec.split(",")):
+        key, _, value = item.partition("=")
+        if key not in fields:
+            raise SystemExit(f"unknown setting {key!r}; known: {', '.join(fields)}")
+        default = getattr(DistillConfig(), key)
+        changes[key] = type(default)(value) if not isinstance(default, tuple) else ()
+    return name, changes
+
+
+def copy_trained(src: Path, dst: Path) -> None:
+    """The state dir up to the DiT (and the cached eval classifier), without any distill stage."""
+    from ddream.state import StateDir
+
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    for part in ("ae", "latents", "dit", "eval"):
+        if (src / part).exists():
+            shutil.copytree(src / part, dst / part)
+    shutil.copy(src / "state.json", dst / "state.json")
+    StateDir(dst).drop_record("distill")
+
+
+@torch.inference_mode()
+def score(state: Path, data: Path, n: int) -> list[dict]:
+    from ddream.stages.artifacts import load_ae_with_dataset, load_dataset
+    from ddream.stages.evaluate import (
+        balanced_labels,
+        features,
+        generate,
+        load_or_train_classifier,
+        score_generation,
+    )
+    from ddream.stages.sample import Sampler, SampleRequest
+    from ddream.state import StateDir
+
+    cpu = torch.device("cpu")
+    st = StateDir(state)
+    _, _, dataset = load_ae_with_dataset(st, cpu)
+    train, test = load_dataset(st, data, dataset["name"])
+    clf, _ = load_or_train_classifier(st, train, test, dataset["fingerprint"], cpu, print)
+    real, _ = features(clf, test.images.float() / 255, cpu)
+    sampler = Sampler.from_state(st, cpu, "student")
+    labels = balanced_labels(n)
+    out = []
+    for steps in (1, 2):
+        req = sampler.resolve(SampleRequest(n=n, steps=steps))
+        g = score_generation(clf, generate(sampler, labels, req), labels, real, cpu)
+        out.append({"steps": steps, **g.__dict__})
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", type=Path, required=True)
+    ap.add_argument("--state", type=Path, required=True)
+    ap.add_argument("--work", type=Path, required=True)
+    ap.add_argument("--variant", action="append", required=True)
+    ap.add_argument("--n", type=int, default=10_000)
+    args = ap.parse_args()
+
+    from ddream.config import DistillConfig
+    from ddream.stages.distill import distill
+    from ddream.state import StateDir
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    pairs_cache = args.work / "pairs.safetensors"
+    results = {}
+    for spec in args.variant:
+        name, changes = parse_variant(spec)
+        cfg = dataclasses.replace(DistillConfig(), decoder_widths=(), **changes)
+        state = args.work / name
+        copy_trained(args.state, state)
+        if pairs_cache.exists():  # same teacher settings: the same pairs, drawn once
+            (state / "distill").mkdir(exist_ok=True)
+            shutil.copy(pairs_cache, state / "distill" / "pairs.safetensors")
+        t0 = time.perf_counter()
+        res = distill(StateDir(state), cfg, device=torch.device("cpu"), seed=0, quiet=False,
+                      keep_pairs=True)  # fmt: skip
+        seconds = time.perf_counter() - t0
+        kept = state / "distill" / "pairs.safetensors"
+        if kept.exists():
+            shutil.copy(kept, pairs_cache)
+            kept.unlink()
+        results[name] = {"changes": changes, "seconds": round(seconds, 1),
+                         "metrics": res["metrics"], "scores": score(state, args.data_dir, args.n)}  # fmt: skip
+        (args.work / "results.json").write_text(json.dumps(results, indent=2))
+        print(json.dumps({name: results[name]}), flush=True)
+    print("\n| variant | settings | distill s | steps | FID | class acc. | precision | recall |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name, r in results.items():
+        for s in r["scores"]:
+            settings = ", ".join(f"{k}={v}" for k, v in r["changes"].items()) or "defaults"
+            print(f"| {name} | {settings} | {r['seconds']} | {s['steps']} | {s['fid']:.2f} | "
+                  f"{s['class_accuracy']:.2%} | {s['precision']:.3f} | {s['recall']:.3f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Sampling table, one run: the teacher at Euler/Heun 1-12 steps and the student at 1 and 2 steps,
+each with FID / class accuracy / precision / recall (`ddream eval`'s extractor) and digits/s end to
+end (noise, network, decoding, uint8, writing the .npz; best of 3), beside the digitdreamer preset's
+12 Euler steps and an older commit's default sampler timed on the same state dir and machine.
+
+    python benchmarks/sampling.py --data-dir ../shared/data/mnist --state /work/runs/ref \
+        [--baseline /work/runs/dd] [--old-commit a95463b] [--n 10000] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+TEACHER = [("euler", 1), ("euler", 2), ("euler", 4), ("euler", 12), ("heun", 2), ("heun", 3)]
+TEACHER += [("heun", 6), ("heun", 12)]
+
+OLD_TIMER = """
+import sys, time, tempfile, torch
+from pathlib import Path
+from ddream.render import write_npz
+from ddream.stages.sample import Sampler, SampleRequest, class_rows
+from ddream.state import StateDir
+torch.set_num_threads(torch.get_num_threads())
+s = Sampler.from_state(StateDir(sys.argv[1]), torch.device("cpu"))
+n = int(sys.argv[2]); req = s.resolve(SampleRequest(n=n)); labels, _ = class_rows(n, tuple(range(10)))
+out = Path(tempfile.mkdtemp()) / "x.npz"; s.generate(labels[:500], req)
+best = 1e9
+for seed in range(3):
+    t0 = time.perf_counter()
+    images, _ = s.generate(labels, SampleRequest(**{**req.__dict__, "seed": seed}))
+    write_npz(out, images, labels)
+    best = min(best, time.perf_counter() - t0)
+print(req.steps, req.solver, req.cfg, n / best)
+"""
+
+
+def end_to_end(sampler, req, n: int, repeats: int = 3) -> float:
+    """Digits/s of what `ddream sample --n N --npz` does after loading: best of `repeats`."""
+    from ddream.render import write_npz
+    from ddream.stages.sample import class_rows
+
+    labels, _ = class_rows(n, tuple(range(10)))
+    out = Path(tempfile.mkdtemp()) / "x.npz"
+    sampler.generate(labels[:500], req)  # warm-up
+    best = float("inf")
+    for seed in range(repeats):
+        t0 = time.perf_counter()
+        images, _ = sampler.generate(labels, dataclasses.replace(req, seed=seed))
+        write_npz(out, images, labels)
+        best = min(best, time.perf_counter() - t0)
+    return n / best
+
+
+def old_commit_rate(commit: str, state: Path, n: int) -> str:
+    """The older commit's default sampler on the same state dir, timed in its own process."""
+    tree = Path(tempfile.mkdtemp(prefix="ddream-old-"))
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-f", "--detach", str(tree), commit],
+                   check=True, capture_output=True)  # fmt: skip
+    try:
+        env = {**os.environ, "PYTHONPATH": str(tree)}
+        res = subprocess.run([sys.executable, "-c", OLD_TIMER, str(state), str(n)], env=env,
+                             check=True, capture_output=True, text=True, cwd=tree)  # fmt: skip
+        return res.stdout.strip().splitlines()[-1]
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+                       capture_output=True)  # fmt: skip
+
+
+@torch.inference_mode()
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", type=Path, required=True)
+    ap.add_argument("--state", type=Path, required=True, help="a trained default state dir")
+    ap.add_argument("--baseline", type=Path, help="a trained digitdreamer-preset state dir")
+    ap.add_argument("--old-commit", default="a95463b")
+    ap.add_argument("--n", type=int, default=10_000, help="samples scored per row")
+    ap.add_argument("--speed-n", type=int, default=20_000, help="digits per timed run")
+    ap.add_argument("--rows", default="all", help="all, or student (the student rows only)")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+
+    from ddream.stages.artifacts import load_ae_with_dataset, load_dataset
+    from ddream.stages.evaluate import (
+        balanced_labels,
+        features,
+        generate,
+        load_or_train_classifier,
+        score_generation,
+    )
+    from ddream.stages.sample import Sampler, SampleRequest
+    from ddream.state import StateDir
+
+    cpu = torch.device("cpu")
+    st = StateDir(args.state)
+    _, _, dataset = load_ae_with_dataset(st, cpu)
+    train, test = load_dataset(st, args.data_dir, dataset["name"])
+    clf, _ = load_or_train_classifier(st, train, test, dataset["fingerprint"], cpu, print)
+    real, _ = features(clf, test.images.float() / 255, cpu)
+    labels = balanced_labels(args.n)
+    cpu_name = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line),
+        platform.processor(),
+    )
+    print(f"\n{cpu_name}, {os.cpu_count()} CPUs, torch {torch.__version__}, "
+          f"{time.strftime('%Y-%m-%d')}\n")  # fmt: skip
+    print("| model | sampler | cfg | FID | class acc. | precision | recall | digits/s end to end |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    rows = []
+
+    def row(label: str, sampler, req) -> None:
+        req = sampler.resolve(req)
+        fake = generate(sampler, labels, req)
+        g = score_generation(clf, fake, labels, real, cpu)
+        speed = end_to_end(sampler, req, args.speed_n)
+        rows.append({"label": label, "steps": req.steps, "solver": req.solver, "cfg": req.cfg,
+                     **g.__dict__, "digits_per_s": speed})  # fmt: skip
+        print(f"| {label} | {req.solver} {req.steps} | {req.cfg} | {g.fid:.2f} | "
+              f"{g.class_accuracy:.2%} | {g.precision:.3f} | {g.recall:.3f} | {speed:,.0f} |",
+              flush=True)  # fmt: skip
+
+    if st.view("distill").status == "done":
+        student = Sampler.from_state(st, cpu, "student")
+        for steps in (1, 2):
+            row(f"student ({student.decoder_name} decoder)", student, SampleRequest(n=args.n, steps=steps))
+    if args.rows == "all":
+        teacher = Sampler.from_state(st, cpu, "teacher")
+        for solver, steps in TEACHER:
+            row("teacher", teacher, SampleRequest(n=args.n, steps=steps, solver=solver))
+        if args.baseline:
+            base = Sampler.from_state(StateDir(args.baseline), cpu, "teacher")
+            row("digitdreamer preset", base, SampleRequest(n=args.n, steps=12, solver="euler"))
+        if args.old_commit:
+            old = old_commit_rate(args.old_commit, args.state, args.speed_n)
+            print(f"\n{args.old_commit}'s default sampler on this state dir (steps solver cfg "
+                  f"digits/s): {old}")  # fmt: skip
+            rows.append({"label": f"{args.old_commit} default", "raw": old})
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()
