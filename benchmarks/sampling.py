@@ -87,7 +87,12 @@ def main() -> None:
     ap.add_argument("--old-commit", default="a95463b")
     ap.add_argument("--n", type=int, default=10_000, help="samples scored per row")
     ap.add_argument("--speed-n", type=int, default=20_000, help="digits per timed run")
-    ap.add_argument("--rows", default="all", help="all, or student (the student rows only)")
+    ap.add_argument(
+        "--rows",
+        default="all",
+        help="all; student (its rows only); or speed (the student, the digitdreamer preset and the "
+        "old commit: the rows the speed ratios need)",
+    )
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
@@ -138,6 +143,7 @@ def main() -> None:
         teacher = Sampler.from_state(st, cpu, "teacher")
         for solver, steps in TEACHER:
             row("teacher", teacher, SampleRequest(n=args.n, steps=steps, solver=solver))
+    if args.rows in ("all", "speed"):
         if args.baseline:
             base = Sampler.from_state(StateDir(args.baseline), cpu, "teacher")
             row("digitdreamer preset", base, SampleRequest(n=args.n, steps=12, solver="euler"))

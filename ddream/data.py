@@ -224,6 +224,13 @@ def to_uint8(x01: torch.Tensor) -> torch.Tensor:
     return (x01 * 255.0).round().clamp(0, 255).to(torch.uint8)
 
 
+def model_to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """to_uint8(to_unit(x)) in one pass over memory: (x + 1) * 127.5 is the same float as
+    ((x + 1) / 2) * 255 (halving is exact), and clamping commutes with the scaling."""
+    crop = x[:, 0, PAD:-PAD, PAD:-PAD].float()
+    return crop.add(1.0).mul_(127.5).clamp_(0.0, 255.0).round_().to(torch.uint8)
+
+
 @dataclass(frozen=True)
 class Augment:
     """Random affine transforms drawn per image, applied to a whole batch at once."""

@@ -242,3 +242,14 @@ def test_unknown_dataset_is_refused():
 
     with pytest.raises(BadInput, match="fashion"):
         get_dataset("cifar")
+
+
+def test_model_to_uint8_is_to_uint8_of_to_unit():
+    import torch
+
+    from ddream.data import model_to_uint8, to_uint8, to_unit
+
+    x = torch.cat(
+        [torch.linspace(-1.5, 1.5, 32 * 32 * 50).view(50, 1, 32, 32), torch.randn(50, 1, 32, 32)]
+    )
+    assert torch.equal(model_to_uint8(x), to_uint8(to_unit(x)))

