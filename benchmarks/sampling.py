@@ -138,7 +138,11 @@ def main() -> None:
     if st.view("distill").status == "done":
         student = Sampler.from_state(st, cpu, "student")
         for steps in (1, 2):
-            row(f"student ({student.decoder_name} decoder)", student, SampleRequest(n=args.n, steps=steps))
+            row(
+                f"student ({student.decoder_name} decoder)",
+                student,
+                SampleRequest(n=args.n, steps=steps),
+            )
     if args.rows == "all":
         teacher = Sampler.from_state(st, cpu, "teacher")
         for solver, steps in TEACHER:

@@ -63,10 +63,14 @@ def main() -> None:
     plain = ae.decoder.eval().to(memory_format=torch.channels_last)
     zc = z.contiguous(memory_format=torch.channels_last)
     print("\n| decoder | digits/s |\n| --- | --- |")
-    print(f"| plain, channels-last, whole batch (a95463b) | {n / best(lambda: plain(zc), r):,.0f} |")
+    print(
+        f"| plain, channels-last, whole batch (a95463b) | {n / best(lambda: plain(zc), r):,.0f} |"
+    )
     for chunk in (64, 128, 256, 1000, 4000):
         fused = FusedDecoder(ae.decoder, chunk=chunk)
-        print(f"| fused, chunks of {chunk} | {n / best(lambda f=fused: f(z), r):,.0f} |", flush=True)
+        print(
+            f"| fused, chunks of {chunk} | {n / best(lambda f=fused: f(z), r):,.0f} |", flush=True
+        )
 
     out = Path(tempfile.mkdtemp()) / "x.npz"
     parts = {"noise": 0.0, "DiT": 0.0, "decoder": 0.0, "uint8": 0.0, "npz": 0.0}

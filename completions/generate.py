@@ -19,8 +19,9 @@ SHELLS = {"bash": "ddream.bash", "zsh": "_ddream", "fish": "ddream.fish"}
 
 def script(shell: str) -> str:
     env = {**os.environ, "_DDREAM_COMPLETE": f"source_{shell}"}
-    out = subprocess.run([sys.executable, "-m", "ddream"], env=env, capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "ddream"], env=env, capture_output=True, text=True, check=True
+    ).stdout
     # `python -m ddream` names itself after the module; the installed command is `ddream`.
     return out.strip() + "\n"
 
