@@ -57,3 +57,32 @@ def digits_per_s(sampler, labels, req, repeats: int = 5) -> float:
         sync()
         best = min(best, time.perf_counter() - t0)
     return len(labels) / best
+
+
+class Scorer:
+    """`ddream eval`'s generation scores for a trained state dir: its cached classifier and the
+    test split's features, loaded once; `score(sampler, req, n)` draws n balanced samples."""
+
+    def __init__(self, state: Path, data_dir: Path) -> None:
+        import torch
+
+        from ddream.stages.artifacts import load_ae_with_dataset, load_dataset
+        from ddream.stages.evaluate import features, load_or_train_classifier
+        from ddream.state import StateDir
+
+        self.device = torch.device("cpu")
+        st = StateDir(state)
+        _, _, dataset = load_ae_with_dataset(st, self.device)
+        train, test = load_dataset(st, Path(data_dir), dataset["name"])
+        self.clf, _ = load_or_train_classifier(
+            st, train, test, dataset["fingerprint"], self.device, print
+        )
+        self.real, _ = features(self.clf, test.images.float() / 255, self.device)
+
+    def score(self, sampler, req, n: int):
+        """GenerationScores (FID, class accuracy, precision, recall) of n samples of `req`."""
+        from ddream.stages.evaluate import balanced_labels, generate, score_generation
+
+        labels = balanced_labels(n)
+        fake = generate(sampler, labels, req)
+        return score_generation(self.clf, fake, labels, self.real, self.device)

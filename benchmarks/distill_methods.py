@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import torch
+from common import Scorer
 
 
 def parse_variant(text: str):
@@ -49,31 +50,15 @@ def copy_trained(src: Path, dst: Path) -> None:
     StateDir(dst).drop_record("distill")
 
 
-@torch.inference_mode()
 def score(state: Path, data: Path, n: int) -> list[dict]:
-    from ddream.stages.artifacts import load_ae_with_dataset, load_dataset
-    from ddream.stages.evaluate import (
-        balanced_labels,
-        features,
-        generate,
-        load_or_train_classifier,
-        score_generation,
-    )
     from ddream.stages.sample import Sampler, SampleRequest
     from ddream.state import StateDir
 
-    cpu = torch.device("cpu")
-    st = StateDir(state)
-    _, _, dataset = load_ae_with_dataset(st, cpu)
-    train, test = load_dataset(st, data, dataset["name"])
-    clf, _ = load_or_train_classifier(st, train, test, dataset["fingerprint"], cpu, print)
-    real, _ = features(clf, test.images.float() / 255, cpu)
-    sampler = Sampler.from_state(st, cpu, "student")
-    labels = balanced_labels(n)
+    scorer = Scorer(state, data)
+    sampler = Sampler.from_state(StateDir(state), torch.device("cpu"), "student")
     out = []
     for steps in (1, 2):
-        req = sampler.resolve(SampleRequest(n=n, steps=steps))
-        g = score_generation(clf, generate(sampler, labels, req), labels, real, cpu)
+        g = scorer.score(sampler, sampler.resolve(SampleRequest(n=n, steps=steps)), n)
         out.append({"steps": steps, **g.__dict__})
     return out
 

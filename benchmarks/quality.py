@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import ddream, digits_per_s, draw, timed_ddream
+from common import Scorer, ddream, digits_per_s, draw, timed_ddream
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = ((1, "euler"), (2, "euler"), (4, "euler"), (12, "euler"))
@@ -74,34 +74,22 @@ def train_seconds(state: Path) -> dict[str, float]:
     return out
 
 
-@torch.inference_mode()
 def step_table(state: Path, data: str, n: int, settings: list[tuple]) -> list[dict]:
     """For each (steps, solver, cfg) (None = the model's default): scores on n samples and digits/s
     (decoding included, best of 3 timed runs after a warm-up)."""
-    from ddream.stages.artifacts import load_ae_with_dataset, load_dataset
-    from ddream.stages.evaluate import (
-        balanced_labels,
-        features,
-        generate,
-        load_or_train_classifier,
-        score_generation,
-    )
+    from ddream.stages.evaluate import balanced_labels
     from ddream.stages.sample import Sampler, SampleRequest
     from ddream.state import StateDir
 
     cpu = torch.device("cpu")
     st = StateDir(state)
-    _, _, dataset = load_ae_with_dataset(st, cpu)
-    train, test = load_dataset(st, Path(data), dataset["name"])
-    clf, _ = load_or_train_classifier(st, train, test, dataset["fingerprint"], cpu, print)
-    real, _ = features(clf, test.images.float() / 255, cpu)
+    scorer = Scorer(state, Path(data))
     sampler = Sampler.from_state(st, cpu, "teacher")  # the settings are the teacher's ODE
     labels = balanced_labels(n)
     rows = []
     for steps, solver, cfg in settings:
         req = sampler.resolve(SampleRequest(n=n, steps=steps, solver=solver, cfg=cfg))
-        fake = generate(sampler, labels, req)
-        g = score_generation(clf, fake, labels, real, cpu)
+        g = scorer.score(sampler, req, n)
         speed = digits_per_s(sampler, labels, req, repeats=3)
         rows.append(
             {

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import torch
+from common import Scorer
 
 ROOT = Path(__file__).resolve().parents[1]
 TEACHER = [("euler", 1), ("euler", 2), ("euler", 4), ("euler", 12), ("heun", 2), ("heun", 3)]
@@ -78,7 +79,6 @@ def old_commit_rate(commit: str, state: Path, n: int) -> str:
                        capture_output=True)  # fmt: skip
 
 
-@torch.inference_mode()
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", type=Path, required=True)
@@ -96,24 +96,12 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
-    from ddream.stages.artifacts import load_ae_with_dataset, load_dataset
-    from ddream.stages.evaluate import (
-        balanced_labels,
-        features,
-        generate,
-        load_or_train_classifier,
-        score_generation,
-    )
     from ddream.stages.sample import Sampler, SampleRequest
     from ddream.state import StateDir
 
     cpu = torch.device("cpu")
     st = StateDir(args.state)
-    _, _, dataset = load_ae_with_dataset(st, cpu)
-    train, test = load_dataset(st, args.data_dir, dataset["name"])
-    clf, _ = load_or_train_classifier(st, train, test, dataset["fingerprint"], cpu, print)
-    real, _ = features(clf, test.images.float() / 255, cpu)
-    labels = balanced_labels(args.n)
+    scorer = Scorer(args.state, args.data_dir)
     cpu_name = next(
         (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if "model name" in line),
         platform.processor(),
@@ -126,8 +114,7 @@ def main() -> None:
 
     def row(label: str, sampler, req) -> None:
         req = sampler.resolve(req)
-        fake = generate(sampler, labels, req)
-        g = score_generation(clf, fake, labels, real, cpu)
+        g = scorer.score(sampler, req, args.n)
         speed = end_to_end(sampler, req, args.speed_n)
         rows.append({"label": label, "steps": req.steps, "solver": req.solver, "cfg": req.cfg,
                      **g.__dict__, "digits_per_s": speed})  # fmt: skip
