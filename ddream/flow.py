@@ -70,3 +70,11 @@ def sample_ode(
         if keep_trajectory:
             trajectory.append(x)
     return x, trajectory
+
+
+def guidance_at(t: float, cfg: float, interval: tuple[float, float] | None) -> float:
+    """The guidance scale at time t: `cfg` inside the interval (Kynkaanniemi et al. 2024: guidance
+    only where it helps), 1 (the conditional velocity alone) outside it; no interval: always."""
+    if interval is None or interval[0] <= t <= interval[1]:
+        return cfg
+    return 1.0

@@ -11,7 +11,7 @@ import torch
 
 from ddream.checkpoint import load_tensors, save_tensors
 from ddream.config import DistillConfig, fingerprint
-from ddream.flow import sample_ode
+from ddream.flow import guidance_at, sample_ode
 from ddream.models.dit import DiT
 from ddream.train import autocast, seeded
 
@@ -58,9 +58,7 @@ def teacher_pairs(
         y = labels[i : i + batch].to(device)
 
         def velocity(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor = y) -> torch.Tensor:
-            scale = (
-                guidance if interval is None or interval[0] <= float(t[0]) <= interval[1] else 1.0
-            )
+            scale = guidance_at(float(t[0]), guidance, interval)
             with autocast(device):
                 return teacher.forward_with_cfg(x, t, y, scale).float()
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from ddream.config import SampleConfig, get_profile
-from ddream.stages.sample import Sampler, SampleRequest, guidance_at
+from ddream.flow import guidance_at
+from ddream.stages.sample import Sampler, SampleRequest
 from ddream.stages.train_dit import train_dit
 from ddream.state import StateDir
 

@@ -16,7 +16,7 @@ from ddream.checkpoint import BadArtifact
 from ddream.config import SampleConfig, to_dict
 from ddream.data import model_to_uint8
 from ddream.errors import BadInput
-from ddream.flow import sample_ode
+from ddream.flow import guidance_at, sample_ode
 from ddream.models.dit import DiT
 from ddream.models.fused_decoder import inference_decoder
 from ddream.render import grid, write_gif, write_npz, write_png
@@ -145,25 +145,20 @@ class Sampler:
         return model_to_uint8(x)
 
     def _velocity(self, labels: torch.Tensor, req: SampleRequest):
-        # On a CPU the DiT runs ~1.5x faster on slices of 1,024 rows, whose activations stay in cache.
+        """v(x, t) for these labels: the student's one row a digit (guidance is in its weights), or
+        the teacher's guided pair of rows. On a CPU the DiT runs ~1.5x faster on slices of 1,024
+        rows, whose activations stay in cache (BENCHMARKS.md)."""
         rows = 1024 if self.device.type == "cpu" else len(labels)
 
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            scale = (
-                1.0
-                if self.kind == "student"
-                else guidance_at(float(t[0]), req.cfg, req.cfg_interval)
-            )
+            scale = guidance_at(float(t[0]), req.cfg, req.cfg_interval)
             parts = []
             for xs, ts, ys in zip(x.split(rows), t.split(rows), labels.split(rows), strict=True):
-                with autocast(
-                    self.device
-                ):  # the student: guidance is in its weights, one row a digit
-                    v = (
-                        self.dit(xs, ts, ys)
-                        if self.kind == "student"
-                        else self.dit.forward_with_cfg(xs, ts, ys, scale)
-                    )
+                with autocast(self.device):
+                    if self.kind == "student":
+                        v = self.dit(xs, ts, ys)
+                    else:
+                        v = self.dit.forward_with_cfg(xs, ts, ys, scale)
                 parts.append(v.float())
             return torch.cat(parts)
 
@@ -223,13 +218,6 @@ class Sampler:
     @property
     def null(self) -> int:
         return self.dit.cfg.num_classes
-
-
-def guidance_at(t: float, cfg: float, interval: tuple[float, float] | None) -> float:
-    """The guidance scale at time t: `cfg` inside the interval, 1 (no guidance) outside it."""
-    if interval is None or interval[0] <= t <= interval[1]:
-        return cfg
-    return 1.0
 
 
 STUDENT_MAX_STEPS = 2
