@@ -674,6 +674,8 @@ def reconstruct_cmd(
 ) -> None:
     """Encode and decode digit images and write each beside its reconstruction, with PSNR.
 
+    Reconstruction always uses the autoencoder's own decoder (sampling may use a distilled one).
+
     Example: ddream reconstruct my_digit.png
     """
     from ddream.stages.reconstruct import reconstruct_files, reconstruct_test
@@ -695,13 +697,18 @@ def reconstruct_cmd(
             scale=scale or 2,
         )
         if not quiet:
-            typer.echo(f"{res['n']} test digits, mean PSNR {res['psnr']:.2f} dB: {res['output']}")
+            typer.echo(
+                f"{res['n']} test digits through the autoencoder's own decoder, mean PSNR "
+                f"{res['psnr']:.2f} dB: {res['output']}"
+            )
         return
     for res in reconstruct_files(
         state, images, out=out, invert=invert, device=dev, scale=scale or 4
     ):
         if not quiet:
-            typer.echo(f"{res['input']}: PSNR {res['psnr']:.2f} dB -> {res['output']}")
+            typer.echo(
+                f"{res['input']}: PSNR {res['psnr']:.2f} dB (autoencoder's decoder) -> {res['output']}"
+            )
 
 
 @app.command("eval")

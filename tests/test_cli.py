@@ -168,6 +168,7 @@ def test_reconstruct_writes_side_by_side_pictures_beside_the_inputs(trained_stat
     res = cli("reconstruct", *paths, "--state-dir", trained_state, "--device", "cpu")
     assert res.code == 0, res.err
     assert res.out.count("PSNR") == 3
+    assert res.out.count("autoencoder's decoder") == 3  # says which decoder reconstructed it
     for p in paths:
         out = iio.imread(p.with_name(p.stem + ".recon.png"))
         assert out.shape == (4 * 32, 4 * 62)  # two 28-pixel cells with gaps, zoomed 4x
