@@ -780,7 +780,8 @@ def eval_cmd(
     console.print(table)
     console.print(
         f"{result['samples']} samples from the {result['model']} ({result['steps']} "
-        f"{result['solver']} steps, cfg {result['cfg']}, {result['sampling_decoder']} decoder): "
+        f"{result['solver']} step{'s' if result['steps'] > 1 else ''}, cfg {result['cfg']}, "
+        f"{result['sampling_decoder']} decoder): "
         f"{result['digits_per_s']:.0f} "
         f"digits/s. Extractor: {result['extractor']}, test accuracy "
         f"{result['extractor_test_accuracy']:.2%}.",

@@ -209,7 +209,8 @@ def evaluate(
         device,
     )
 
-    say(f"generation: {n} samples, {req.model} ({req.steps} {req.solver} steps, cfg {req.cfg})")
+    steps = f"{req.steps} {req.solver} step{'s' if req.steps > 1 else ''}"
+    say(f"generation: {n} samples, {req.model} ({steps}, cfg {req.cfg})")
     labels = balanced_labels(n)
     t0 = time.perf_counter()
     fake = generate(sampler, labels, req)
