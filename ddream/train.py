@@ -463,14 +463,22 @@ def close_stage(
     model_path: Path,
     weights: dict[str, torch.Tensor],
     meta: dict[str, Any],
+    more_outputs: dict[str, tuple[Path, dict[str, torch.Tensor], dict[str, Any]]] | None = None,
+    notes: dict[str, Any] | None = None,
     dist: Dist = SINGLE,
 ) -> dict[str, Any]:
-    """Write the trained weights, mark the stage done with its output hashed, drop the resume
-    checkpoint. Under torchrun rank 0 does it while the others wait."""
+    """Write the trained weights (the `model` output, and any `more_outputs` as name -> (path,
+    weights, metadata)), mark the stage done with its outputs hashed (and `notes` added to its
+    record), drop the resume checkpoint. Under torchrun rank 0 does it while the others wait."""
     if not dist.main:
         dist.barrier()
         return {"skipped": False, "metrics": {}}
+    outputs = {"model": model_path}
     save_tensors(model_path, weights, meta)
+    for name, (path, tensors, file_meta) in (more_outputs or {}).items():
+        save_tensors(path, tensors, file_meta)
+        outputs[name] = path
+    record.update(notes or {})
     record["metrics"] = {
         **(result.history[-1] if result.history else {}),
         "images_per_s": round(result.images_per_s, 1),
@@ -478,7 +486,7 @@ def close_stage(
     record["history"] = result.history
     record["wall_time"] = round(result.wall_time, 2)
     record["epoch"] = record["epochs"]
-    state.finish_record(stage, record, {"model": model_path})
+    state.finish_record(stage, record, outputs)
     resume.unlink(missing_ok=True)
     dist.barrier()
     return {

@@ -28,7 +28,6 @@ from ddream.checkpoint import (
     flatten_optimizer,
     prefixed,
     restore_optimizer,
-    save_tensors,
     split_prefix,
 )
 from ddream.config import AEConfig, DistillConfig, fingerprint, to_dict
@@ -45,6 +44,7 @@ from ddream.state import StateDir
 from ddream.train import (
     EMA,
     autocast,
+    close_stage,
     open_stage,
     run_training,
     scheduled_lr,
@@ -277,11 +277,27 @@ def distill(
         quiet=quiet,
         stop_after=stop_after,
     )
-    outputs = {"model": state.path("distill", "student.safetensors")}
-    save_tensors(
-        outputs["model"],
-        task.ema.shadow,
-        {
+    more_outputs = {}
+    if decoder is not None:
+        more_outputs["decoder"] = (
+            state.path("distill", "decoder.safetensors"),
+            decoder.state_dict(),
+            {
+                "kind": "ddream-decoder",
+                "config": to_dict(dec_cfg),
+                "ae_sha256": ae_sha,
+                "psnr_vs_ae": result.history[-1].get("decoder_psnr") if result.history else None,
+            },
+        )
+    done = close_stage(
+        state,
+        STAGE,
+        record,
+        result,
+        resume,
+        model_path=state.path("distill", "student.safetensors"),
+        weights=task.ema.shadow,
+        meta={
             "kind": "ddream-student",
             "config": to_dict(teacher.cfg),
             "teacher_sha256": teacher_sha,
@@ -298,29 +314,9 @@ def distill(
             "latent_mean": stats.mean.tolist(),
             "latent_std": stats.std.tolist(),
         },
+        more_outputs=more_outputs,
+        notes={"teacher_sha256": teacher_sha},
     )
-    if decoder is not None:
-        outputs["decoder"] = state.path("distill", "decoder.safetensors")
-        save_tensors(
-            outputs["decoder"],
-            decoder.state_dict(),
-            {
-                "kind": "ddream-decoder",
-                "config": to_dict(dec_cfg),
-                "ae_sha256": ae_sha,
-                "psnr_vs_ae": result.history[-1].get("decoder_psnr") if result.history else None,
-            },
-        )
-    record["metrics"] = {
-        **(result.history[-1] if result.history else {}),
-        "images_per_s": round(result.images_per_s, 1),
-    }
-    record["history"] = result.history
-    record["wall_time"] = round(result.wall_time, 2)
-    record["epoch"] = record["epochs"]
-    record["teacher_sha256"] = teacher_sha
-    state.finish_record(STAGE, record, outputs)
-    resume.unlink(missing_ok=True)
     if not keep_pairs:
         pairs_path.unlink(missing_ok=True)
-    return {"skipped": False, "metrics": record["metrics"], "wall_time": record["wall_time"]}
+    return done
