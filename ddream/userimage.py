@@ -1,0 +1,106 @@
+"""A person's digit image (a file, or a drawing as an array) framed the way MNIST was made: grayscale,
+white on black, the bounding box scaled into 20x20 and centred by its centre of mass in 28x28.
+
+`ddream reconstruct` and the Draw tab of `ddream serve` share this path; both refuse images over
+MAX_PIXELS before decoding them, and blank ones, with one line.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ddream.errors import BadInput
+
+MAX_PIXELS = 40_000_000  # larger images are refused before they are decoded
+
+
+def read_user_image(path: Path, invert: bool | None = None) -> torch.Tensor:
+    """Any PNG/JPEG/BMP/GIF as an MNIST-framed digit: float (28, 28) in [0, 1], white on black.
+
+    Grayscale; dark-on-light detected from the border and inverted (unless `invert` says);
+    the digit's bounding box scaled into 20x20 and centred by its centre of mass, as MNIST was made.
+    """
+    from PIL import Image, ImageSequence, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.exists():
+        raise BadInput(f"{path}: no such file")
+    if path.is_dir():
+        raise BadInput(f"{path} is a folder, not an image")
+    if path.stat().st_size == 0:
+        raise BadInput(f"{path} is empty")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > MAX_PIXELS:
+                    raise BadInput(
+                        f"{path} is {w}x{h} pixels; ddream refuses images over "
+                        f"{MAX_PIXELS:,} pixels"
+                    )
+                if w < 4 or h < 4:
+                    raise BadInput(f"{path} is {w}x{h} pixels; too small to hold a digit")
+                frame = next(iter(ImageSequence.Iterator(im)))  # first frame of an animation
+                gray = _grayscale(frame)
+    except BadInput:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BadInput(f"{path} is not an image ddream can read (PNG, JPEG, BMP, GIF)") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise BadInput(f"{path} cannot be decoded ({e}); is it truncated?") from None
+    return frame_digit(gray, invert=invert, name=str(path))
+
+
+def _grayscale(im) -> np.ndarray:
+    """float32 (H, W) in [0, 1]; alpha composited onto white, 16-bit and float modes rescaled."""
+    from PIL import Image
+
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if im.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        return np.clip(arr / top, 0, 1).astype(np.float32)
+    if im.mode in ("P", "PA", "LA", "RGBA") or "transparency" in im.info:
+        im = im.convert("RGBA")
+        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(white, im)
+    return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+
+
+def frame_digit(gray: np.ndarray, invert: bool | None = None, name: str = "image") -> torch.Tensor:
+    """MNIST framing of a grayscale array: 20x20 box, centre of mass at the middle of 28x28."""
+    from PIL import Image
+
+    if invert is None:
+        border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+        invert = float(np.median(border)) > 0.5
+    ink = 1.0 - gray if invert else gray
+    ink = ink - float(np.median(np.concatenate([ink[0], ink[-1], ink[:, 0], ink[:, -1]])))
+    ink = np.clip(ink, 0, None)
+    peak = float(ink.max())
+    if peak < 0.1:
+        raise BadInput(f"{name} holds no digit (the image is blank)")
+    ink = ink / peak
+    rows, cols = np.nonzero(ink > 0.2)
+    ink = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    h, w = ink.shape
+    k = 20.0 / max(h, w)
+    nh, nw = max(1, round(h * k)), max(1, round(w * k))
+    small = np.asarray(
+        Image.fromarray(ink.astype(np.float32), mode="F").resize(
+            (nw, nh), Image.Resampling.LANCZOS if max(h, w) > 20 else Image.Resampling.BILINEAR
+        )
+    )
+    small = np.clip(small, 0, 1)
+    total = small.sum()
+    ys, xs = np.mgrid[0:nh, 0:nw]
+    cy, cx = (ys * small).sum() / total, (xs * small).sum() / total
+    top = int(np.clip(round(13.5 - cy), 0, 28 - nh))
+    left = int(np.clip(round(13.5 - cx), 0, 28 - nw))
+    out = np.zeros((28, 28), dtype=np.float32)
+    out[top : top + nh, left : left + nw] = small
+    return torch.from_numpy(out)
