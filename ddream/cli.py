@@ -734,7 +734,8 @@ def eval_cmd(
     """Measure reconstruction (PSNR, SSIM) and generation (FID, class accuracy, precision, recall).
 
     Generation is scored on the features of a digit classifier trained once and cached in the
-    state dir; the real-data floor (held-out real digits) is printed beside.
+    state dir; the real-data floor (held-out real digits) is printed beside. The report is kept in
+    the state dir (eval/report.json) for `ddream serve`'s Model tab.
 
     Example: ddream eval --data-dir ../shared/data/mnist --json
     """
@@ -922,6 +923,45 @@ def status_cmd(
     console.print(
         f"next: {nxt} (or `ddream all`)" if nxt else "all stages done: try `ddream sample`"
     )
+
+
+@app.command("serve")
+def serve_cmd(
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port of the page.")] = 7860,
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host", help="Address to bind; 0.0.0.0 makes the page reachable from the network."
+        ),
+    ] = "127.0.0.1",
+    state_dir: StateDirOpt = DEFAULT_STATE,
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+) -> None:
+    """Open a local demo page: generate digits, draw one and see it reconstructed, morph, and
+    what `ddream status` and the last `ddream eval` know. Needs the serve extra (Gradio).
+
+    The models are loaded once, read-only; nothing is written into the state dir.
+
+    Example: ddream serve --state-dir ddream-state   # then open http://127.0.0.1:7860
+    """
+    from ddream.page import LOCAL_HOSTS, import_gradio, serve
+
+    import_gradio()  # one line on how to install it, before any model is loaded
+    if host not in LOCAL_HOSTS:
+        typer.echo(
+            f"warning: --host {host}: the page (and your model) is reachable from the network",
+            err=True,
+        )
+    from ddream.demo import Demo
+
+    demo = Demo(state_dir, _setup(device, 0))
+    try:
+        if not quiet:
+            typer.echo(f"ddream serve: {state_dir} on http://{host}:{port} (Ctrl-C stops it)")
+        serve(demo, host, port, quiet=quiet)
+    finally:
+        demo.close()
 
 
 # ---- helpers --------------------------------------------------------------------------------------

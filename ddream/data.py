@@ -1,4 +1,4 @@
-"""Where digits come from: MNIST IDX files as in-memory uint8 tensors, batched augmentation, user images.
+"""Where digits come from: MNIST IDX files as in-memory uint8 tensors and batched augmentation.
 
 Images are 28x28 uint8 on disk and in memory; the models see them padded to 32x32 and scaled to
 [-1, 1]. Padding (not resizing) keeps the round trip exact: `unpad(pad(x)) == x`.

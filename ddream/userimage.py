@@ -56,6 +56,30 @@ def read_user_image(path: Path, invert: bool | None = None) -> torch.Tensor:
     return frame_digit(gray, invert=invert, name=str(path))
 
 
+def read_user_array(
+    arr: np.ndarray, invert: bool | None = None, name: str = "the drawing"
+) -> torch.Tensor:
+    """A drawing or decoded image as an array ((H, W), (H, W, 3) or (H, W, 4), alpha composited onto
+    white) -> the same MNIST framing as `read_user_image`."""
+    from PIL import Image
+
+    arr = np.asarray(arr)
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (1, 3, 4)):
+        raise BadInput(f"{name} is not an image (an array of shape {tuple(arr.shape)})")
+    h, w = arr.shape[:2]
+    if h * w > MAX_PIXELS:
+        raise BadInput(
+            f"{name} is {w}x{h} pixels; ddream refuses images over {MAX_PIXELS:,} pixels"
+        )
+    if h < 4 or w < 4:
+        raise BadInput(f"{name} is {w}x{h} pixels; too small to hold a digit")
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[:, :, 0]
+    if arr.dtype != np.uint8:
+        arr = np.clip(np.nan_to_num(arr.astype(np.float64)), 0, 255).astype(np.uint8)
+    return frame_digit(_grayscale(Image.fromarray(arr)), invert=invert, name=name)
+
+
 def _grayscale(im) -> np.ndarray:
     """float32 (H, W) in [0, 1]; alpha composited onto white, 16-bit and float modes rescaled."""
     from PIL import Image

@@ -9,6 +9,7 @@ through the same extractor, so each number has something to be compared with.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -216,7 +217,7 @@ def evaluate(
     fake = generate(sampler, labels, req)
     seconds = time.perf_counter() - t0
     gen = score_generation(classifier, fake, labels, real_feats, device)
-    return {
+    result = {
         "dataset": dataset["name"],
         "reconstruction": {k: round(v, 4) for k, v in recon.items()},
         "decoders": {name: {k: round(v, 4) for k, v in d.items()} for name, d in decoders.items()},
@@ -234,3 +235,28 @@ def evaluate(
         "extractor": EXTRACTOR,
         "extractor_test_accuracy": round(clf_acc, 4),
     }
+    write_report(state, result)
+    return result
+
+
+def report_path(state: StateDir) -> Path:
+    return state.path("eval", "report.json")
+
+
+def write_report(state: StateDir, result: dict[str, Any]) -> None:
+    """The last evaluation, kept beside the classifier so that `ddream serve` can say how good the
+    model is without scoring it again."""
+    from ddream.state import atomic_write_bytes
+
+    report = {**result, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    report_path(state).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(report_path(state), json.dumps(report, indent=2).encode())
+
+
+def read_report(state: StateDir) -> dict[str, Any] | None:
+    """The last `ddream eval` of this state dir, or None (never run, or unreadable)."""
+    try:
+        report = json.loads(report_path(state).read_text())
+    except (OSError, ValueError):
+        return None
+    return report if isinstance(report, dict) else None

@@ -10,6 +10,7 @@ import torch
 
 from ddream.data import to_model, to_uint8, to_unit
 from ddream.metrics import psnr
+from ddream.models.autoencoder import AutoEncoder
 from ddream.render import check_output, grid, write_png
 from ddream.stages.artifacts import load_ae, load_ae_with_dataset, load_dataset
 from ddream.state import StateDir
@@ -22,15 +23,21 @@ def default_output(image: Path) -> Path:
 
 
 @torch.inference_mode()
-def _round_trip(
-    state: StateDir, digits: torch.Tensor, device: torch.device
+def round_trip(
+    ae: AutoEncoder, digits: torch.Tensor, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, 28, 28) in [0, 1] -> reconstructions in [0, 1] and per-image PSNR."""
-    ae, _ = load_ae(state, device)
     x = to_model((digits * 255).round().to(torch.uint8)).to(device)
     with autocast(device):
         recon = to_unit(ae(x)).cpu()
     return recon, psnr(recon, digits)
+
+
+def _round_trip(
+    state: StateDir, digits: torch.Tensor, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    ae, _ = load_ae(state, device)
+    return round_trip(ae, digits, device)
 
 
 def reconstruct_files(

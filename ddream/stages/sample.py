@@ -290,6 +290,29 @@ def slerp(a: torch.Tensor, b: torch.Tensor, w: float) -> torch.Tensor:
     return out.view_as(a)
 
 
+def morph_images(
+    sampler: Sampler,
+    req: SampleRequest,
+    start: int,
+    end: int,
+    between: str,
+    weights: list[float],
+) -> list[torch.Tensor]:
+    """The digits at each weight w of a morph from `start` (w = 0) to `end` (w = 1): two classes
+    (same noise, the conditional velocities mixed) or two seeds (same classes, the noise slerped).
+    Each entry holds req.n digits, uint8 (N, 28, 28)."""
+    req = sampler.resolve(req)
+    device = sampler.device
+    if between == "classes":
+        labels_a = torch.full((req.n,), start, device=device)
+        labels_b = torch.full((req.n,), end, device=device)
+        noise = sampler.noise(req.n, req.seed)
+        return [sampler.generate_mixed(labels_a, labels_b, w, req, noise) for w in weights]
+    labels = torch.tensor([req.classes[i % len(req.classes)] for i in range(req.n)])
+    a, b = sampler.noise(req.n, start), sampler.noise(req.n, end)
+    return [sampler.generate(labels, req, noise=slerp(a, b, w))[0] for w in weights]
+
+
 def morph(
     state: StateDir,
     req: SampleRequest,
@@ -306,28 +329,9 @@ def morph(
     """A GIF that morphs from `start` to `end`: two classes (same noise, the conditional velocities
     mixed), or two seeds (same class, the noise slerped). Each frame holds req.n digits."""
     sampler = Sampler.from_state(state, device, req.model)
-    req = sampler.resolve(req)
     weights = torch.linspace(0.0, 1.0, frames).tolist()
-    pictures, strip = [], []
-    if between == "classes":
-        labels_a = torch.full((req.n,), start, device=device)
-        labels_b = torch.full((req.n,), end, device=device)
-        noise = sampler.noise(req.n, req.seed)
-        for w in weights:
-            images = sampler.generate_mixed(labels_a, labels_b, w, req, noise)
-            pictures.append(grid(images, min(req.n, 10), scale=scale))
-            strip.append(images)
-    else:
-        labels = torch.tensor(
-            req.classes[: req.n]
-            if len(req.classes) >= req.n
-            else [req.classes[i % len(req.classes)] for i in range(req.n)]
-        )
-        a, b = sampler.noise(req.n, start), sampler.noise(req.n, end)
-        for w in weights:
-            images, _ = sampler.generate(labels, req, noise=slerp(a, b, w))
-            pictures.append(grid(images, min(req.n, 10), scale=scale))
-            strip.append(images)
+    strip = morph_images(sampler, req, start, end, between, weights)
+    pictures = [grid(images, min(len(images), 10), scale=scale) for images in strip]
     written = []
     if gif_path is not None:
         # there and back again, so that the loop has no jump

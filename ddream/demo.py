@@ -1,0 +1,282 @@
+"""What `ddream serve`'s page does, as plain functions over models loaded once, read-only.
+
+Each handler takes the page's raw control values (which a browser or a script may send out of range,
+empty or of the wrong type), checks them, and returns pictures (uint8 arrays, GIF paths) and a line
+of text. Bad values raise BadInput with one line that the page shows; inference is serialised by one
+lock, so several tabs can ask at once. Nothing is written into the state dir: GIFs go to a private
+temporary folder.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ddream.errors import BadInput
+from ddream.render import grid, write_gif
+from ddream.stages.artifacts import load_ae
+from ddream.stages.reconstruct import round_trip
+from ddream.stages.sample import Sampler, SampleRequest, class_rows, morph_images
+from ddream.state import StateDir
+from ddream.userimage import read_user_array, read_user_image
+
+MAX_COUNT = 400
+MAX_STEPS = 50
+MAX_GUIDANCE = 10.0
+MAX_SEED = 2**31 - 1
+ROW_DIGITS = 8  # digits in a morph row and in the Draw tab's row of the class meant
+MAX_FRAMES = 40
+KEEP_FILES = 64  # GIFs kept in the temporary folder; older ones are removed
+
+
+def bounded_int(value: Any, name: str, lo: int, hi: int) -> int:
+    """An integer control's value, or one line saying what it must be."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise BadInput(f"{name}: give a whole number from {lo} to {hi}") from None
+    if not math.isfinite(number) or number != int(number) or not lo <= number <= hi:
+        raise BadInput(f"{name} {value}: give a whole number from {lo} to {hi}")
+    return int(number)
+
+
+def bounded_float(value: Any, name: str, lo: float, hi: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise BadInput(f"{name}: give a number from {lo} to {hi}") from None
+    if not math.isfinite(number) or not lo <= number <= hi:
+        raise BadInput(f"{name} {value}: give a number from {lo} to {hi}")
+    return number
+
+
+def unset(value: Any) -> bool:
+    """Empty controls (None, '', 0 for 'the model's own') leave the model's default."""
+    return value is None or value == "" or value == 0
+
+
+def page_words(message: str) -> str:
+    """The sampler's refusals name CLI options; on the page they name the controls."""
+    for cli, page in (
+        ("--model teacher", "the teacher model"),
+        ("--cfg-interval", "a guidance interval"),
+        ("--cfg", "guidance"),
+        ("--steps", "steps"),
+        ("--solver", "solver"),
+    ):
+        message = message.replace(cli, page)
+    return message
+
+
+class Demo:
+    """The state dir's models, loaded once; refuses to start with the same one-line messages as
+    `ddream sample` when a stage is missing, stale or corrupt."""
+
+    def __init__(self, state_dir: Path | str, device: torch.device) -> None:
+        self.state = StateDir(state_dir)
+        self.device = device
+        default = Sampler.from_state(self.state, device, "auto")
+        self.samplers = {default.kind: default}
+        if default.kind == "student":
+            self.samplers["teacher"] = Sampler.from_state(self.state, device, "teacher")
+        self.default_model = default.kind
+        self.ae, _ = load_ae(self.state, device)
+        self.lock = threading.Lock()
+        self.workdir = Path(tempfile.mkdtemp(prefix="ddream-serve-"))
+
+    def close(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # ---- helpers ---------------------------------------------------------------------------------
+    def sampler(self, model: Any) -> Sampler:
+        if unset(model):
+            return self.samplers[self.default_model]
+        if model not in self.samplers:
+            raise BadInput(f"model {model!r}: this state dir has {', '.join(self.samplers)}")
+        return self.samplers[model]
+
+    def _new_file(self, suffix: str) -> Path:
+        old = sorted(self.workdir.iterdir(), key=lambda p: p.stat().st_mtime)
+        for p in old[: max(0, len(old) - KEEP_FILES + 1)]:
+            p.unlink(missing_ok=True)
+        return self.workdir / f"{uuid.uuid4().hex}{suffix}"
+
+    def _request(self, sampler: Sampler, **fields: Any) -> SampleRequest:
+        try:
+            return sampler.resolve(SampleRequest(model=sampler.kind, **fields))
+        except BadInput as e:
+            raise BadInput(page_words(str(e))) from None
+
+    # ---- tabs ------------------------------------------------------------------------------------
+    def generate(
+        self, classes: Any, count: Any, seed: Any, model: Any, steps: Any, guidance: Any
+    ) -> tuple[np.ndarray, str, str]:
+        """Classes, count, seed, model, steps and guidance -> a labelled grid (a class a row), the
+        GIF of how the digits formed, and a caption."""
+        picked = parse_classes(classes)
+        n = bounded_int(count, "count", 1, MAX_COUNT)
+        seed = bounded_int(seed, "seed", 0, MAX_SEED)
+        sampler = self.sampler(model)
+        req = self._request(
+            sampler,
+            n=n,
+            classes=picked,
+            seed=seed,
+            steps=None if unset(steps) else bounded_int(steps, "steps", 1, MAX_STEPS),
+            cfg=None if unset(guidance) else bounded_float(guidance, "guidance", 0, MAX_GUIDANCE),
+        )
+        labels, ncols = class_rows(n, picked)
+        row_labels = [str(int(labels[i])) for i in range(0, n, ncols)]
+        with self.lock:
+            t0 = time.perf_counter()
+            images, path = sampler.generate(labels, req, keep_trajectory=True)
+            seconds = time.perf_counter() - t0
+            frames = [grid(sampler.decode(z), ncols, scale=2, row_labels=row_labels) for z in path]
+        gif = self._new_file(".gif")
+        write_gif(gif, frames)
+        steps_text = f"{req.steps} {req.solver} step{'s' if req.steps > 1 else ''}"
+        caption = (
+            f"{n} digits from the {req.model} ({steps_text}, guidance {req.cfg}), seed {seed}, "
+            f"in {seconds * 1000:.0f} ms"
+        )
+        return grid(images, ncols, scale=2, row_labels=row_labels), str(gif), caption
+
+    def draw(
+        self, sketch: Any, upload: Any, meant: Any, seed: Any = 0
+    ) -> tuple[np.ndarray, np.ndarray, str, np.ndarray]:
+        """A drawing (or an uploaded image) -> its MNIST framing, the autoencoder's reconstruction and
+        its PSNR (as `ddream reconstruct`), and digits the model draws for the class meant."""
+        meant = bounded_int(meant, "the digit you meant", 0, 9)
+        seed = bounded_int(seed, "seed", 0, MAX_SEED)
+        upload_path = upload.get("path") if isinstance(upload, dict) else upload
+        if upload_path:
+            try:
+                digit = read_user_image(Path(upload_path))
+            except BadInput as e:  # name the file as the person knows it, not the server's copy
+                raise BadInput(str(e).replace(str(upload_path), Path(upload_path).name)) from None
+        else:
+            drawing = sketch.get("composite") if isinstance(sketch, dict) else sketch
+            if drawing is None:
+                raise BadInput("draw a digit on the pad (or upload an image) first")
+            digit = read_user_array(drawing, name="the drawing")
+        sampler = self.samplers[self.default_model]
+        req = self._request(sampler, n=ROW_DIGITS, classes=(meant,), seed=seed)
+        with self.lock:
+            recon, score = round_trip(self.ae, digit[None], self.device)
+            images, _ = sampler.generate(torch.full((ROW_DIGITS,), meant), req)
+        to8 = lambda x: (x * 255).round().clamp(0, 255).to(torch.uint8)  # noqa: E731
+        text = (
+            f"PSNR {float(score[0]):.2f} dB between your digit (MNIST-framed) and its reconstruction; "
+            f"below, {ROW_DIGITS} digits the {sampler.kind} draws as a {meant}"
+        )
+        return (
+            grid(to8(digit)[None], 1, pad=0, scale=8),
+            grid(to8(recon[0])[None], 1, pad=0, scale=8),
+            text,
+            grid(images, ROW_DIGITS // 2, scale=3),
+        )
+
+    def _morph_request(
+        self, between: Any, start: Any, end: Any, digit: Any, seed: Any, model: Any
+    ) -> tuple[Sampler, SampleRequest, int, int, str]:
+        if between not in ("classes", "seeds"):
+            raise BadInput(f"morph between {between!r}: choose classes or seeds")
+        sampler = self.sampler(model)
+        if between == "classes":
+            start = bounded_int(start, "from class", 0, 9)
+            end = bounded_int(end, "to class", 0, 9)
+            classes = (start,)
+        else:
+            start = bounded_int(start, "from seed", 0, MAX_SEED)
+            end = bounded_int(end, "to seed", 0, MAX_SEED)
+            classes = (bounded_int(digit, "class", 0, 9),)
+        seed = bounded_int(seed, "seed", 0, MAX_SEED)
+        req = self._request(sampler, n=ROW_DIGITS, classes=classes, seed=seed)
+        return sampler, req, start, end, between
+
+    def morph_at(
+        self, between: Any, start: Any, end: Any, digit: Any, seed: Any, model: Any, position: Any
+    ) -> np.ndarray:
+        """The row of digits at one point of the morph (0 = from, 1 = to): what the slider shows."""
+        w = bounded_float(position, "position", 0.0, 1.0)
+        sampler, req, start, end, between = self._morph_request(
+            between, start, end, digit, seed, model
+        )
+        with self.lock:
+            (images,) = morph_images(sampler, req, start, end, between, [w])
+        return grid(images, ROW_DIGITS, scale=3)
+
+    def morph_gif(
+        self, between: Any, start: Any, end: Any, digit: Any, seed: Any, model: Any, frames: Any
+    ) -> str:
+        """The whole morph as a looping GIF (there and back)."""
+        frames = bounded_int(frames, "frames", 2, MAX_FRAMES)
+        sampler, req, start, end, between = self._morph_request(
+            between, start, end, digit, seed, model
+        )
+        weights = torch.linspace(0.0, 1.0, frames).tolist()
+        with self.lock:
+            strip = morph_images(sampler, req, start, end, between, weights)
+        pictures = [grid(images, ROW_DIGITS, scale=3) for images in strip]
+        gif = self._new_file(".gif")
+        write_gif(gif, pictures + pictures[-2:0:-1], frame_ms=90, hold_ms=90)
+        return str(gif)
+
+    def model_card(self) -> str:
+        """What `ddream status` and the last `ddream eval` know, as Markdown."""
+        from ddream.stages.evaluate import read_report
+        from ddream.stages.pipeline import status_rows
+
+        lines = [
+            f"**State dir** `{self.state.root}` · models: "
+            + ", ".join(
+                f"{k} ({s.defaults['steps']} {s.defaults['solver']} step"
+                f"{'s' if s.defaults['steps'] > 1 else ''}, guidance {s.defaults['cfg']})"
+                for k, s in self.samplers.items()
+            ),
+            "",
+            "| stage | status | metrics | size | wall time |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for r in status_rows(self.state):
+            size = f"{r.size_bytes / 1024:.0f} KB" if r.size_bytes else ""
+            wall = f"{r.wall_time:.0f} s" if r.wall_time else ""
+            lines.append(f"| {r.stage} | {r.status} | {r.metrics} | {size} | {wall} |")
+        report = read_report(self.state)
+        lines.append("")
+        if report is None:
+            lines.append("No `ddream eval` yet: run `ddream eval` to score this model.")
+        else:
+            g, rec = report.get("generation", {}), report.get("reconstruction", {})
+            lines += [
+                f"**Last `ddream eval`** ({report.get('time', '?')}): {report.get('samples')} "
+                f"digits from the {report.get('model')} ({report.get('steps')} "
+                f"{report.get('solver')} steps, guidance {report.get('cfg')})",
+                "",
+                "| FID | class accuracy | precision | recall | reconstruction PSNR (28x28) |",
+                "| --- | --- | --- | --- | --- |",
+                f"| {g.get('fid', float('nan')):.2f} | {g.get('class_accuracy', float('nan')):.2%} "
+                f"| {g.get('precision', float('nan')):.3f} | {g.get('recall', float('nan')):.3f} "
+                f"| {rec.get('psnr', float('nan')):.2f} dB |",
+            ]
+        return "\n".join(lines)
+
+
+def parse_classes(classes: Any) -> tuple[int, ...]:
+    """The picked classes ('3', 3, ['1', '7'] ...) as sorted distinct ints 0-9; at least one."""
+    if classes is None or classes == "":
+        raise BadInput("pick at least one class")
+    items = classes if isinstance(classes, (list, tuple)) else [classes]
+    picked = sorted({bounded_int(c, "class", 0, 9) for c in items})
+    if not picked:
+        raise BadInput("pick at least one class")
+    return tuple(picked)

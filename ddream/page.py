@@ -1,0 +1,180 @@
+"""`ddream serve`: the Gradio page over `ddream.demo`'s handlers, one tab each: Generate, Draw, Morph,
+Model. Gradio is an optional extra (`pip install 'ddream[serve]'`); every handler's refusal becomes a
+message on the page (gr.Error), never a traceback, and the server keeps serving."""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from ddream.demo import MAX_COUNT, MAX_FRAMES, MAX_GUIDANCE, MAX_SEED, MAX_STEPS, Demo
+from ddream.errors import BadInput, DDreamError
+
+INSTALL_HINT = "ddream serve needs Gradio: pip install 'ddream[serve]' (in a checkout: pip install -e '.[serve]')"
+MAX_UPLOAD = "10mb"
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def import_gradio():
+    """Gradio, quietly and offline (no analytics), or one line on how to install it."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    try:
+        import gradio
+    except ImportError:
+        raise BadInput(INSTALL_HINT) from None
+    if int(gradio.__version__.split(".")[0]) < 6:
+        raise BadInput(
+            f"ddream serve needs Gradio 6 or newer (found {gradio.__version__}); "
+            + INSTALL_HINT.split(": ", 1)[1].replace("pip install", "pip install -U", 1)
+        )
+    return gradio
+
+
+def on_page(fn: Callable, gr) -> Callable:
+    """A handler whose refusals (and any surprise) are shown on the page as one line."""
+
+    @wraps(fn)
+    def handler(*args: Any) -> Any:
+        try:
+            return fn(*args)
+        except DDreamError as e:
+            raise gr.Error(str(e), print_exception=False) from None
+        except Exception as e:  # the page shows a line; the server log keeps the details
+            print(f"ddream serve: {fn.__name__} failed: {type(e).__name__}: {e}", file=sys.stderr)
+            raise gr.Error(f"something went wrong ({type(e).__name__}: {e})") from None
+
+    return handler
+
+
+def build(demo: Demo):
+    """The page as a gr.Blocks, every event named for gradio_client (/generate, /draw, ...)."""
+    gr = import_gradio()
+    models = list(demo.samplers)
+    digits = [str(i) for i in range(10)]
+    with gr.Blocks(title="ddream", analytics_enabled=False) as page:
+        gr.Markdown(
+            "# ddream\nA rectified-flow latent diffusion model for MNIST digits, trained by "
+            f"`ddream all` in `{demo.state.root}`."
+        )
+        with gr.Tab("Generate"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    classes = gr.CheckboxGroup(digits, value=digits, label="classes")
+                    count = gr.Slider(1, MAX_COUNT, value=40, step=1, label="count")
+                    seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="seed")
+                    model = gr.Radio(models, value=demo.default_model, label="model")
+                    steps = gr.Slider(
+                        0, MAX_STEPS, value=0, step=1, label="steps (0: the model's own)"
+                    )
+                    guidance = gr.Slider(
+                        0, MAX_GUIDANCE, value=0, step=0.05, label="guidance (0: the model's own)"
+                    )
+                    with gr.Row():
+                        go = gr.Button("Generate", variant="primary", elem_id="generate-button")
+                        surprise = gr.Button("Surprise me", elem_id="surprise-button")
+                with gr.Column(scale=2):
+                    grid_out = gr.Image(
+                        label="digits, a class a row", format="png", elem_id="generate-grid"
+                    )
+                    caption = gr.Markdown(elem_id="generate-caption")
+                    anim = gr.Image(
+                        label="how they formed", type="filepath", height=420, elem_id="generate-gif"
+                    )
+        inputs = [classes, count, seed, model, steps, guidance]
+        outputs = [grid_out, anim, caption]
+        go.click(on_page(demo.generate, gr), inputs, outputs, api_name="generate")
+        surprise.click(lambda: random.randint(0, 99_999), None, seed, api_name="surprise").then(
+            on_page(demo.generate, gr), inputs, outputs, api_name=False
+        )
+
+        with gr.Tab("Draw"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    sketch = gr.Sketchpad(
+                        label="draw a digit",
+                        type="numpy",
+                        image_mode="RGBA",
+                        canvas_size=(280, 280),
+                        brush=gr.Brush(default_size=20, colors=["#000000"], color_mode="fixed"),
+                        layers=False,
+                        elem_id="sketch",
+                    )
+                    upload = gr.File(
+                        label="...or upload an image",
+                        file_types=["image"],
+                        type="filepath",
+                        height=120,
+                    )
+                    meant = gr.Dropdown(digits, value="3", label="the digit you meant")
+                    draw_go = gr.Button("Reconstruct", variant="primary", elem_id="draw-button")
+                with gr.Column(scale=2):
+                    with gr.Row():
+                        framed = gr.Image(label="MNIST-framed", format="png", elem_id="draw-framed")
+                        recon = gr.Image(label="reconstruction", format="png", elem_id="draw-recon")
+                    draw_text = gr.Markdown(elem_id="draw-caption")
+                    drawn = gr.Image(label="the model's own", format="png", elem_id="draw-model")
+        draw_go.click(
+            on_page(demo.draw, gr),
+            [sketch, upload, meant],
+            [framed, recon, draw_text, drawn],
+            api_name="draw",
+        )
+
+        with gr.Tab("Morph"):
+            with gr.Row():
+                with gr.Column(scale=1):
+                    between = gr.Radio(["classes", "seeds"], value="classes", label="between")
+                    start = gr.Number(3, precision=0, minimum=0, label="from (class or seed)")
+                    end = gr.Number(8, precision=0, minimum=0, label="to (class or seed)")
+                    digit = gr.Dropdown(digits, value="5", label="class (when between seeds)")
+                    mseed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="seed")
+                    mmodel = gr.Radio(models, value=demo.default_model, label="model")
+                    frames = gr.Slider(2, MAX_FRAMES, value=16, step=1, label="frames")
+                    animate = gr.Button("Animate", variant="primary", elem_id="morph-button")
+                with gr.Column(scale=2):
+                    position = gr.Slider(0, 1, value=0.5, step=0.05, label="from ... to")
+                    frame = gr.Image(
+                        label="the morph at this point", format="png", elem_id="morph-frame"
+                    )
+                    morph_anim = gr.Image(
+                        label="the whole morph", type="filepath", elem_id="morph-gif"
+                    )
+        spec = [between, start, end, digit, mseed, mmodel]
+        position.release(on_page(demo.morph_at, gr), [*spec, position], frame, api_name="morph_at")
+        animate.click(on_page(demo.morph_gif, gr), [*spec, frames], morph_anim, api_name="morph")
+
+        with gr.Tab("Model"):
+            card = gr.Markdown(demo.model_card(), elem_id="model-card")
+            refresh = gr.Button("Refresh")
+        refresh.click(on_page(demo.model_card, gr), None, card, api_name="model")
+    return page
+
+
+def serve(demo: Demo, host: str, port: int, *, block: bool = True, quiet: bool = False):
+    """Launch the page on host:port (localhost unless asked); returns the Blocks when not blocking."""
+    gr = import_gradio()
+    page = build(demo)
+    theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"])
+    try:
+        page.queue(default_concurrency_limit=4).launch(
+            server_name=host,
+            server_port=port,
+            show_error=True,
+            quiet=quiet,
+            prevent_thread_lock=not block,
+            max_file_size=MAX_UPLOAD,
+            allowed_paths=[str(demo.workdir)],
+            footer_links=[],
+            ssr_mode=False,
+            mcp_server=False,
+            theme=theme,
+        )
+    except OSError:
+        raise BadInput(
+            f"cannot serve on {host}:{port}: the port is taken; choose another --port"
+        ) from None
+    return page
