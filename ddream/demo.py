@@ -260,7 +260,8 @@ class Demo:
             lines += [
                 f"**Last `ddream eval`** ({report.get('time', '?')}): {report.get('samples')} "
                 f"digits from the {report.get('model')} ({report.get('steps')} "
-                f"{report.get('solver')} steps, guidance {report.get('cfg')})",
+                f"{report.get('solver')} step{'' if report.get('steps') == 1 else 's'}, "
+                f"guidance {report.get('cfg')})",
                 "",
                 "| FID | class accuracy | precision | recall | reconstruction PSNR (28x28) |",
                 "| --- | --- | --- | --- | --- |",

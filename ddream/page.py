@@ -145,7 +145,9 @@ def build(demo: Demo):
                     )
         spec = [between, start, end, digit, mseed, mmodel]
         position.release(on_page(demo.morph_at, gr), [*spec, position], frame, api_name="morph_at")
-        animate.click(on_page(demo.morph_gif, gr), [*spec, frames], morph_anim, api_name="morph")
+        animate.click(
+            on_page(demo.morph_gif, gr), [*spec, frames], morph_anim, api_name="morph"
+        ).then(on_page(demo.morph_at, gr), [*spec, position], frame, api_name=False)
 
         with gr.Tab("Model"):
             card = gr.Markdown(demo.model_card(), elem_id="model-card")

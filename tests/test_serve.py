@@ -237,6 +237,19 @@ def test_serve_refuses_missing_stages_like_sample_and_warns_for_the_network(cli,
     assert not empty.exists()
 
 
+def test_serve_refuses_a_corrupt_model_like_sample(cli, trained_state, tmp_path):
+    state = tmp_path / "state"
+    shutil.copytree(trained_state, state)
+    model = next((state / "dit").glob("*.safetensors"))  # the teacher: both need it
+    data = bytearray(model.read_bytes())
+    data[-100] ^= 0xFF
+    model.write_bytes(bytes(data))
+    served = cli("serve", "--state-dir", state, "--device", "cpu", "--port", free_port())
+    sampled = cli("sample", "--state-dir", state, "--device", "cpu", "--grid", tmp_path / "g.png")
+    assert served.code == sampled.code != 0
+    assert served.err.strip() == sampled.err.strip() and "error: " in served.err
+
+
 def test_serve_without_gradio_says_how_to_install_it(cli, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "gradio", None)  # import gradio -> ImportError
     res = cli("serve", "--state-dir", tmp_path)
