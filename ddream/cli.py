@@ -875,8 +875,8 @@ def status_cmd(
 
     Example: ddream status --state-dir ddream-state
     """
-    from ddream.stages.pipeline import next_command, status_rows
     from ddream.state import StateDir
+    from ddream.status import next_command, status_rows
 
     state = StateDir(state_dir)
     rows = status_rows(state)

@@ -234,7 +234,7 @@ class Demo:
     def model_card(self) -> str:
         """What `ddream status` and the last `ddream eval` know, as Markdown."""
         from ddream.stages.evaluate import read_report
-        from ddream.stages.pipeline import status_rows
+        from ddream.status import status_rows
 
         lines = [
             f"**State dir** `{self.state.root}` · models: "

@@ -25,7 +25,28 @@ from ddream import __version__
 from ddream.errors import BadInput, DDreamError, StateBusy
 
 STATE_FORMAT = 1
-STAGES = ("ae", "encode", "dit", "distill")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the pipeline: its name in state.json, the command that runs it, the outputs
+    its record names, and the (stage, output) it is made from."""
+
+    name: str
+    command: str
+    outputs: tuple[str, ...]
+    upstream: tuple[str, str] | None
+
+
+# The one table of stages, in pipeline order: state, artifacts, `ddream all` and `status` read it.
+STAGE_TABLE = (
+    Stage("ae", "train-ae", ("model",), None),
+    Stage("encode", "encode", ("train", "test"), ("ae", "model")),
+    Stage("dit", "train-dit", ("model",), ("encode", "train")),
+    Stage("distill", "distill", ("model",), ("dit", "model")),
+)
+STAGE = {s.name: s for s in STAGE_TABLE}
+STAGES = tuple(STAGE)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -240,11 +261,7 @@ class StateDir:
         problem = self.verify_outputs(rec)
         if problem:
             return StageView(stage, "corrupt", problem, rec)
-        upstream = {
-            "encode": ("ae", "model"),
-            "dit": ("encode", "train"),
-            "distill": ("dit", "model"),
-        }.get(stage)
+        upstream = STAGE[stage].upstream
         if upstream:
             up_stage, up_output = upstream
             up = data.get(up_stage)

@@ -231,3 +231,26 @@ def test_the_digitdreamer_preset_runs_and_samples_with_its_own_defaults(tmp_path
 def test_unknown_preset_is_refused(tmp_path, cli):
     res = cli("all", "--preset", "sota", "--state-dir", tmp_path)
     assert res.code == 2 and "digitdreamer" in res.err
+
+
+def test_status_reads_json_and_files_only_no_torch(trained_state):
+    """`ddream status` answers without importing torch (or any stage), from a fresh interpreter."""
+    code = (
+        "import json, sys\n"
+        "from ddream.cli import main\n"
+        "try:\n"
+        f"    main(['status', '--json', '--state-dir', {str(trained_state)!r}])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m == 'torch' or m.startswith('ddream.stages'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    *report, loaded = out.stdout.strip().splitlines()
+    assert json.loads(loaded) == []
+    stages = json.loads("\n".join(report))["stages"]
+    assert [(s["stage"], s["status"]) for s in stages] == [
+        ("ae", "done"),
+        ("encode", "done"),
+        ("dit", "done"),
+        ("distill", "done"),
+    ]

@@ -14,14 +14,7 @@ from ddream.data import Split, load_split, resolve_data_dir
 from ddream.errors import NotBuilt
 from ddream.models.autoencoder import AutoEncoder
 from ddream.models.dit import DiT
-from ddream.state import STAGES, StateDir
-
-NEXT_COMMAND = {
-    "ae": "ddream train-ae",
-    "encode": "ddream encode",
-    "dit": "ddream train-dit",
-    "distill": "ddream distill",
-}
+from ddream.state import STAGE, STAGES, StateDir
 
 
 def done_output(state: StateDir, stage: str, name: str) -> tuple[Path, str]:
@@ -38,7 +31,9 @@ def done_output(state: StateDir, stage: str, name: str) -> tuple[Path, str]:
     out = rec["outputs"][name]
     path = state.root / out["path"]
     if not path.exists():
-        raise BadArtifact(f"{path} is missing; rerun `{NEXT_COMMAND[stage]}` (or `ddream all`)")
+        raise BadArtifact(
+            f"{path} is missing; rerun `ddream {STAGE[stage].command}` (or `ddream all`)"
+        )
     return path, out["sha256"]
 
 
@@ -47,8 +42,8 @@ def _what_to_run(state: StateDir, stage: str) -> str:
     upto = STAGES[: STAGES.index(stage) + 1]
     first = next((s for s in upto if state.view(s).status != "done"), stage)
     if first == stage:
-        return f"run `{NEXT_COMMAND[stage]}` first"
-    return f"run `{NEXT_COMMAND[first]}` and the stages after it first (or `ddream all`)"
+        return f"run `ddream {STAGE[stage].command}` first"
+    return f"run `ddream {STAGE[first].command}` and the stages after it first (or `ddream all`)"
 
 
 def load_ae(state: StateDir, device: torch.device) -> tuple[AutoEncoder, str]:
