@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ddream.errors import BadInput
+from ddream.errors import BadInput, DDreamError
 from ddream.render import grid, write_gif
 from ddream.stages.artifacts import load_ae
 from ddream.stages.reconstruct import round_trip
@@ -86,8 +86,12 @@ class Demo:
         self.device = device
         default = Sampler.from_state(self.state, device, "auto")
         self.samplers = {default.kind: default}
-        if default.kind == "student":
-            self.samplers["teacher"] = Sampler.from_state(self.state, device, "teacher")
+        self.unavailable: dict[str, str] = {}
+        if default.kind == "student":  # the teacher is a bonus: the student alone makes a page
+            try:
+                self.samplers["teacher"] = Sampler.from_state(self.state, device, "teacher")
+            except DDreamError as e:
+                self.unavailable["teacher"] = str(e)
         self.default_model = default.kind
         self.ae, _ = load_ae(self.state, device)
         self.lock = threading.Lock()
@@ -243,6 +247,7 @@ class Demo:
                 f"{'s' if s.defaults['steps'] > 1 else ''}, guidance {s.defaults['cfg']})"
                 for k, s in self.samplers.items()
             ),
+            *(f"\n**{k} unavailable**: {why}" for k, why in self.unavailable.items()),
             "",
             "| stage | status | metrics | size | wall time |",
             "| --- | --- | --- | --- | --- |",

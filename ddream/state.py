@@ -270,6 +270,8 @@ class StateDir:
             )
             if rec["inputs"].get(up_stage) != up_sha:
                 return StageView(stage, "stale", f"made from an older {up_stage} output", rec)
-            if self.view(up_stage).status != "done":
+            # A corrupt or deleted upstream file does not spoil what was made from it (the record
+            # still names the sha256 it was made from): a DiT samples without the latents files.
+            if self.view(up_stage).status not in ("done", "corrupt"):
                 return StageView(stage, "stale", f"{up_stage} is not done and fresh", rec)
         return StageView(stage, "done", "", rec)

@@ -106,7 +106,12 @@ def test_a_corrupted_artifact_is_reported_and_redone(trained_state, tmp_path, mn
         for r in json.loads(cli("status", "--json", "--state-dir", state).out)["stages"]
     }
     assert rows["dit"]["status"] == "corrupt"
-    res = cli("sample", "--state-dir", state, "--grid", tmp_path / "x.png", "--device", "cpu")
+    # the student was made from the DiT its record names, so it still draws; the teacher cannot
+    assert rows["distill"]["status"] == "done"
+    res = cli(
+        "sample", "--state-dir", state, "--grid", tmp_path / "x.png", "--device", "cpu",
+        "--model", "teacher",
+    )  # fmt: skip
     assert res.code == 1 and "model.safetensors" in res.err and not (tmp_path / "x.png").exists()
     assert cli("all", "--data-dir", mnist_dir, "--state-dir", state, *QUICK).code == 0
     assert _shas(state) == _shas(trained_state)
@@ -254,3 +259,44 @@ def test_status_reads_json_and_files_only_no_torch(trained_state):
         ("dit", "done"),
         ("distill", "done"),
     ]
+
+
+def test_sample_needs_only_the_autoencoder_and_dit_files(trained_state, tmp_path, cli):
+    """The DiT file carries the latent statistics: no latents files (nor student) needed."""
+    state = tmp_path / "copy"
+    shutil.copytree(trained_state, state)
+    shutil.rmtree(state / "latents")
+    shutil.rmtree(state / "distill")
+    res = cli("sample", "--state-dir", state, "--grid", tmp_path / "x.png", "--device", "cpu")
+    assert res.code == 0 and "with the teacher" in res.out
+    full = cli(
+        "sample", "--state-dir", trained_state, "--grid", tmp_path / "y.png", "--device", "cpu",
+        "--model", "teacher",
+    )  # fmt: skip
+    assert (tmp_path / "x.png").read_bytes() == (tmp_path / "y.png").read_bytes()
+    assert full.code == 0
+
+
+def test_a_dit_written_before_it_described_itself_still_samples(trained_state, tmp_path, cli):
+    """DiT files of release 0.1 hold no latent statistics: they come from the latents file."""
+    from ddream.checkpoint import load_tensors, save_tensors
+
+    state = tmp_path / "copy"
+    shutil.copytree(trained_state, state)
+    path = state / "dit" / "model.safetensors"
+    tensors, meta = load_tensors(path)
+    for key in ("latent_mean", "latent_std", "ae_sha256"):
+        del meta[key]
+    sha = save_tensors(path, tensors, meta)
+    sd = StateDir(state)
+    rec = sd.record("dit")
+    rec["outputs"]["model"]["sha256"] = sha
+    sd.write_record("dit", rec)
+    distill = sd.record("distill")
+    distill["inputs"]["dit"] = sha
+    sd.write_record("distill", distill)
+    args = ("--device", "cpu", "--model", "teacher")
+    old = cli("sample", "--state-dir", state, "--grid", tmp_path / "x.png", *args)
+    new = cli("sample", "--state-dir", trained_state, "--grid", tmp_path / "y.png", *args)
+    assert old.code == new.code == 0
+    assert (tmp_path / "x.png").read_bytes() == (tmp_path / "y.png").read_bytes()

@@ -240,14 +240,32 @@ def test_serve_refuses_missing_stages_like_sample_and_warns_for_the_network(cli,
 def test_serve_refuses_a_corrupt_model_like_sample(cli, trained_state, tmp_path):
     state = tmp_path / "state"
     shutil.copytree(trained_state, state)
-    model = next((state / "dit").glob("*.safetensors"))  # the teacher: both need it
+    model = state / "ae" / "model.safetensors"  # the page needs the autoencoder (Draw)
     data = bytearray(model.read_bytes())
     data[-100] ^= 0xFF
     model.write_bytes(bytes(data))
     served = cli("serve", "--state-dir", state, "--device", "cpu", "--port", free_port())
-    sampled = cli("sample", "--state-dir", state, "--device", "cpu", "--grid", tmp_path / "g.png")
+    sampled = cli(
+        "sample", "--state-dir", state, "--device", "cpu", "--grid", tmp_path / "g.png",
+        "--model", "teacher",
+    )  # fmt: skip
     assert served.code == sampled.code != 0
-    assert served.err.strip() == sampled.err.strip() and "error: " in served.err
+    assert served.err.strip() == sampled.err.strip() and "ae/model.safetensors" in served.err
+
+
+def test_a_page_without_its_teacher_serves_the_student_and_says_why(trained_state, tmp_path):
+    state = tmp_path / "state"
+    shutil.copytree(trained_state, state)
+    (state / "dit" / "model.safetensors").write_bytes(b"damaged")
+    d = Demo(state, CPU)
+    try:
+        assert list(d.samplers) == ["student"]
+        assert "**teacher unavailable**" in d.model_card()
+        with pytest.raises(BadInput, match="model 'teacher': this state dir has student"):
+            d.generate([1], 2, 0, "teacher", 0, 0)
+        assert d.generate([1], 2, 0, "student", 0, 0)[0].size
+    finally:
+        d.close()
 
 
 def test_serve_without_gradio_says_how_to_install_it(cli, tmp_path, monkeypatch):

@@ -105,7 +105,11 @@ def load_dit(state: StateDir, device: torch.device) -> tuple[DiT, Latents, str]:
         model.load_state_dict(tensors)
     except RuntimeError:
         raise BadArtifact(f"{path} does not hold the weights its config describes") from None
-    stats, _ = load_latents(state, "test")
+    if "latent_mean" in meta:  # self-describing (since 0.2): no latents file needed
+        mean, std = torch.tensor(meta["latent_mean"]), torch.tensor(meta["latent_std"])
+        stats = Latents(torch.empty(0), torch.empty(0), mean, std, meta["ae_sha256"])
+    else:  # written by 0.1: the statistics live in the latents files
+        stats, _ = load_latents(state, "test")
     if not meta.get("standardised", True):  # trained on the raw latents (the digitdreamer preset)
         stats = dataclasses.replace(
             stats, mean=torch.zeros_like(stats.mean), std=torch.ones_like(stats.std)

@@ -225,6 +225,10 @@ def train_dit(
             "weights": "ema" if cfg.ema_decay > 0 else "raw",
             "standardised": cfg.standardise,
             "sample": to_dict(sample_cfg),
+            # self-describing: sampling needs no latents file for the statistics
+            "latent_mean": train.mean.tolist(),
+            "latent_std": train.std.tolist(),
+            "ae_sha256": train.ae_sha,
         },
         dist=dist,
     )
