@@ -126,12 +126,14 @@ def _load_config(ctx: typer.Context, value: Path | None) -> Path | None:
     """Eager: read a TOML file of option values into the command's defaults, so flags override it."""
     if value is None or ctx.resilient_parsing:
         return value
-    from ddream.config import read_toml
+    from ddream.config import read_toml, split_tables
     from ddream.errors import BadInput
 
     known = {p.name for p in ctx.command.params} - {"config"}
     options = {}
-    for key, val in read_toml(value).items():
+    top, tables = split_tables(read_toml(value), f"--config {value}")
+    ctx.meta["ddream_tables"] = (f"--config {value}", tables)
+    for key, val in top.items():
         name = key.replace("-", "_")
         if name not in known:
             raise BadInput(
@@ -149,9 +151,37 @@ ConfigOpt = Annotated[
         "--config",
         is_eager=True,
         callback=_load_config,
-        help="TOML file of option values (keys as the long options); flags given here override it.",
+        help="TOML file: option values as top-level keys (the long options), and any setting in "
+        "tables [ae] [ae_train] [dit] [dit_train] [sample] [distill] (see `ddream config`); "
+        "flags given here override it.",
     ),
 ]
+
+
+def _profile(ctx: typer.Context, profile: str, preset: str):
+    """The preset at this profile's scale, with the --config file's tables applied and checked."""
+    from ddream.config import apply_tables, get_profile
+
+    source, tables = ctx.meta.get("ddream_tables", ("--config", {}))
+    return apply_tables(get_profile(profile, preset), tables, source)
+
+
+def _sample_table(ctx: typer.Context) -> dict:
+    """The [sample] table of a --config file, checked; sampling flags left unset take it."""
+    from ddream.config import Profile, apply_tables
+
+    source, tables = ctx.meta.get("ddream_tables", ("--config", {}))
+    if "sample" not in tables:
+        return {}
+    sample = apply_tables(Profile(name="file"), {"sample": tables["sample"]}, source).sample
+    return {k: getattr(sample, k) for k in tables["sample"]}
+
+
+def _checked(*configs):
+    """Settings after the flags: validated in one place (ddream.config.validate)."""
+    from ddream.config import validate
+
+    return tuple(validate(c) for c in configs)
 
 
 def _version(value: bool) -> None:
@@ -278,26 +308,25 @@ def train_ae_cmd(
 
     Example: ddream train-ae --profile quick --data-dir ../shared/data/mnist
     """
-    from ddream.config import get_profile, with_overrides
+    from ddream.config import with_overrides
     from ddream.stages.train_ae import train_ae
     from ddream.state import StateDir
 
-    prof = get_profile(profile, preset)
+    prof = _profile(ctx, profile, preset)
     _check_dataset(dataset)
-    model_cfg = with_overrides(prof.ae, latent_channels=latent_channels)
-    cfg = with_overrides(
-        prof.ae_train,
-        epochs=epochs,
-        finetune_epochs=finetune_epochs,
-        batch_size=batch_size,
-        lr=_finite(lr, "--lr"),
-        gan_weight=_finite(gan_weight, "--gan-weight"),
-        gan_start=gan_start,
-        checkpoint_every=checkpoint_every,
+    model_cfg, cfg = _checked(
+        with_overrides(prof.ae, latent_channels=latent_channels),
+        with_overrides(
+            prof.ae_train,
+            epochs=epochs,
+            finetune_epochs=finetune_epochs,
+            batch_size=batch_size,
+            lr=lr,
+            gan_weight=gan_weight,
+            gan_start=gan_start,
+            checkpoint_every=checkpoint_every,
+        ),
     )
-    _check_ae(model_cfg)
-    if cfg.epochs + cfg.finetune_epochs < 1:
-        _bad("--epochs plus --finetune-epochs must be at least 1")
     _train_stage(
         ctx,
         "train-ae",
@@ -387,22 +416,22 @@ def train_dit_cmd(
 
     Example: ddream train-dit --epochs 10
     """
-    from ddream.config import get_profile, with_overrides
+    from ddream.config import with_overrides
     from ddream.stages.train_dit import train_dit
     from ddream.state import StateDir
 
-    prof = get_profile(profile, preset)
-    model_cfg = with_overrides(prof.dit, width=width, depth=depth, patch_size=patch_size)
-    if model_cfg.width % model_cfg.heads:
-        _bad(f"--width {model_cfg.width} must be a multiple of {model_cfg.heads} (attention heads)")
-    cfg = with_overrides(
-        prof.dit_train,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=_finite(lr, "--lr"),
-        ema_decay=_finite(ema_decay, "--ema-decay"),
-        uniform_share=uniform_t_share,
-        checkpoint_every=checkpoint_every,
+    prof = _profile(ctx, profile, preset)
+    model_cfg, cfg = _checked(
+        with_overrides(prof.dit, width=width, depth=depth, patch_size=patch_size),
+        with_overrides(
+            prof.dit_train,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            ema_decay=ema_decay,
+            uniform_share=uniform_t_share,
+            checkpoint_every=checkpoint_every,
+        ),
     )
     _train_stage(
         ctx,
@@ -463,19 +492,21 @@ def distill_cmd(
 
     Example: ddream distill
     """
-    from ddream.config import get_profile, with_overrides
+    from ddream.config import with_overrides
     from ddream.stages.distill import distill
     from ddream.state import StateDir
 
-    prof = get_profile(profile, preset)
-    cfg = with_overrides(
-        prof.distill,
-        epochs=epochs,
-        pairs=pairs,
-        teacher_steps=teacher_steps,
-        student_steps=student_steps,
-        lr=_finite(lr, "--lr"),
-        checkpoint_every=checkpoint_every,
+    prof = _profile(ctx, profile, preset)
+    (cfg,) = _checked(
+        with_overrides(
+            prof.distill,
+            epochs=epochs,
+            pairs=pairs,
+            teacher_steps=teacher_steps,
+            student_steps=student_steps,
+            lr=lr,
+            checkpoint_every=checkpoint_every,
+        )
     )
     dev = _setup(device, seed)
     state = StateDir(state_dir)
@@ -566,6 +597,11 @@ def sample_cmd(
     _finite(cfg, "--cfg")
     if solver is not None and solver not in SOLVERS:
         _bad(f"--solver {solver!r}: choose one of {', '.join(SOLVERS)}")
+    table = _sample_table(ctx)  # a --config file's [sample] settings, under the flags
+    steps = steps if steps is not None else table.get("steps")
+    cfg = cfg if cfg is not None else table.get("cfg")
+    solver = solver if solver is not None else table.get("solver")
+    cfg_interval = cfg_interval if cfg_interval is not None else table.get("cfg_interval")
     if between not in ("classes", "seeds"):
         _bad(f"--between {between!r}: choose classes or seeds")
     if interpolate is not None:
@@ -822,17 +858,15 @@ def all_cmd(
     """
     import dataclasses
 
-    from ddream.config import get_profile, with_overrides
+    from ddream.config import with_overrides
     from ddream.stages.pipeline import run_all
     from ddream.state import StateDir
 
-    prof = get_profile(profile, preset)
+    prof = _profile(ctx, profile, preset)
     _check_dataset(dataset)
-    ae = with_overrides(prof.ae, latent_channels=latent_channels)
-    _check_ae(ae)
     prof = dataclasses.replace(
         prof,
-        ae=ae,
+        ae=with_overrides(prof.ae, latent_channels=latent_channels),
         ae_train=with_overrides(
             prof.ae_train,
             epochs=ae_epochs,
@@ -846,8 +880,7 @@ def all_cmd(
             prof.distill, epochs=distill_epochs, checkpoint_every=checkpoint_every
         ),
     )
-    if prof.ae_train.epochs + prof.ae_train.finetune_epochs < 1:
-        _bad("--ae-epochs plus --finetune-epochs must be at least 1")
+    _checked(prof.ae, prof.ae_train, prof.dit, prof.dit_train, prof.sample, prof.distill)
     dev = _setup(device, seed)
     state = StateDir(state_dir)
     with state.locked("all"):
@@ -864,6 +897,31 @@ def all_cmd(
         )
     if not quiet:
         typer.echo(f"samples: {', '.join(summary['sample']['written'])}")
+
+
+@app.command("config")
+def config_cmd(
+    ctx: typer.Context,
+    config: ConfigOpt = None,
+    profile: ProfileOpt = "reference",
+    preset: PresetOpt = "default",
+    state_dir: StateDirOpt = DEFAULT_STATE,
+) -> None:
+    """Print every setting as TOML tables that --config reads back: what the state dir's finished
+    stages were trained with, and the profile's (with --config applied) for the rest.
+
+    Example: ddream config --profile quick > run.toml  (edit it, then: ddream all --config run.toml)
+    """
+    from ddream.config import to_toml
+    from ddream.state import StateDir
+    from ddream.status import recorded_profile
+
+    prof, recorded = recorded_profile(StateDir(state_dir), _profile(ctx, profile, preset))
+    source = f"profile {profile}, preset {preset}" + (f", {config}" if config else "")
+    header = f"ddream {__version__} settings: {source}"
+    if recorded:
+        header += f"\n[{'], ['.join(recorded)}] as trained in {state_dir}"
+    typer.echo(to_toml(prof, header), nl=False)
 
 
 @app.command("status")
@@ -996,15 +1054,6 @@ def _check_dataset(name: str) -> None:
     from ddream.data import get_dataset
 
     get_dataset(name)
-
-
-def _check_ae(cfg) -> None:
-    from ddream.models.autoencoder import check_ae_config
-
-    try:
-        check_ae_config(cfg)
-    except ValueError as e:
-        _bad(str(e))
 
 
 def _size(n: int) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -267,7 +268,7 @@ def fingerprint(data: Any) -> str:
 
 
 def read_toml(path: Path) -> dict[str, Any]:
-    """A TOML file's top-level table; one clear line for a missing or malformed file."""
+    """A TOML file as data; one clear line for a missing or malformed file."""
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
@@ -284,10 +285,255 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise BadInput(f"--config {path} is a folder") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise BadInput(f"--config {path} is not valid TOML ({e})") from None
-    nested = [k for k, v in data.items() if isinstance(v, dict)]
-    if nested:
-        raise BadInput(
-            f"--config {path}: tables such as [{nested[0]}] are not supported; write "
-            "options as top-level keys"
-        )
     return data
+
+
+# ---- settings from files, checked in one place -------------------------------------------------------
+# A TOML file's tables, one per settings dataclass: [ae], [ae_train], [dit], [dit_train], [sample],
+# [distill]; keys are the dataclasses' field names.
+SECTIONS: dict[str, type] = {
+    "ae": AEConfig,
+    "ae_train": AETrainConfig,
+    "dit": DiTConfig,
+    "dit_train": DiTTrainConfig,
+    "sample": SampleConfig,
+    "distill": DistillConfig,
+}
+CHOICES: dict[str, tuple[str, ...]] = {
+    "arch": ("dcae", "digitdreamer"),
+    "lr_schedule": ("cosine", "constant"),
+    "recon_loss": ("l1+mse", "bce"),
+    "gan_loss": ("hinge", "bce"),
+    "solver": ("euler", "heun"),
+    "teacher_solver": ("euler", "heun"),
+    "t_dist": ("one", "ushape"),
+}
+
+
+def split_tables(data: dict[str, Any], source: str) -> tuple[dict[str, Any], dict[str, dict]]:
+    """A TOML document's top-level option keys, and its settings tables (checked by name)."""
+    from ddream.errors import BadInput
+
+    options = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
+    for name, values in tables.items():
+        if name not in SECTIONS:
+            raise BadInput(
+                f"{source}: no settings table [{name}]; the tables are "
+                + ", ".join(f"[{k}]" for k in SECTIONS)
+            )
+        # names and types now, whatever the command; the whole profile is validated when applied
+        _fields(SECTIONS[name](), name, values, source)
+    return options, tables
+
+
+def apply_tables(profile: Profile, tables: dict[str, dict], source: str = "--config") -> Profile:
+    """The profile with every [table] key set on its settings, each value checked against the
+    field's type and the whole result validated."""
+
+    changes = {}
+    for section, values in tables.items():
+        current = getattr(profile, section)
+        changes[section] = dataclasses.replace(current, **_fields(current, section, values, source))
+    result = dataclasses.replace(profile, **changes)
+    for section in SECTIONS:
+        validate(getattr(result, section))
+    return result
+
+
+def _fields(current: Any, section: str, values: dict[str, Any], source: str) -> dict[str, Any]:
+    """A table's values, each named by a field of its dataclass and of that field's type."""
+    from ddream.errors import BadInput
+
+    known = [f.name for f in dataclasses.fields(current)]
+    fields = {}
+    for key, value in values.items():
+        if key not in known:
+            raise BadInput(
+                f"{source}: [{section}] has no setting {key!r} (it has: {', '.join(known)})"
+            )
+        fields[key] = _coerce(getattr(current, key), value, f"{source}: [{section}] {key}")
+    return fields
+
+
+def _coerce(default: Any, value: Any, where: str) -> Any:
+    """A file's value in the type of the field's default; one line when it cannot be."""
+    from ddream.errors import BadInput
+
+    kind = type(default)
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, tuple):
+        ok = isinstance(value, list) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+        )
+        value = tuple(value) if ok else value
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        want = {
+            bool: "true or false",
+            int: "a whole number",
+            float: "a number",
+            tuple: "a list of numbers",
+            str: "a string",
+        }.get(kind, kind.__name__)
+        raise BadInput(f"{where} = {value!r}: expected {want}")
+    return value
+
+
+def validate(cfg: Any) -> Any:
+    """One place for every settings check; raises BadInput naming the setting, returns cfg."""
+    import math
+
+    from ddream.errors import BadInput
+
+    name = type(cfg).__name__
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.name in CHOICES and value not in CHOICES[f.name]:
+            raise BadInput(f"{name}.{f.name} {value!r}: choose one of {', '.join(CHOICES[f.name])}")
+        numbers = value if isinstance(value, tuple) else (value,)
+        for v in numbers:
+            if isinstance(v, float) and not math.isfinite(v):
+                raise BadInput(f"{name}.{f.name} must be finite, not {v}")
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and v < 0:
+                raise BadInput(f"{name}.{f.name} {value}: must not be negative")
+    for rule in _RULES.get(type(cfg), ()):
+        problem = rule(cfg)
+        if problem:
+            raise BadInput(f"{name}: {problem}")
+    return cfg
+
+
+def _ae_rule(cfg: AEConfig) -> str | None:
+    w = cfg.widths
+    if len(w) != 5 or len(cfg.blocks) != 5:
+        return "an F-16 autoencoder needs 5 widths and 5 block counts (32, 16, 8, 4, 2 px)"
+    if cfg.latent_channels < 1 or min(w) < 1:
+        return "widths and latent channels must be at least 1"
+    if cfg.arch == "digitdreamer":
+        return (
+            "digitdreamer widths after the first must be multiples of 4"
+            if any(c % 4 for c in w[1:])
+            else None
+        )
+    for a, b in zip(w, w[1:], strict=False):
+        if b % 4 or (4 * a) % b or (4 * b) % a:
+            return f"widths {a}->{b} do not fit the DC-AE shortcuts"
+    if w[4] % cfg.latent_channels:
+        return f"latent channels {cfg.latent_channels} must divide width {w[4]}"
+    return None
+
+
+def _positive(*names: str):
+    def rule(cfg: Any) -> str | None:
+        bad = [n for n in names if getattr(cfg, n) <= 0]
+        return f"{', '.join(bad)} must be above 0" if bad else None
+
+    return rule
+
+
+def _fraction(*names: str, closed: bool = False):
+    def rule(cfg: Any) -> str | None:
+        for n in names:
+            v = getattr(cfg, n)
+            if not (0 <= v <= 1 if closed else 0 <= v < 1):
+                return f"{n} {v} must be in [0, 1{']' if closed else ')'}"
+        return None
+
+    return rule
+
+
+_RULES: dict[type, tuple] = {
+    AEConfig: (_ae_rule, _positive("disc_width")),
+    AETrainConfig: (
+        _positive("batch_size", "lr", "checkpoint_every"),
+        lambda c: (
+            "epochs plus finetune_epochs must be at least 1"
+            if c.epochs + c.finetune_epochs < 1
+            else None
+        ),
+        lambda c: "translate needs 2 values (x, y)" if len(c.translate) != 2 else None,
+        lambda c: (
+            "scale needs 2 values (low, high), low <= high"
+            if len(c.scale) != 2 or c.scale[0] > c.scale[1]
+            else None
+        ),
+    ),
+    DiTConfig: (
+        _positive("latent_channels", "latent_size", "patch_size", "width", "depth", "heads"),
+        _positive("mlp_ratio", "num_classes"),
+        _fraction("class_dropout"),
+        lambda c: (
+            f"width {c.width} must be a multiple of heads {c.heads}"
+            if c.heads and c.width % c.heads
+            else None
+        ),
+        lambda c: (
+            f"patch_size {c.patch_size} must divide latent_size {c.latent_size}"
+            if c.patch_size and c.latent_size % c.patch_size
+            else None
+        ),
+    ),
+    DiTTrainConfig: (
+        _positive("epochs", "batch_size", "lr", "checkpoint_every"),
+        _fraction("ema_decay"),
+        _fraction("uniform_share", closed=True),
+    ),
+    SampleConfig: (
+        _positive("steps", "cfg"),
+        lambda c: (
+            "cfg_interval needs 0 <= LO <= HI <= 1"
+            if len(c.cfg_interval) != 2 or not 0 <= c.cfg_interval[0] <= c.cfg_interval[1] <= 1
+            else None
+        ),
+    ),
+    DistillConfig: (
+        _positive("pairs", "teacher_steps", "epochs", "batch_size", "lr", "decoder_lr"),
+        _positive("checkpoint_every", "student_steps"),
+        _fraction("ema_decay"),
+        lambda c: "student_steps must be 1 or 2" if c.student_steps > 2 else None,
+        lambda c: (
+            "teacher_cfg_interval is () or (LO, HI) with 0 <= LO <= HI <= 1"
+            if c.teacher_cfg_interval
+            and (
+                len(c.teacher_cfg_interval) != 2
+                or not 0 <= c.teacher_cfg_interval[0] <= c.teacher_cfg_interval[1] <= 1
+            )
+            else None
+        ),
+        lambda c: (
+            "decoder_widths is () or 5 widths; decoder_blocks 5 counts"
+            if (c.decoder_widths and len(c.decoder_widths) != 5) or len(c.decoder_blocks) != 5
+            else None
+        ),
+    ),
+}
+
+
+def to_toml(profile: Profile, header: str = "") -> str:
+    """The profile's settings as TOML tables that `--config` reads back to the same settings."""
+    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
+    for section in SECTIONS:
+        lines += ["", f"[{section}]"]
+        for key, value in dataclasses.asdict(getattr(profile, section)).items():
+            lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else str(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    return str(value)

@@ -64,3 +64,29 @@ def next_command(rows: list[StageRow]) -> str | None:
         if row.status != "done":
             return f"ddream {STAGE[row.stage].command}"
     return None
+
+
+# where each settings table of a trained state dir is recorded: stage -> {table: key in its config}
+RECORDED_TABLES = {
+    "ae": {"ae": "model", "ae_train": "train"},
+    "dit": {"dit": "model", "dit_train": "train", "sample": "sample"},
+    "distill": {"distill": "distill"},
+}
+
+
+def recorded_profile(state: StateDir, base: Any) -> tuple[Any, list[str]]:
+    """`base` (a config.Profile) with the settings the state dir's finished stages were trained
+    with, and the names of the tables that came from the state dir."""
+    import dataclasses
+
+    from ddream.config import SECTIONS, from_dict
+
+    changes: dict[str, Any] = {}
+    for stage, tables in RECORDED_TABLES.items():
+        rec = state.record(stage) or {}
+        if rec.get("status") != "done":
+            continue
+        for table, key in tables.items():
+            if key in rec.get("config", {}):
+                changes[table] = from_dict(SECTIONS[table], rec["config"][key])
+    return dataclasses.replace(base, **changes), list(changes)

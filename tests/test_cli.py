@@ -277,7 +277,10 @@ def test_config_file_sets_options_and_flags_override_it(trained_state, mnist_dir
     [
         ("epochz = 3\n", "has no option 'epochz'"),
         ("profile = \n", "not valid TOML"),
-        ("[ae]\nepochs = 1\n", "tables"),
+        ("[ae]\nepochs = 1\n", "[ae] has no setting 'epochs' (it has: arch, widths"),
+        ("[autoencoder]\nwidths = [8]\n", "no settings table [autoencoder]; the tables are [ae]"),
+        ("[sample]\nsteps = 'two'\n", "[sample] steps = 'two': expected a whole number"),
+        ("[sample]\nsteps = 0\n", "SampleConfig: steps must be above 0"),
         ("n = 0\n", "--n"),
     ],
 )

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ddream.config import AEConfig
+from ddream.config import AEConfig, validate
 
 
 # ---- non-parametric shortcuts ---------------------------------------------------------------------
@@ -212,7 +212,7 @@ class AutoEncoder(nn.Module):
 
     def __init__(self, cfg: AEConfig) -> None:
         super().__init__()
-        check_ae_config(cfg)
+        validate(cfg)
         self.cfg = cfg
         plain = cfg.arch == "digitdreamer"
         self.encoder = PlainEncoder(cfg) if plain else Encoder(cfg)
@@ -226,26 +226,6 @@ class AutoEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode(x))
-
-
-def check_ae_config(cfg: AEConfig) -> None:
-    """Raise ValueError unless the widths fit the DC-AE shortcuts and the F-16 shape."""
-    w = cfg.widths
-    if cfg.arch not in ("dcae", "digitdreamer"):
-        raise ValueError(f"unknown autoencoder arch {cfg.arch!r}")
-    if len(w) != 5 or len(cfg.blocks) != 5:
-        raise ValueError(
-            "an F-16 autoencoder needs 5 widths and 5 block counts (32, 16, 8, 4, 2 px)"
-        )
-    if cfg.arch == "digitdreamer":
-        if any(c % 4 for c in w[1:]) or cfg.latent_channels < 1:
-            raise ValueError("digitdreamer widths after the first must be multiples of 4")
-        return
-    for a, b in zip(w, w[1:], strict=False):
-        if b % 4 or (4 * a) % b or (4 * b) % a:
-            raise ValueError(f"widths {a}->{b} do not fit the DC-AE shortcuts")
-    if w[4] % cfg.latent_channels or cfg.latent_channels < 1:
-        raise ValueError(f"latent channels {cfg.latent_channels} must divide width {w[4]}")
 
 
 # ---- the adversary ---------------------------------------------------------------------------------
