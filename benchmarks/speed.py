@@ -28,11 +28,11 @@ from pathlib import Path
 import torch
 from common import digits_per_s, timed_ddream
 
-from ddream.config import PRESETS
 from ddream.data import Augment, load_split, to_model
 from ddream.models.autoencoder import AutoEncoder, PatchDiscriminator
+from ddream.presets import PRESETS
+from ddream.runtime import autocast, seeded
 from ddream.stages.train_ae import ae_losses
-from ddream.train import autocast, seeded
 
 SAMPLERS = (
     (None, None),

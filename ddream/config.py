@@ -1,4 +1,5 @@
-"""Settings for every stage as plain dataclasses, the named profiles, and their JSON round-trip."""
+"""Settings for every stage as plain dataclasses, one validate() for all of them, and their JSON
+round-trip. The named presets and profiles live in `presets`; settings files in `config_file`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 
@@ -141,111 +141,6 @@ class Profile:
     distill: DistillConfig = field(default_factory=DistillConfig)
 
 
-PRESETS: dict[str, Profile] = {
-    # ddream's own recipe (DC-AE shortcuts, hinge GAN after a warm-up, EMA, standardised latents).
-    "default": Profile(name="default"),
-    # DigitDreamer's configuration, for side-by-side comparison: plain GroupNorm blocks with 1x1
-    # conv + pixel (un)shuffle and no shortcut, sigmoid output, BCE + 0.01 BCE-GAN from the start,
-    # its RandomAffine ranges, a width-48 8-layer DiT on one 2x2 patch, AdamW 6e-4, batch 128,
-    # 12 Euler steps at CFG 2, no EMA, no latent standardisation. Unlike its notebook, the GAN
-    # term here reaches the autoencoder (the notebook detached the reconstruction).
-    "digitdreamer": Profile(
-        name="digitdreamer",
-        ae=AEConfig(
-            arch="digitdreamer",
-            widths=(4, 8, 16, 32, 32),
-            blocks=(1, 1, 1, 1, 0),
-            latent_channels=8,
-        ),
-        ae_train=AETrainConfig(
-            lr=6e-4,
-            lr_schedule="constant",
-            recon_loss="bce",
-            gan_loss="bce",
-            gan_weight=0.01,
-            gan_start=0,
-            rotate=30.0,
-            translate=(0.1, 0.2),
-            scale=(0.75, 1.25),
-            shear=10.0,
-        ),
-        dit=DiTConfig(latent_channels=8, width=48, depth=8, heads=4, patch_size=2),
-        dit_train=DiTTrainConfig(
-            batch_size=128,
-            lr=6e-4,
-            lr_schedule="constant",
-            weight_decay=0.01,
-            ema_decay=0.0,
-            standardise=False,
-        ),
-        sample=SampleConfig(steps=12, cfg=2.0, solver="euler"),
-        # not in DigitDreamer: a student of its DiT, at the preset's own guidance (it keeps its own
-        # plain decoder)
-        distill=DistillConfig(teacher_cfg=0.0, teacher_cfg_interval=()),
-    ),
-}
-PROFILES = ("reference", "quick")
-
-
-def quicken(preset: Profile) -> Profile:
-    """The `quick` profile of a preset: seconds on a CPU, on a slice of the data."""
-    ae, dit = preset.ae, preset.dit
-    if ae.arch == "dcae":  # the digitdreamer autoencoder is already tiny
-        ae = dataclasses.replace(ae, widths=(4, 8, 16, 16, 16), latent_channels=4, disc_width=8)
-        dit = dataclasses.replace(dit, latent_channels=4, width=32, depth=2, heads=2)
-    else:
-        dit = dataclasses.replace(dit, depth=2)
-    slice_ = dict(train_limit=1024, test_limit=256, checkpoint_every=8, batch_size=64)
-    return dataclasses.replace(
-        preset,
-        name=f"{preset.name}-quick",
-        ae=dataclasses.replace(ae, disc_width=8),
-        ae_train=dataclasses.replace(
-            preset.ae_train,
-            epochs=1,
-            finetune_epochs=1,
-            gan_start=min(preset.ae_train.gan_start, 8),
-            **slice_,
-        ),
-        dit=dit,
-        dit_train=dataclasses.replace(
-            preset.dit_train,
-            epochs=2,
-            ema_decay=0.0,
-            **slice_,  # 32 steps: raw weights
-        ),
-        sample=dataclasses.replace(preset.sample, steps=4),
-        distill=dataclasses.replace(
-            preset.distill,
-            pairs=512,
-            teacher_steps=4,
-            epochs=2,
-            batch_size=64,
-            checkpoint_every=8,
-            # the quick profile distils a small decoder too, so that the smoke run covers it
-            decoder_widths=(4, 4, 8, 16, 16) if ae.arch == "dcae" else (),
-            decoder_blocks=(0, 0, 1, 0, 1),
-        ),
-    )
-
-
-def get_profile(profile: str, preset: str = "default") -> Profile:
-    """A preset's settings at the scale a profile names; a clear error for unknown names."""
-    from ddream.errors import BadInput
-
-    if preset not in PRESETS:
-        raise BadInput(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
-    if profile not in PROFILES:
-        raise BadInput(f"unknown profile {profile!r}; choose one of: {', '.join(PROFILES)}")
-    return PRESETS[preset] if profile == "reference" else quicken(PRESETS[preset])
-
-
-def with_overrides(cfg: Any, **overrides: Any) -> Any:
-    """A copy of a config dataclass with the given fields replaced; None means 'keep'."""
-    changes = {k: v for k, v in overrides.items() if v is not None}
-    return dataclasses.replace(cfg, **changes) if changes else cfg
-
-
 def to_dict(cfg: Any) -> dict[str, Any]:
     """A config as JSON-ready data (tuples become lists)."""
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
@@ -267,28 +162,7 @@ def fingerprint(data: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def read_toml(path: Path) -> dict[str, Any]:
-    """A TOML file as data; one clear line for a missing or malformed file."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
-    from ddream.errors import BadInput
-
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise BadInput(f"--config {path}: no such file") from None
-    except IsADirectoryError:
-        raise BadInput(f"--config {path} is a folder") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise BadInput(f"--config {path} is not valid TOML ({e})") from None
-    return data
-
-
-# ---- settings from files, checked in one place -------------------------------------------------------
+# ---- one place for every settings check -------------------------------------------------------------
 # A TOML file's tables, one per settings dataclass: [ae], [ae_train], [dit], [dit_train], [sample],
 # [distill]; keys are the dataclasses' field names.
 SECTIONS: dict[str, type] = {
@@ -310,86 +184,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
-def split_tables(data: dict[str, Any], source: str) -> tuple[dict[str, Any], dict[str, dict]]:
-    """A TOML document's top-level option keys, and its settings tables (checked by name)."""
-    from ddream.errors import BadInput
-
-    options = {k: v for k, v in data.items() if not isinstance(v, dict)}
-    tables = {k: v for k, v in data.items() if isinstance(v, dict)}
-    for name, values in tables.items():
-        if name not in SECTIONS:
-            raise BadInput(
-                f"{source}: no settings table [{name}]; the tables are "
-                + ", ".join(f"[{k}]" for k in SECTIONS)
-            )
-        # names and types now, whatever the command; the whole profile is validated when applied
-        _fields(SECTIONS[name](), name, values, source)
-    return options, tables
-
-
-def apply_tables(profile: Profile, tables: dict[str, dict], source: str = "--config") -> Profile:
-    """The profile with every [table] key set on its settings, each value checked against the
-    field's type and the whole result validated."""
-
-    changes = {}
-    for section, values in tables.items():
-        current = getattr(profile, section)
-        changes[section] = dataclasses.replace(current, **_fields(current, section, values, source))
-    result = dataclasses.replace(profile, **changes)
-    for section in SECTIONS:
-        validate(getattr(result, section))
-    return result
-
-
-def _fields(current: Any, section: str, values: dict[str, Any], source: str) -> dict[str, Any]:
-    """A table's values, each named by a field of its dataclass and of that field's type."""
-    from ddream.errors import BadInput
-
-    known = [f.name for f in dataclasses.fields(current)]
-    fields = {}
-    for key, value in values.items():
-        if key not in known:
-            raise BadInput(
-                f"{source}: [{section}] has no setting {key!r} (it has: {', '.join(known)})"
-            )
-        fields[key] = _coerce(getattr(current, key), value, f"{source}: [{section}] {key}")
-    return fields
-
-
-def _coerce(default: Any, value: Any, where: str) -> Any:
-    """A file's value in the type of the field's default; one line when it cannot be."""
-    from ddream.errors import BadInput
-
-    kind = type(default)
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif isinstance(default, tuple):
-        ok = isinstance(value, list) and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
-        )
-        value = tuple(value) if ok else value
-    else:
-        ok = isinstance(value, kind)
-    if not ok:
-        want = {
-            bool: "true or false",
-            int: "a whole number",
-            float: "a number",
-            tuple: "a list of numbers",
-            str: "a string",
-        }.get(kind, kind.__name__)
-        raise BadInput(f"{where} = {value!r}: expected {want}")
-    return value
-
-
 def validate(cfg: Any) -> Any:
     """One place for every settings check; raises BadInput naming the setting, returns cfg."""
-    import math
 
     from ddream.errors import BadInput
 
@@ -515,25 +311,3 @@ _RULES: dict[type, tuple] = {
         ),
     ),
 }
-
-
-def to_toml(profile: Profile, header: str = "") -> str:
-    """The profile's settings as TOML tables that `--config` reads back to the same settings."""
-    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
-    for section in SECTIONS:
-        lines += ["", f"[{section}]"]
-        for key, value in dataclasses.asdict(getattr(profile, section)).items():
-            lines.append(f"{key} = {_toml_value(value)}")
-    return "\n".join(lines).lstrip("\n") + "\n"
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else str(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    return str(value)

@@ -13,7 +13,7 @@ from ddream.checkpoint import load_tensors, save_tensors
 from ddream.config import DistillConfig, fingerprint
 from ddream.flow import guidance_at, sample_ode
 from ddream.models.dit import DiT
-from ddream.train import autocast, seeded
+from ddream.runtime import autocast, seeded
 
 
 def sample_t_ushape(n: int, gen: torch.Generator, a: float = 4.0) -> torch.Tensor:

@@ -1,5 +1,5 @@
-"""What every training stage shares: the epoch/step loop, resume checkpoints, EMA, progress, NaN guard,
-and stopping cleanly on SIGINT/SIGTERM.
+"""What every training stage shares: the epoch/step loop, resume checkpoints, EMA, NaN guard, and
+stopping cleanly on SIGINT/SIGTERM.
 
 A stage describes itself as a `Task` (one optimisation step on a batch of indices, an evaluation,
 and its state as tensors); `run_training` does the rest. Every random draw of a step comes from a
@@ -10,13 +10,11 @@ any checkpoint takes exactly the steps an uninterrupted run would.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
-import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,44 +24,14 @@ import torch
 from ddream.checkpoint import load_tensors, save_tensors
 from ddream.distributed import SINGLE, Dist
 from ddream.errors import BadInput, DDreamError, Interrupted
+from ddream.progress import Progress
+from ddream.runtime import seeded
 from ddream.state import StateDir
 
-
-# ---- determinism and devices ---------------------------------------------------------------------
-def seeded(seed: int, *parts: Any) -> torch.Generator:
-    """A CPU generator whose seed is derived from (seed, parts): same parts, same draws."""
-    text = ":".join(str(p) for p in (seed, *parts))
-    g = torch.Generator()
-    g.manual_seed(int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little"))
-    return g
-
-
-def pick_device(name: str) -> torch.device:
-    """'auto' (cuda > mps > cpu), 'cpu', 'cuda', 'cuda:N' or 'mps'; anything else is bad input."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise BadInput(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BadInput(f"device {name!r} asked for, but CUDA is not available here")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise BadInput("device 'mps' asked for, but MPS is not available here")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise BadInput(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
-    return dev
-
-
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA; a null context elsewhere (CPU bf16 is slower than fp32 on most CPUs)."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+# Fault injection for the tests (no sleeps or env hooks in the loop itself): each hook is called after
+# every optimiser step with the steps this call has taken; one returning True asks for a clean stop,
+# as SIGINT does.
+STEP_HOOKS: list[Callable[[int], bool]] = []
 
 
 # ---- EMA -----------------------------------------------------------------------------------------
@@ -130,81 +98,6 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-# ---- progress ------------------------------------------------------------------------------------
-class Progress:
-    """Rich bars (epoch and step, live metrics, ETA) on a terminal; one plain line per epoch otherwise."""
-
-    def __init__(self, stage: str, total_epochs: int, steps_per_epoch: int, quiet: bool) -> None:
-        self.stage, self.total_epochs, self.steps = stage, total_epochs, steps_per_epoch
-        self.quiet = quiet
-        self.rich = not quiet and sys.stdout.isatty()
-        self._bar = None
-
-    def __enter__(self) -> Progress:
-        if self.rich:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-            from rich.progress import Progress as RichProgress
-
-            self._bar = RichProgress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[info]}"),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-            )
-            self._bar.__enter__()
-            self._epochs = self._bar.add_task(
-                f"{self.stage} epochs", total=self.total_epochs, info=""
-            )
-            self._steps = self._bar.add_task("steps", total=self.steps, info="")
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._bar is not None:
-            self._bar.__exit__(*exc)
-
-    def start_epoch(self, epoch: int, first_step: int) -> None:
-        if self._bar is not None:
-            self._bar.update(self._epochs, completed=epoch)
-            self._bar.reset(
-                self._steps,
-                total=self.steps,
-                completed=first_step,
-                description=f"epoch {epoch + 1}/{self.total_epochs}",
-            )
-
-    def step(self, done_in_epoch: int, info: str | None) -> None:
-        if self._bar is not None:
-            if info is None:
-                self._bar.update(self._steps, completed=done_in_epoch)
-            else:
-                self._bar.update(self._steps, completed=done_in_epoch, info=info)
-
-    def end_epoch(self, epoch: int, summary: str, eta_s: float) -> None:
-        if self._bar is not None:
-            self._bar.update(self._epochs, completed=epoch + 1, info=summary)
-        elif not self.quiet:
-            eta = time.strftime("%H:%M:%S", time.gmtime(max(0.0, eta_s)))
-            print(
-                f"{self.stage} epoch {epoch + 1}/{self.total_epochs}  {summary}  ETA {eta}",
-                flush=True,
-            )
-
-    def note(self, text: str) -> None:
-        if self._bar is not None:
-            self._bar.console.print(text)
-        elif not self.quiet:
-            print(text, flush=True)
-
-
 # ---- the loop ------------------------------------------------------------------------------------
 class Task(Protocol):
     """What a training stage supplies to `run_training`."""
@@ -248,22 +141,16 @@ def run_training(
     seed: int,
     checkpoint_every: int,
     quiet: bool,
-    stop_after: int | None = None,
     dist: Dist = SINGLE,
 ) -> RunResult:
     """Train `task` to its last epoch, resuming from `resume_path` if it holds a checkpoint of this run.
 
     Writes a resume checkpoint every `checkpoint_every` steps and at each epoch's end, keeps the
-    stage's record up to date (epoch, metrics, wall time), and on SIGINT/SIGTERM (or after
-    `stop_after` steps in this process, or DDREAM_STOP_AFTER_STEPS, which tests use) writes a last
-    checkpoint and raises Interrupted. Under torchrun every rank runs this loop in step; only rank 0
+    stage's record up to date (epoch, metrics, wall time), and on SIGINT/SIGTERM (or a STEP_HOOKS
+    request) writes a last checkpoint and raises Interrupted. Under torchrun every rank runs this loop in step; only rank 0
     writes, and stop requests and non-finite losses are agreed on by all ranks.
     """
     quiet = quiet or not dist.main
-    # Two hooks for the fault tests, which drive the real CLI: stop after N steps, slow each step.
-    if stop_after is None and os.environ.get("DDREAM_STOP_AFTER_STEPS"):
-        stop_after = int(os.environ["DDREAM_STOP_AFTER_STEPS"])
-    step_delay = float(os.environ.get("DDREAM_STEP_DELAY", "0"))
     steps_per_epoch = task.n_train // task.batch_size
     if steps_per_epoch < 1:
         raise BadInput(
@@ -317,7 +204,7 @@ def run_training(
         record["history"] = result.history
         state.write_record(stage, record)
 
-    steps_this_process = 0
+    steps_this_process, hooked = 0, False
     with (
         stop_on_signals() as flag,
         Progress(stage, task.total_epochs, steps_per_epoch, quiet) as bar,
@@ -334,10 +221,9 @@ def run_training(
             for s in range(step_in_epoch, steps_per_epoch):
                 idx = order[s * task.batch_size : (s + 1) * task.batch_size]
                 losses = task.step(epoch, global_step, idx)
-                if step_delay:
-                    time.sleep(step_delay)
                 global_step += 1
                 steps_this_process += 1
+                hooked = any([hook(steps_this_process) for hook in STEP_HOOKS])
                 images_done += len(idx)
                 refresh = s % 10 == 0 or s == steps_per_epoch - 1
                 info = None
@@ -350,10 +236,7 @@ def run_training(
                         )
                     info = "  ".join(f"{k} {v:.4f}" for k, v in values.items())
                 bar.step(s + 1, info)
-                stopping = dist.any(
-                    bool(flag.signum)
-                    or (stop_after is not None and steps_this_process >= stop_after)
-                )
+                stopping = dist.any(bool(flag.signum) or hooked)
                 if stopping and s + 1 < steps_per_epoch:
                     save_checkpoint(epoch, s + 1)
                     _raise_interrupted(stage, flag.signum)
@@ -373,9 +256,7 @@ def run_training(
             )
             epoch, step_in_epoch = epoch + 1, 0
             save_checkpoint(epoch, 0)
-            stopping = dist.any(
-                bool(flag.signum) or (stop_after is not None and steps_this_process >= stop_after)
-            )
+            stopping = dist.any(bool(flag.signum) or hooked)
             if stopping and epoch < task.total_epochs:
                 _raise_interrupted(stage, flag.signum)
 
@@ -391,107 +272,3 @@ def _raise_interrupted(stage: str, signum: int) -> None:
         f"{stage}: stopped by {name}; progress saved, rerun the same command to resume",
         signum or signal.SIGINT,
     )
-
-
-# ---- a training stage's record ---------------------------------------------------------------------
-def open_stage(
-    state: StateDir,
-    stage: str,
-    config: dict[str, Any],
-    inputs: dict[str, str],
-    total_epochs: int,
-    resume: Path | None,
-    *,
-    force: bool,
-    discard_stale: bool,
-    dist: Dist = SINGLE,
-) -> dict[str, Any] | None:
-    """The record to train under, or None when the stage is done and fresh (nothing to do).
-
-    A resume checkpoint of other inputs is dropped with --force, or by `all` (discard_stale);
-    otherwise `run_training` refuses it with a clear line. Under torchrun rank 0 decides and writes;
-    the other ranks then read what it wrote.
-    """
-    if dist.world > 1:
-        record = (
-            _open_stage(state, stage, config, inputs, total_epochs, resume, force, discard_stale)
-            if dist.main
-            else None
-        )
-        dist.barrier()
-        if not dist.main:
-            record = state.record(stage)
-            skip = record["status"] == "done" and record["inputs"] == inputs
-            return None if skip else record
-        return record
-    return _open_stage(state, stage, config, inputs, total_epochs, resume, force, discard_stale)
-
-
-def _open_stage(
-    state: StateDir,
-    stage: str,
-    config: dict[str, Any],
-    inputs: dict[str, str],
-    total_epochs: int,
-    resume: Path | None,
-    force: bool,
-    discard_stale: bool,
-) -> dict[str, Any] | None:
-    record = state.record(stage)
-    same = bool(record) and record.get("inputs") == inputs
-    if (
-        same
-        and record.get("status") == "done"
-        and not force
-        and state.verify_outputs(record) is None
-    ):
-        return None
-    if resume is not None and resume.exists() and (force or (discard_stale and not same)):
-        resume.unlink()
-    if same and record.get("status") == "running":
-        return record
-    return state.start_record(stage, config, inputs, total_epochs)
-
-
-def close_stage(
-    state: StateDir,
-    stage: str,
-    record: dict[str, Any],
-    result: RunResult,
-    resume: Path,
-    *,
-    model_path: Path,
-    weights: dict[str, torch.Tensor],
-    meta: dict[str, Any],
-    more_outputs: dict[str, tuple[Path, dict[str, torch.Tensor], dict[str, Any]]] | None = None,
-    notes: dict[str, Any] | None = None,
-    dist: Dist = SINGLE,
-) -> dict[str, Any]:
-    """Write the trained weights (the `model` output, and any `more_outputs` as name -> (path,
-    weights, metadata)), mark the stage done with its outputs hashed (and `notes` added to its
-    record), drop the resume checkpoint. Under torchrun rank 0 does it while the others wait."""
-    if not dist.main:
-        dist.barrier()
-        return {"skipped": False, "metrics": {}}
-    outputs = {"model": model_path}
-    save_tensors(model_path, weights, meta)
-    for name, (path, tensors, file_meta) in (more_outputs or {}).items():
-        save_tensors(path, tensors, file_meta)
-        outputs[name] = path
-    record.update(notes or {})
-    record["metrics"] = {
-        **(result.history[-1] if result.history else {}),
-        "images_per_s": round(result.images_per_s, 1),
-    }
-    record["history"] = result.history
-    record["wall_time"] = round(result.wall_time, 2)
-    record["epoch"] = record["epochs"]
-    state.finish_record(stage, record, outputs)
-    resume.unlink(missing_ok=True)
-    dist.barrier()
-    return {
-        "skipped": False,
-        "metrics": record["metrics"],
-        "wall_time": record["wall_time"],
-        "model": str(model_path),
-    }

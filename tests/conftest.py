@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import struct
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,3 +95,31 @@ def trained_state(tmp_path_factory, mnist_dir) -> Path:
     except SystemExit as e:
         assert e.code in (0, None), f"quick pipeline failed with exit code {e.code}"
     return state
+
+
+@contextlib.contextmanager
+def stop_after(steps: int):
+    """Ask training to stop cleanly (as SIGINT does) once a run has taken `steps` steps."""
+    from ddream import train
+
+    def hook(done: int) -> bool:
+        return done >= steps
+
+    train.STEP_HOOKS.append(hook)
+    try:
+        yield
+    finally:
+        train.STEP_HOOKS.remove(hook)
+
+
+def ddream_command(*args: str, step_delay: float = 0.0) -> list[str]:
+    """`ddream ARGS` in a fresh interpreter; with `step_delay`, every training step sleeps that
+    long (a step hook), so that a test can kill it mid-stage."""
+    code = "import sys\nfrom ddream.cli import main\n"
+    if step_delay:
+        code = (
+            "import sys, time\nfrom ddream import train\n"
+            f"train.STEP_HOOKS.append(lambda n: time.sleep({step_delay}) or False)\n"
+            "from ddream.cli import main\n"
+        )
+    return [sys.executable, "-c", code + "main(sys.argv[1:])", *[str(a) for a in args]]

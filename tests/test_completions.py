@@ -35,3 +35,35 @@ def test_bash_completes_subcommands_and_options():
     first, second = out.stdout.splitlines()[:2]
     assert first.split() == ["train-ae", "train-dit"]
     assert "--grid" in second.split()
+
+
+@pytest.mark.parametrize(
+    "words,offered",
+    [
+        ("ddream sample --solver ", ["euler", "heun"]),
+        ("ddream all --profile ", ["reference", "quick"]),
+        ("ddream train-ae --preset ", ["default", "digitdreamer"]),
+        ("ddream train-ae --dataset ", ["mnist", "fashion", "kmnist", "emnist-digits", "qmnist"]),
+        ("ddream sample --between ", ["classes", "seeds"]),
+        ("ddream eval --model ", ["auto", "student", "teacher"]),
+        ("ddream sample --device ", ["auto", "cpu", "cuda", "mps"]),
+    ],
+)
+def test_fixed_choices_are_offered_by_completion(words, offered):
+    env = {
+        **os.environ,
+        "_DDREAM_COMPLETE": "complete_bash",
+        "COMP_WORDS": words,
+        "COMP_CWORD": str(len(words.split())),
+    }
+    out = subprocess.run([sys.executable, "-m", "ddream"], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == offered
+
+
+def test_the_dataset_choices_are_the_datasets_ddream_reads():
+    from typing import get_args
+
+    from ddream.cli_options import Dataset
+    from ddream.data import DATASETS
+
+    assert list(get_args(Dataset)) == list(DATASETS)

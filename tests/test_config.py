@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from ddream.config import CHOICES, SECTIONS, AEConfig, DiTConfig, read_toml, validate
+from ddream.config import CHOICES, SECTIONS, AEConfig, DiTConfig, validate
+from ddream.config_file import read_toml
 from ddream.errors import BadInput
 
 # values that the generic rule below would make invalid, set by hand

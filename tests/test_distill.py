@@ -12,11 +12,11 @@ from ddream.config import DistillConfig, DiTConfig
 from ddream.flow import sample_ode
 from ddream.models.dit import DiT
 from ddream.pairs import sample_t_ushape, teacher_pairs
+from ddream.runtime import seeded
 from ddream.stages.artifacts import Latents
 from ddream.stages.distill import DistillTask
 from ddream.stages.sample import STUDENT_GIF_FRAMES
 from ddream.state import StateDir
-from ddream.train import seeded
 
 
 def test_ushape_t_lies_in_0_1_with_its_mass_at_both_ends():

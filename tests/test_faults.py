@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import make_mnist
+from conftest import ddream_command, make_mnist, stop_after
 
 from ddream.checkpoint import load_tensors
 from ddream.state import StateDir
@@ -37,29 +37,17 @@ def test_kill_9_loop_across_all_ends_complete_and_loadable(trained_state, tmp_pa
     kills = int(os.environ.get("DDREAM_KILLS", "5"))
     rng = random.Random(0)
     state = tmp_path / "state"
-    cmd = [
-        sys.executable,
-        "-m",
-        "ddream",
-        "all",
-        "--data-dir",
-        str(mnist_dir),
-        "--state-dir",
-        str(state),
-        "--checkpoint-every",
-        "2",
-        *QUICK,
-    ]
-    env = {**os.environ, "DDREAM_STEP_DELAY": "0.05"}
+    args = ["all", "--data-dir", mnist_dir, "--state-dir", state, "--checkpoint-every", "2", *QUICK]
+    cmd = ddream_command(*args, step_delay=0.05)
     for _ in range(kills):
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.5, 4.0))  # start-up (importing torch) takes part of this
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
         proc.wait()
         if state.exists() and (state / "state.json").exists():
             _every_file_loads(state)
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     _every_file_loads(state)
     shas = {s: r["outputs"] for s, r in StateDir(state).read()["stages"].items()}
@@ -92,8 +80,8 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_files(
     tmp_path, mnist_dir, cli, monkeypatch
 ):
     state = tmp_path / "state"
-    monkeypatch.setenv("DDREAM_STOP_AFTER_STEPS", "3")
-    assert cli("train-ae", "--data-dir", mnist_dir, "--state-dir", state, *QUICK).code == 130
+    with stop_after(3):
+        assert cli("train-ae", "--data-dir", mnist_dir, "--state-dir", state, *QUICK).code == 130
     resume = state / "ae" / "resume.safetensors"
     before, state_before = resume.read_bytes(), (state / "state.json").read_bytes()
     import ddream.state as state_module
@@ -109,7 +97,6 @@ def test_a_full_disk_while_checkpointing_keeps_the_previous_files(
     assert res.code == 1 and "No space left" in res.err and res.err.count("\n") == 1
     assert resume.read_bytes() == before and (state / "state.json").read_bytes() == state_before
     assert not [p for p in state.rglob("*.tmp")]  # no temp files left behind
-    monkeypatch.delenv("DDREAM_STOP_AFTER_STEPS")
     assert cli("train-ae", "--data-dir", mnist_dir, "--state-dir", state, *QUICK).code == 0
 
 

@@ -1,7 +1,6 @@
 """The whole pipeline through the CLI: all, status, staleness, resume after interrupts and kill -9."""
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -10,7 +9,9 @@ import time
 
 import numpy as np
 import pytest
+from conftest import ddream_command
 
+from ddream import train
 from ddream.state import StateDir
 
 QUICK = ["--profile", "quick", "--device", "cpu", "--quiet"]
@@ -58,7 +59,7 @@ def test_all_stopped_again_and_again_ends_with_the_same_weights(
 ):
     """Interrupt `all` every 3 steps, in each stage in turn, and rerun until it finishes."""
     state = tmp_path / "state"
-    monkeypatch.setenv("DDREAM_STOP_AFTER_STEPS", "3")
+    monkeypatch.setattr(train, "STEP_HOOKS", [lambda steps: steps >= 3])
     seen_partial = set()
     for _ in range(30):
         res = cli("all", "--data-dir", mnist_dir, "--state-dir", state, *QUICK)
@@ -121,21 +122,10 @@ def test_kill_9_during_training_loses_at_most_a_checkpoint_interval(
     trained_state, tmp_path, mnist_dir
 ):
     state = tmp_path / "state"
-    cmd = [
-        sys.executable,
-        "-m",
-        "ddream",
-        "all",
-        "--data-dir",
-        str(mnist_dir),
-        "--state-dir",
-        str(state),
-        "--checkpoint-every",
-        "1",
-        *QUICK,
-    ]
-    env = {**os.environ, "DDREAM_STEP_DELAY": "0.2"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = ["all", "--data-dir", mnist_dir, "--state-dir", state, "--checkpoint-every", "1", *QUICK]
+    proc = subprocess.Popen(
+        ddream_command(*args, step_delay=0.2), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     resume = state / "ae" / "resume.safetensors"
     deadline = time.time() + 60
     while not resume.exists() and time.time() < deadline:
@@ -144,7 +134,7 @@ def test_kill_9_during_training_loses_at_most_a_checkpoint_interval(
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert StateDir(state).view("ae").status == "partial"
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run(ddream_command(*args), capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert _shas(state)["ae"] == _shas(trained_state)["ae"]
     assert _shas(state)["dit"] == _shas(trained_state)["dit"]
@@ -152,22 +142,9 @@ def test_kill_9_during_training_loses_at_most_a_checkpoint_interval(
 
 def test_sigterm_saves_progress_and_exits_143(tmp_path, mnist_dir):
     state = tmp_path / "state"
-    cmd = [
-        sys.executable,
-        "-m",
-        "ddream",
-        "train-ae",
-        "--data-dir",
-        str(mnist_dir),
-        "--state-dir",
-        str(state),
-        "--checkpoint-every",
-        "1",
-        *QUICK,
-    ]
+    args = ["train-ae", "--data-dir", mnist_dir, "--state-dir", state, "--checkpoint-every", "1"]
     proc = subprocess.Popen(
-        cmd,
-        env={**os.environ, "DDREAM_STEP_DELAY": "0.2"},
+        ddream_command(*args, *QUICK, step_delay=0.2),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

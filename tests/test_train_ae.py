@@ -1,15 +1,17 @@
 """train-ae: it learns, it records, and a run stopped and resumed ends where an unbroken one does."""
 
+import contextlib
 import dataclasses
 
 import pytest
 import torch
+from conftest import stop_after
 
 from ddream.checkpoint import load_tensors
-from ddream.config import get_profile
 from ddream.data import load_split
 from ddream.errors import DDreamError, Interrupted
 from ddream.models.autoencoder import AutoEncoder
+from ddream.presets import get_profile
 from ddream.stages.train_ae import evaluate_psnr, train_ae
 from ddream.state import StateDir
 
@@ -17,18 +19,19 @@ QUICK = get_profile("quick")
 CPU = torch.device("cpu")
 
 
-def _train(state_dir, mnist_dir, stop_after=None, **overrides):
+def _train(state_dir, mnist_dir, steps=None, **overrides):
+    """train-ae on the quick profile; with `steps`, stopped cleanly after that many steps."""
     cfg = dataclasses.replace(QUICK.ae_train, **overrides)
-    return train_ae(
-        StateDir(state_dir),
-        QUICK.ae,
-        cfg,
-        data_dir=mnist_dir,
-        device=CPU,
-        seed=3,
-        quiet=True,
-        stop_after=stop_after,
-    )
+    with stop_after(steps) if steps else contextlib.nullcontext():
+        return train_ae(
+            StateDir(state_dir),
+            QUICK.ae,
+            cfg,
+            data_dir=mnist_dir,
+            device=CPU,
+            seed=3,
+            quiet=True,
+        )
 
 
 def test_a_short_run_lowers_the_loss_and_records_psnr_each_epoch(tmp_path, mnist_dir):
@@ -56,13 +59,13 @@ def test_rerun_of_a_done_stage_is_skipped(tmp_path, mnist_dir):
     assert _train(tmp_path, mnist_dir)["skipped"] is True
 
 
-@pytest.mark.parametrize("stop_after", [3, 4, 9])  # mid-epoch, at an epoch's end, in the fine-tune
-def test_interrupted_and_resumed_training_equals_uninterrupted(tmp_path, mnist_dir, stop_after):
+@pytest.mark.parametrize("steps", [3, 4, 9])  # mid-epoch, at an epoch's end, in the fine-tune
+def test_interrupted_and_resumed_training_equals_uninterrupted(tmp_path, mnist_dir, steps):
     # 256 images / batch 32 = 8 steps an epoch; gan_start=2 puts the discriminator in play too.
     opts = dict(epochs=1, finetune_epochs=1, batch_size=32, gan_start=2, checkpoint_every=100)
     _train(tmp_path / "whole", mnist_dir, **opts)
     with pytest.raises(Interrupted):
-        _train(tmp_path / "broken", mnist_dir, stop_after=stop_after, **opts)
+        _train(tmp_path / "broken", mnist_dir, steps=steps, **opts)
     assert StateDir(tmp_path / "broken").view("ae").status == "partial"
     resumed = _train(tmp_path / "broken", mnist_dir, **opts)
     assert resumed["skipped"] is False
@@ -75,7 +78,7 @@ def test_interrupted_and_resumed_training_equals_uninterrupted(tmp_path, mnist_d
 
 def test_resume_checkpoint_of_other_settings_is_refused(tmp_path, mnist_dir):
     with pytest.raises(Interrupted):
-        _train(tmp_path, mnist_dir, stop_after=2, batch_size=32)
+        _train(tmp_path, mnist_dir, steps=2, batch_size=32)
     with pytest.raises(DDreamError, match="other settings"):
         _train(tmp_path, mnist_dir, batch_size=16)
 
@@ -85,7 +88,7 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_last_good_checkpoin
 ):
     opts = dict(batch_size=32, checkpoint_every=2)
     with pytest.raises(Interrupted):  # a healthy start, checkpointed
-        _train(tmp_path, mnist_dir, stop_after=2, **opts)
+        _train(tmp_path, mnist_dir, steps=2, **opts)
     resume = tmp_path / "ae" / "resume.safetensors"
     good = resume.read_bytes()
     import ddream.stages.train_ae as train_ae_module

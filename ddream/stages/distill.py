@@ -39,17 +39,11 @@ from ddream.models.autoencoder import Decoder
 from ddream.models.dit import DiT
 from ddream.models.fused_decoder import inference_decoder
 from ddream.pairs import T_DISTS, distill_t, load_or_draw_pairs, pairs_key, teacher_pairs
+from ddream.runtime import autocast, seeded
 from ddream.stages.artifacts import Latents, load_ae, load_dit, load_latents
+from ddream.stages.record import close_stage, open_stage
 from ddream.state import StateDir
-from ddream.train import (
-    EMA,
-    autocast,
-    close_stage,
-    open_stage,
-    run_training,
-    scheduled_lr,
-    seeded,
-)
+from ddream.train import EMA, run_training, scheduled_lr
 
 STAGE = "distill"
 VALIDATION_PAIRS = 1000
@@ -205,7 +199,6 @@ def distill(
     quiet: bool,
     force: bool = False,
     discard_stale: bool = False,
-    stop_after: int | None = None,
     keep_pairs: bool = False,
 ) -> dict[str, Any]:
     """Distil (or resume, or skip when done and fresh) the student and the small decoder."""
@@ -275,7 +268,6 @@ def distill(
         seed=seed,
         checkpoint_every=cfg.checkpoint_every,
         quiet=quiet,
-        stop_after=stop_after,
     )
     more_outputs = {}
     if decoder is not None:

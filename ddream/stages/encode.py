@@ -13,9 +13,10 @@ from ddream.checkpoint import save_tensors
 from ddream.data import Split, to_model
 from ddream.errors import BadInput
 from ddream.models.autoencoder import AutoEncoder
+from ddream.runtime import autocast
 from ddream.stages.artifacts import load_ae_with_dataset, load_dataset
+from ddream.stages.record import open_stage
 from ddream.state import StateDir
-from ddream.train import autocast, open_stage
 
 STAGE = "encode"
 
@@ -38,7 +39,6 @@ def encode(
     *,
     data_dir: Path | None,
     device: torch.device,
-    quiet: bool,
     force: bool = False,
 ) -> dict[str, Any]:
     """Encode both splits with the current autoencoder (skipped when done and fresh)."""
@@ -87,9 +87,4 @@ def encode(
     record["wall_time"] = round(elapsed, 2)
     record["epoch"] = 1
     state.finish_record(STAGE, record, paths)
-    if not quiet:
-        print(
-            f"encode: {len(train)} + {len(test)} digits -> latents {tuple(z_train.shape[1:])} "
-            f"in {elapsed:.1f}s"
-        )
     return {"skipped": False, "metrics": record["metrics"], "wall_time": record["wall_time"]}

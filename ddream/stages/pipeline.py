@@ -29,7 +29,6 @@ def run_all(
     seed: int,
     quiet: bool,
     say: Callable[[str], None],
-    stop_after: int | None = None,
 ) -> dict[str, Any]:
     """Train-ae -> encode -> train-dit -> distill -> a sample grid and GIF in the state dir."""
     summary: dict[str, Any] = {}
@@ -44,9 +43,8 @@ def run_all(
             seed=seed,
             quiet=quiet,
             discard_stale=True,
-            stop_after=stop_after,
         ),
-        "encode": lambda: encode(state, data_dir=data_dir, device=device, quiet=quiet),
+        "encode": lambda: encode(state, data_dir=data_dir, device=device),
         "dit": lambda: train_dit(
             state,
             profile.dit,
@@ -56,7 +54,6 @@ def run_all(
             quiet=quiet,
             sample_cfg=profile.sample,
             discard_stale=True,
-            stop_after=stop_after,
         ),
         "distill": lambda: distill(
             state,
@@ -65,7 +62,6 @@ def run_all(
             seed=seed,
             quiet=quiet,
             discard_stale=True,
-            stop_after=stop_after,
         ),
     }
     for stage in STAGES:

@@ -20,9 +20,9 @@ from ddream.flow import guidance_at, sample_ode
 from ddream.models.dit import DiT
 from ddream.models.fused_decoder import inference_decoder
 from ddream.render import grid, write_gif, write_npz, write_png
+from ddream.runtime import autocast, seeded
 from ddream.stages.artifacts import Latents, load_ae, load_dit, load_student
 from ddream.state import StateDir
-from ddream.train import autocast, seeded
 
 MODELS = ("auto", "student", "teacher")
 

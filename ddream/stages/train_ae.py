@@ -25,16 +25,11 @@ from ddream.data import Augment, Split, to_model, to_unit
 from ddream.distributed import SINGLE, Dist
 from ddream.metrics import psnr
 from ddream.models.autoencoder import AutoEncoder, PatchDiscriminator
+from ddream.runtime import autocast, seeded
 from ddream.stages.artifacts import load_dataset
+from ddream.stages.record import close_stage, open_stage
 from ddream.state import StateDir
-from ddream.train import (
-    autocast,
-    close_stage,
-    open_stage,
-    run_training,
-    scheduled_lr,
-    seeded,
-)
+from ddream.train import run_training, scheduled_lr
 
 STAGE = "ae"
 
@@ -195,7 +190,6 @@ def train_ae(
     quiet: bool,
     force: bool = False,
     discard_stale: bool = False,
-    stop_after: int | None = None,
     dist: Dist = SINGLE,
 ) -> dict[str, Any]:
     """Train (or resume, or skip when done and fresh) the autoencoder; returns a summary."""
@@ -232,7 +226,6 @@ def train_ae(
         seed=seed,
         checkpoint_every=cfg.checkpoint_every,
         quiet=quiet,
-        stop_after=stop_after,
         dist=dist,
     )
     return close_stage(

@@ -19,17 +19,11 @@ from ddream.distributed import SINGLE, Dist
 from ddream.errors import BadInput
 from ddream.flow import flow_loss, sample_t
 from ddream.models.dit import DiT
+from ddream.runtime import autocast, seeded
 from ddream.stages.artifacts import load_latents
+from ddream.stages.record import close_stage, open_stage
 from ddream.state import StateDir
-from ddream.train import (
-    EMA,
-    autocast,
-    close_stage,
-    open_stage,
-    run_training,
-    scheduled_lr,
-    seeded,
-)
+from ddream.train import EMA, run_training, scheduled_lr
 
 STAGE = "dit"
 
@@ -135,7 +129,6 @@ def train_dit(
     sample_cfg: SampleConfig | None = None,
     force: bool = False,
     discard_stale: bool = False,
-    stop_after: int | None = None,
     dist: Dist = SINGLE,
 ) -> dict[str, Any]:
     """Train (or resume, or skip when done and fresh) the DiT on the encoded latents."""
@@ -207,7 +200,6 @@ def train_dit(
         seed=seed,
         checkpoint_every=cfg.checkpoint_every,
         quiet=quiet,
-        stop_after=stop_after,
         dist=dist,
     )
     return close_stage(

@@ -1,0 +1,310 @@
+"""Every option of the `ddream` commands, declared once, and the --config callback that turns a TOML
+file into their defaults. Fixed choices are Literal types, so Typer checks them and completion offers
+them. Nothing here imports torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from ddream.errors import BadInput
+
+DEFAULT_STATE = Path("ddream-state")
+
+Profile = Literal["reference", "quick"]
+Preset = Literal["default", "digitdreamer"]
+Dataset = Literal["mnist", "fashion", "kmnist", "emnist-digits", "qmnist"]
+Solver = Literal["euler", "heun"]
+Model = Literal["auto", "student", "teacher"]
+Between = Literal["classes", "seeds"]
+DEVICES = ["auto", "cpu", "cuda", "mps"]
+
+
+# ---- a --config file -----------------------------------------------------------------------------
+def _load_config(ctx: typer.Context, value: Path | None) -> Path | None:
+    """Eager: a TOML file's top-level keys become the command's defaults (flags override them); its
+    settings tables are kept for `settings()` and `sample_table()`."""
+    if value is None or ctx.resilient_parsing:
+        return value
+    from ddream.config_file import read_toml, split_tables
+
+    known = {p.name for p in ctx.command.params} - {"config"}
+    top, tables = split_tables(read_toml(value), f"--config {value}")
+    ctx.meta["ddream_tables"] = (f"--config {value}", tables)
+    options = {}
+    for key, val in top.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            raise BadInput(
+                f"{value}: `ddream {ctx.info_name}` has no option {key!r} "
+                f"(it has: {', '.join(sorted(k.replace('_', '-') for k in known))})"
+            )
+        options[name] = val
+    ctx.default_map = {**(ctx.default_map or {}), **options}
+    return value
+
+
+# ---- options every command shares -----------------------------------------------------------------
+StateDirOpt = Annotated[
+    Path,
+    typer.Option(
+        "--state-dir",
+        envvar="DDREAM_STATE_DIR",
+        help="Experiment folder holding state.json and artifacts.",
+    ),
+]
+DeviceOpt = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        help="auto (cuda > mps > cpu), cpu, cuda, cuda:N or mps.",
+        autocompletion=lambda: DEVICES,
+    ),
+]
+SeedOpt = Annotated[
+    int, typer.Option("--seed", help="Seed for every random draw; same seed, same result.")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or chatter.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        is_eager=True,
+        callback=_load_config,
+        help="TOML file: option values as top-level keys (the long options), and any setting in "
+        "tables [ae] [ae_train] [dit] [dit_train] [sample] [distill] (see `ddream config`); "
+        "flags given here override it.",
+    ),
+]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Folder with MNIST in torchvision's layout (MNIST/raw/*-ubyte); default: "
+        "download into the state dir.",
+    ),
+]
+DatasetOpt = Annotated[
+    Dataset,
+    typer.Option("--dataset", help="torchvision's MNIST or one of its MNIST-like sets."),
+]
+PresetOpt = Annotated[
+    Preset,
+    typer.Option(
+        "--preset",
+        help="default (ddream's recipe) or digitdreamer (the reference design's, for comparison).",
+    ),
+]
+ProfileOpt = Annotated[
+    Profile,
+    typer.Option(
+        "--profile",
+        help="reference (the full schedule) or quick "
+        "(a tiny model on a slice of the data, seconds on a CPU).",
+    ),
+]
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force", help="Start this stage afresh, dropping its record and resume checkpoint."
+    ),
+]
+CkptOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--checkpoint-every",
+        min=1,
+        help="Steps between resume checkpoints (also at every epoch end).",
+    ),
+]
+
+# ---- training --------------------------------------------------------------------------------------
+AEEpochsOpt = Annotated[
+    int | None, typer.Option("--epochs", min=0, help="Augmented epochs (reference: 20).")
+]
+PipelineAEEpochsOpt = Annotated[
+    int | None, typer.Option("--ae-epochs", min=0, help="Augmented AE epochs (reference: 20).")
+]
+FinetuneOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--finetune-epochs",
+        min=0,
+        help="Fine-tune AE epochs on the original digits (reference: 2).",
+    ),
+]
+LatentOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--latent-channels", min=1, help="Channels of the 2x2 latent (must divide the last width)."
+    ),
+]
+GanWeightOpt = Annotated[
+    float | None, typer.Option(min=0.0, help="Weight of the adversarial term (0 = off).")
+]
+GanStartOpt = Annotated[int | None, typer.Option(min=0, help="Step at which the GAN term starts.")]
+BatchOpt = Annotated[int | None, typer.Option("--batch-size", min=1, help="Examples per step.")]
+LrOpt = Annotated[float | None, typer.Option("--lr", min=1e-9, help="Peak learning rate.")]
+DiTEpochsOpt = Annotated[
+    int | None,
+    typer.Option("--epochs", min=1, help="Epochs over the training latents (reference: 10)."),
+]
+PipelineDiTEpochsOpt = Annotated[
+    int | None, typer.Option("--dit-epochs", min=1, help="DiT epochs (reference: 10).")
+]
+WidthOpt = Annotated[int | None, typer.Option(min=8, help="Transformer width.")]
+DepthOpt = Annotated[int | None, typer.Option(min=1, help="Number of DiT blocks.")]
+PatchOpt = Annotated[
+    int | None, typer.Option(min=1, help="Patch size over the 2x2 latent (1: 4 tokens, 2: one).")
+]
+EmaOpt = Annotated[
+    float | None,
+    typer.Option(min=0.0, max=1.0, help="EMA decay of the weights used for sampling."),
+]
+UniformOpt = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="Share of training t drawn uniformly instead of logit-normal (more weight near "
+        "t = 1, where sampling starts).",
+    ),
+]
+DistillEpochsOpt = Annotated[
+    int | None,
+    typer.Option("--epochs", min=1, help="Epochs over the teacher's pairs (reference: 30)."),
+]
+PipelineDistillEpochsOpt = Annotated[
+    int | None, typer.Option("--distill-epochs", min=1, help="Distillation epochs (reference: 30).")
+]
+PairsOpt = Annotated[
+    int | None, typer.Option(min=64, help="(noise, class) -> teacher latent pairs to learn from.")
+]
+TeacherStepsOpt = Annotated[
+    int | None, typer.Option(min=1, max=200, help="Heun steps of the teacher for the pairs.")
+]
+StudentStepsOpt = Annotated[
+    int | None,
+    typer.Option(min=1, max=2, help="The student's default steps when sampling (1 or 2)."),
+]
+
+# ---- sampling ----------------------------------------------------------------------------------------
+ModelOpt = Annotated[
+    Model,
+    typer.Option(
+        "--model",
+        help="auto (the distilled student when `ddream distill` has run, else the teacher), "
+        "student (one network pass a digit, guidance baked in; 1-2 steps) or teacher (the DiT's "
+        "guided ODE: --steps, --solver, --cfg).",
+    ),
+]
+StepsOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1, max=1000, help="ODE steps (default: the model's preset; ddream's: 2 Heun steps)."
+    ),
+]
+CfgOpt = Annotated[
+    float | None,
+    typer.Option("--cfg", help="Classifier-free guidance scale, 1 = none (default: the preset's)."),
+]
+IntervalOpt = Annotated[
+    tuple[float, float] | None,
+    typer.Option(
+        "--cfg-interval",
+        help="Teacher only: guide only for t in [LO, HI] (t=1 is noise), the conditional velocity "
+        "alone elsewhere (default: the model's).",
+    ),
+]
+SolverOpt = Annotated[
+    Solver | None,
+    typer.Option(help="The ODE solver (default: the model's preset; ddream's: heun)."),
+]
+CountOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--n", "-n", min=1, max=100_000, help="How many digits (default 100; 10 a morph frame)."
+    ),
+]
+EvalCountOpt = Annotated[
+    int,
+    typer.Option("--n", "-n", min=10, max=100_000, help="Generated digits, balanced over classes."),
+]
+ClassesOpt = Annotated[
+    list[int] | None,
+    typer.Option(
+        "--class",
+        "-c",
+        min=0,
+        max=9,
+        help="Class to draw (repeatable); default: a row of each of 0-9.",
+    ),
+]
+GridOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--grid", help="PNG grid to write (default samples.png when no other output is named)."
+    ),
+]
+GifOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--gif",
+        help="GIF of the sampling trajectory: the teacher's ODE steps, or for the student the "
+        "straight path from the noise to its digit that its 1-2 steps jump along.",
+    ),
+]
+NpzOpt = Annotated[
+    Path | None, typer.Option("--npz", help=".npz with images (uint8 Nx28x28) and labels.")
+]
+ScaleOpt = Annotated[int | None, typer.Option(min=1, max=16, help="Pixel zoom of the pictures.")]
+LabelsOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--labels/--no-labels",
+        help="Label each grid row with its class (default: on; not for morphs).",
+    ),
+]
+InterpolateOpt = Annotated[
+    tuple[int, int] | None,
+    typer.Option(
+        "--interpolate",
+        min=0,
+        help="Morph from A to B (two classes, or two seeds with --between seeds) into --gif.",
+    ),
+]
+BetweenOpt = Annotated[Between, typer.Option(help="What --interpolate morphs between.")]
+FramesOpt = Annotated[int, typer.Option(min=2, max=200, help="Frames of an --interpolate morph.")]
+
+# ---- reconstruct, serve -------------------------------------------------------------------------------
+ImagesArg = Annotated[list[Path] | None, typer.Argument(help="PNG/JPEG/BMP/GIF files of digits.")]
+TestOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--test", min=1, max=10_000, help="Instead: N test digits over their reconstructions."
+    ),
+]
+OutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--out",
+        help="Output PNG (default NAME.recon.png beside the input; reconstructions.png with --test).",
+    ),
+]
+InvertOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--invert/--no-invert",
+        help="Force (or forbid) inverting dark-on-light input; default: detect.",
+    ),
+]
+PortOpt = Annotated[int, typer.Option("--port", min=1, max=65535, help="Port of the page.")]
+HostOpt = Annotated[
+    str,
+    typer.Option(
+        "--host", help="Address to bind; 0.0.0.0 makes the page reachable from the network."
+    ),
+]

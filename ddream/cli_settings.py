@@ -1,0 +1,166 @@
+"""How a command turns its options into work: every setting of the run (preset, profile, --config
+tables, flags), the device, and a training stage run alone or as one rank under torchrun."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import typer
+
+from ddream.errors import BadInput
+
+# The setting each training flag sets, per command: one table instead of a with_overrides per command.
+FLAG_SETTINGS: dict[str, dict[str, tuple[str, ...]]] = {
+    "train-ae": {
+        "latent_channels": ("ae.latent_channels",),
+        "epochs": ("ae_train.epochs",),
+        "finetune_epochs": ("ae_train.finetune_epochs",),
+        "batch_size": ("ae_train.batch_size",),
+        "lr": ("ae_train.lr",),
+        "gan_weight": ("ae_train.gan_weight",),
+        "gan_start": ("ae_train.gan_start",),
+        "checkpoint_every": ("ae_train.checkpoint_every",),
+    },
+    "train-dit": {
+        "width": ("dit.width",),
+        "depth": ("dit.depth",),
+        "patch_size": ("dit.patch_size",),
+        "epochs": ("dit_train.epochs",),
+        "batch_size": ("dit_train.batch_size",),
+        "lr": ("dit_train.lr",),
+        "ema_decay": ("dit_train.ema_decay",),
+        "uniform_t_share": ("dit_train.uniform_share",),
+        "checkpoint_every": ("dit_train.checkpoint_every",),
+    },
+    "distill": {
+        "epochs": ("distill.epochs",),
+        "pairs": ("distill.pairs",),
+        "teacher_steps": ("distill.teacher_steps",),
+        "student_steps": ("distill.student_steps",),
+        "lr": ("distill.lr",),
+        "checkpoint_every": ("distill.checkpoint_every",),
+    },
+    "all": {
+        "latent_channels": ("ae.latent_channels",),
+        "ae_epochs": ("ae_train.epochs",),
+        "finetune_epochs": ("ae_train.finetune_epochs",),
+        "dit_epochs": ("dit_train.epochs",),
+        "distill_epochs": ("distill.epochs",),
+        "checkpoint_every": (
+            "ae_train.checkpoint_every",
+            "dit_train.checkpoint_every",
+            "distill.checkpoint_every",
+        ),
+    },
+}
+
+
+def settings(ctx: typer.Context):
+    """Every setting of this command's run: the preset at its profile's scale, then the --config
+    file's tables, then the command's flags (FLAG_SETTINGS), validated in one place."""
+    import dataclasses
+
+    from ddream.config import SECTIONS, validate
+    from ddream.config_file import apply_tables
+    from ddream.presets import get_profile
+
+    params = ctx.params
+    source, tables = ctx.meta.get("ddream_tables", ("--config", {}))
+    prof = apply_tables(get_profile(params["profile"], params["preset"]), tables, source)
+    changes: dict[str, dict] = {}
+    for flag, targets in FLAG_SETTINGS.get(ctx.info_name, {}).items():
+        if params.get(flag) is not None:
+            for target in targets:
+                section, field = target.split(".")
+                changes.setdefault(section, {})[field] = finite(params[flag], f"--{flag}")
+    prof = dataclasses.replace(
+        prof, **{k: dataclasses.replace(getattr(prof, k), **v) for k, v in changes.items()}
+    )
+    for section in SECTIONS:
+        validate(getattr(prof, section))
+    return prof
+
+
+def sample_table(ctx: typer.Context) -> dict:
+    """The [sample] table of a --config file, checked; sampling flags left unset take it."""
+    from ddream.config import Profile as Settings
+    from ddream.config_file import apply_tables
+
+    source, tables = ctx.meta.get("ddream_tables", ("--config", {}))
+    if "sample" not in tables:
+        return {}
+    sample = apply_tables(Settings(name="file"), {"sample": tables["sample"]}, source).sample
+    return {k: getattr(sample, k) for k in tables["sample"]}
+
+
+def options(ctx: typer.Context) -> dict:
+    """The effective options of this command (config file, flags and defaults), JSON-ready."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in ctx.params.items()}
+
+
+def finite(value, option: str):
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BadInput(f"{option} must be a finite number, not {value}")
+    return value
+
+
+def interval(value: tuple[float, float] | None) -> tuple[float, float] | None:
+    """--cfg-interval LO HI: finite, 0 <= LO <= HI <= 1."""
+    if value is None:
+        return None
+    lo, hi = (finite(v, "--cfg-interval") for v in value)
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise BadInput(f"--cfg-interval {lo} {hi}: need 0 <= LO <= HI <= 1 (t = 1 is noise)")
+    return (lo, hi)
+
+
+def say(quiet: bool):
+    def echo(text: str) -> None:
+        if not quiet:
+            typer.echo(text)
+
+    return echo
+
+
+def device_for(device: str, seed: int):
+    """The torch device of a command that runs alone (torch is imported only for real work)."""
+    import torch
+
+    from ddream.distributed import world_size
+    from ddream.runtime import pick_device
+
+    if world_size() > 1:
+        raise BadInput(
+            "under torchrun, run `ddream train-ae` or `ddream train-dit`; the other commands run alone"
+        )
+    torch.manual_seed(seed)
+    return pick_device(device)
+
+
+def run_training_command(ctx, command: str, state_dir: Path, device: str, seed: int, batch: int,
+                         quiet: bool, train) -> dict | None:  # fmt: skip
+    """Run a training stage alone or as one rank under torchrun: rank 0 holds the state dir's lock
+    and records the run's options; every rank leaves the process group at the end. Returns the
+    stage's result on rank 0 (None elsewhere)."""
+    import contextlib
+
+    import torch
+
+    from ddream.distributed import init_from_env, shutdown
+    from ddream.runtime import pick_device
+    from ddream.state import StateDir
+
+    torch.manual_seed(seed)
+    dist = init_from_env(pick_device(device), (batch,))
+    state = StateDir(state_dir)
+    try:
+        with state.locked(command) if dist.main else contextlib.nullcontext():
+            if dist.main:
+                state.write_run(command, options(ctx))
+            result = train(state, dist)
+    except BaseException:
+        shutdown(dist, clean=False)
+        raise
+    shutdown(dist, clean=True)
+    return result if dist.main else None

@@ -1,0 +1,106 @@
+"""What the commands print: one line per result, and the rich tables of `status` and `eval`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def stage_line(command: str, result: dict | None, quiet: bool) -> None:
+    """`train-ae: done in 12.3s (test_psnr 27.9, ...)`, or that it was already done and fresh."""
+    if quiet or result is None:
+        return
+    metrics = ", ".join(
+        f"{k} {v}"
+        for k, v in result.get("metrics", {}).items()
+        if not isinstance(v, list) and k != "epoch"
+    )
+    if result.get("skipped"):
+        typer.echo(f"{command}: already done and fresh ({metrics}); use --force to redo")
+    else:
+        typer.echo(f"{command}: done in {result.get('wall_time', 0):.1f}s ({metrics})")
+
+
+def sample_line(result: dict[str, Any]) -> str:
+    return (
+        f"sampled {result['n']} digits with the {result['model']} "
+        f"({plural(result['steps'], result['solver'] + ' step')}, cfg {result['cfg']}, "
+        f"{result['decoder']} decoder) in {result['seconds']:.2f}s "
+        f"({result['digits_per_s']:.0f}/s): {', '.join(result['written'])}"
+    )
+
+
+def status_table(state_dir, rows, nxt: str | None, run: dict | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    colours = {
+        "done": "green",
+        "partial": "yellow",
+        "stale": "magenta",
+        "missing": "dim",
+        "corrupt": "red",
+    }
+    table = Table(title=f"ddream state: {state_dir}")
+    for col in ("stage", "status", "detail", "metrics", "size", "wall time"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r.stage,
+            f"[{colours[r.status]}]{r.status}[/]",
+            r.detail,
+            r.metrics,
+            size(r.size_bytes) if r.size_bytes else "",
+            f"{r.wall_time:.0f}s" if r.wall_time else "",
+        )
+    console = Console()
+    console.print(table)
+    if run:
+        opts = " ".join(
+            f"{k.replace('_', '-')}={v}" for k, v in run["options"].items() if v is not None
+        )
+        console.print(f"last run: ddream {run['command']} ({run['time']}): {opts}", highlight=False)
+    console.print(
+        f"next: {nxt} (or `ddream all`)" if nxt else "all stages done: try `ddream sample`"
+    )
+
+
+def eval_table(state_dir, result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    g, f = result["generation"], result["real_floor"]
+    table = Table(title=f"ddream eval: {state_dir} ({result['dataset']})")
+    for col in ("metric", "model", "real-data floor"):
+        table.add_column(col)
+    for name, d in result["decoders"].items():
+        table.add_row(f"reconstruction PSNR (28x28), {name} decoder", f"{d['psnr']:.2f} dB", "")
+        table.add_row(f"reconstruction SSIM, {name} decoder", f"{d['ssim']:.4f}", "")
+        table.add_row(f"reconstruction FID, {name} decoder", f"{d['fid']:.3f}", "")
+    table.add_row("FID (classifier features)", f"{g['fid']:.3f}", f"{f['fid']:.3f}")
+    table.add_row("class accuracy", f"{g['class_accuracy']:.2%}", f"{f['class_accuracy']:.2%}")
+    table.add_row("precision (k=3)", f"{g['precision']:.3f}", f"{f['precision']:.3f}")
+    table.add_row("recall (k=3)", f"{g['recall']:.3f}", f"{f['recall']:.3f}")
+    console = Console()
+    console.print(table)
+    console.print(
+        f"{result['samples']} samples from the {result['model']} "
+        f"({plural(result['steps'], result['solver'] + ' step')}, cfg {result['cfg']}, "
+        f"{result['sampling_decoder']} decoder): {result['digits_per_s']:.0f} digits/s. "
+        f"Extractor: {result['extractor']}, test accuracy "
+        f"{result['extractor_test_accuracy']:.2%}.",
+        highlight=False,
+    )
