@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from ddream.checkpoint import load_tensors, save_tensors
-from ddream.config import DistillConfig, fingerprint
+from ddream.config import CHOICES, DistillConfig, fingerprint
 from ddream.flow import guidance_at, sample_ode
 from ddream.models.dit import DiT
 from ddream.runtime import autocast, seeded
@@ -25,7 +25,7 @@ def sample_t_ushape(n: int, gen: torch.Generator, a: float = 4.0) -> torch.Tenso
     return torch.where(flip, 1 - s, s)
 
 
-T_DISTS = ("one", "ushape")
+T_DISTS = CHOICES["t_dist"]  # one (t = 1 only), ushape (reflow's U-shaped t)
 
 
 def distill_t(name: str, n: int, gen: torch.Generator) -> torch.Tensor:

@@ -30,7 +30,7 @@ from ddream.checkpoint import (
     restore_optimizer,
     split_prefix,
 )
-from ddream.config import AEConfig, DistillConfig, fingerprint, to_dict
+from ddream.config import AEConfig, DistillConfig, fingerprint, to_dict, validate
 from ddream.data import to_unit
 from ddream.errors import BadInput
 from ddream.flow import sample_ode
@@ -38,12 +38,12 @@ from ddream.metrics import psnr
 from ddream.models.autoencoder import Decoder
 from ddream.models.dit import DiT
 from ddream.models.fused_decoder import inference_decoder
-from ddream.pairs import T_DISTS, distill_t, load_or_draw_pairs, pairs_key, teacher_pairs
+from ddream.pairs import distill_t, load_or_draw_pairs, pairs_key, teacher_pairs
 from ddream.runtime import autocast, seeded
 from ddream.stages.artifacts import Latents, load_ae, load_dit, load_latents
-from ddream.stages.record import close_stage, open_stage
+from ddream.stages.record import StageRun
 from ddream.state import StateDir
-from ddream.train import EMA, run_training, scheduled_lr
+from ddream.train import EMA, scheduled_lr
 
 STAGE = "distill"
 VALIDATION_PAIRS = 1000
@@ -202,10 +202,7 @@ def distill(
     keep_pairs: bool = False,
 ) -> dict[str, Any]:
     """Distil (or resume, or skip when done and fresh) the student and the small decoder."""
-    if cfg.t_dist not in T_DISTS:
-        raise BadInput(f"t_dist {cfg.t_dist!r}: choose one of {', '.join(T_DISTS)}")
-    if cfg.student_steps not in (1, 2):
-        raise BadInput(f"student_steps {cfg.student_steps}: the student draws in 1 or 2 steps")
+    validate(cfg)
     teacher, stats, teacher_sha = load_dit(state, device)
     ae, ae_sha = load_ae(state, device)
     # the teacher's own sampling guidance (in its metadata), unless the settings name another
@@ -222,93 +219,74 @@ def distill(
         "method": "reflow",
     }
     inputs = {"config": fingerprint(config), "dit": teacher_sha, "ae": ae_sha}
-    resume = state.path("distill", "resume.safetensors")
-    record = open_stage(
-        state, STAGE, config, inputs, cfg.epochs, resume, force=force, discard_stale=discard_stale
-    )
-    if record is None:
-        return {"skipped": True, "metrics": state.record(STAGE)["metrics"]}
-
     pairs_path = state.path("distill", "pairs.safetensors")
-    key = pairs_key(teacher_sha, cfg, guidance, interval, seed)
-    pairs = load_or_draw_pairs(
-        pairs_path, teacher, cfg, (guidance, interval), seed, key, device, quiet
-    )
-    val = teacher_pairs(
-        teacher, VALIDATION_PAIRS, cfg, guidance, seed, "validation", device, interval=interval
-    )
-    n = min(cfg.train_limit or len(pairs["labels"]), len(pairs["labels"]))
-    pairs = {k: v[:n].to(device) for k, v in pairs.items()}
-    val = {k: v.to(device) for k, v in val.items()}
-    train_latents, _ = load_latents(state, "train")
-    test_latents, _ = load_latents(state, "test")
-    torch.manual_seed(seed)
-    student = DiT(teacher.cfg).to(device)
-    student.load_state_dict(teacher.state_dict())  # reflow starts from the teacher
-    decoder = Decoder(dec_cfg).to(device) if dec_cfg is not None else None
-    task = DistillTask(
-        student,
-        decoder,
-        inference_decoder(ae.decoder, device) if decoder is not None else None,
-        stats,
-        cfg,
-        pairs,
-        val,
-        stats.standardise(train_latents.latents).to(device),
-        stats.standardise(test_latents.latents[:2000]).to(device),
-        device,
-        seed,
-    )
-    result = run_training(
-        task,
-        stage=STAGE,
-        state=state,
-        record=record,
-        resume_path=resume,
-        seed=seed,
-        checkpoint_every=cfg.checkpoint_every,
-        quiet=quiet,
-    )
-    more_outputs = {}
-    if decoder is not None:
-        more_outputs["decoder"] = (
-            state.path("distill", "decoder.safetensors"),
-            decoder.state_dict(),
-            {
-                "kind": "ddream-decoder",
-                "config": to_dict(dec_cfg),
-                "ae_sha256": ae_sha,
-                "psnr_vs_ae": result.history[-1].get("decoder_psnr") if result.history else None,
-            },
+    student_meta = {
+        "kind": "ddream-student",
+        "config": to_dict(teacher.cfg),
+        "teacher_sha256": teacher_sha,
+        "ae_sha256": ae_sha,
+        "method": "one-step distillation (t = 1)" if cfg.t_dist == "one" else "reflow (U-shaped t)",
+        "teacher_sampler": (
+            f"{cfg.teacher_solver} {cfg.teacher_steps} steps, cfg {guidance} for t in "
+            f"[{interval[0]}, {interval[1]}]"
+        ),
+        "cfg": guidance,
+        "steps": cfg.student_steps,
+        "latent_mean": stats.mean.tolist(),
+        "latent_std": stats.std.tolist(),
+    }
+
+    def make_task() -> DistillTask:
+        key = pairs_key(teacher_sha, cfg, guidance, interval, seed)
+        pairs = load_or_draw_pairs(
+            pairs_path, teacher, cfg, (guidance, interval), seed, key, device, quiet
         )
-    done = close_stage(
-        state,
-        STAGE,
-        record,
-        result,
-        resume,
-        model_path=state.path("distill", "student.safetensors"),
-        weights=task.ema.shadow,
-        meta={
-            "kind": "ddream-student",
-            "config": to_dict(teacher.cfg),
-            "teacher_sha256": teacher_sha,
-            "ae_sha256": ae_sha,
-            "method": "one-step distillation (t = 1)"
-            if cfg.t_dist == "one"
-            else "reflow (U-shaped t)",
-            "teacher_sampler": (
-                f"{cfg.teacher_solver} {cfg.teacher_steps} steps, cfg {guidance} for t in "
-                f"[{interval[0]}, {interval[1]}]"
-            ),
-            "cfg": guidance,
-            "steps": cfg.student_steps,
-            "latent_mean": stats.mean.tolist(),
-            "latent_std": stats.std.tolist(),
-        },
-        more_outputs=more_outputs,
-        notes={"teacher_sha256": teacher_sha},
-    )
+        val = teacher_pairs(
+            teacher, VALIDATION_PAIRS, cfg, guidance, seed, "validation", device, interval=interval
+        )
+        n = min(cfg.train_limit or len(pairs["labels"]), len(pairs["labels"]))
+        pairs = {k: v[:n].to(device) for k, v in pairs.items()}
+        val = {k: v.to(device) for k, v in val.items()}
+        train_latents, _ = load_latents(state, "train")
+        test_latents, _ = load_latents(state, "test")
+        torch.manual_seed(seed)
+        student = DiT(teacher.cfg).to(device)
+        student.load_state_dict(teacher.state_dict())  # reflow starts from the teacher
+        decoder = Decoder(dec_cfg).to(device) if dec_cfg is not None else None
+        return DistillTask(
+            student,
+            decoder,
+            inference_decoder(ae.decoder, device) if decoder is not None else None,
+            stats,
+            cfg,
+            pairs,
+            val,
+            stats.standardise(train_latents.latents).to(device),
+            stats.standardise(test_latents.latents[:2000]).to(device),
+            device,
+            seed,
+        )
+
+    def files(task: DistillTask, result) -> tuple[dict, dict]:
+        out = {
+            "model": (state.path("distill", "student.safetensors"), task.ema.shadow, student_meta)
+        }
+        if task.decoder is not None:
+            last = result.history[-1] if result.history else {}
+            out["decoder"] = (
+                state.path("distill", "decoder.safetensors"),
+                task.decoder.state_dict(),
+                {
+                    "kind": "ddream-decoder",
+                    "config": to_dict(dec_cfg),
+                    "ae_sha256": ae_sha,
+                    "psnr_vs_ae": last.get("decoder_psnr"),
+                },
+            )
+        return out, {"teacher_sha256": teacher_sha}
+
+    run = StageRun(state, STAGE, "distill", seed, quiet, force, discard_stale)
+    done = run.train(config, inputs, cfg.epochs, cfg.checkpoint_every, make_task, files)
     if not keep_pairs:
         pairs_path.unlink(missing_ok=True)
     return done

@@ -1,8 +1,11 @@
-"""A training stage's record in state.json: open it (or learn that the stage is done and fresh), and
-close it once the weights are written and hashed."""
+"""A training stage's record in state.json: open it (or learn that the stage is done and fresh),
+close it once the weights are written and hashed, and `StageRun`, which does both around the
+training loop for every training stage."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +14,7 @@ import torch
 from ddream.checkpoint import save_tensors
 from ddream.distributed import SINGLE, Dist
 from ddream.state import StateDir
-from ddream.train import RunResult
+from ddream.train import RunResult, run_training
 
 
 def open_stage(
@@ -32,45 +35,30 @@ def open_stage(
     otherwise `run_training` refuses it with a clear line. Under torchrun rank 0 decides and writes;
     the other ranks then read what it wrote.
     """
-    if dist.world > 1:
-        record = (
-            _open_stage(state, stage, config, inputs, total_epochs, resume, force, discard_stale)
-            if dist.main
-            else None
-        )
-        dist.barrier()
-        if not dist.main:
-            record = state.record(stage)
-            skip = record["status"] == "done" and record["inputs"] == inputs
-            return None if skip else record
+
+    def decide() -> dict[str, Any] | None:
+        record = state.record(stage)
+        same = bool(record) and record.get("inputs") == inputs
+        if same and record.get("status") == "done" and not force:
+            if state.verify_outputs(record) is None:
+                return None
+        if resume is not None and resume.exists() and (force or (discard_stale and not same)):
+            resume.unlink()
+        if same and record.get("status") == "running":
+            return record
+        return state.start_record(stage, config, inputs, total_epochs)
+
+    if dist.world == 1:
+        return decide()
+    record = decide() if dist.main else None
+    dist.barrier()
+    if dist.main:
         return record
-    return _open_stage(state, stage, config, inputs, total_epochs, resume, force, discard_stale)
-
-
-def _open_stage(
-    state: StateDir,
-    stage: str,
-    config: dict[str, Any],
-    inputs: dict[str, str],
-    total_epochs: int,
-    resume: Path | None,
-    force: bool,
-    discard_stale: bool,
-) -> dict[str, Any] | None:
     record = state.record(stage)
-    same = bool(record) and record.get("inputs") == inputs
-    if (
-        same
-        and record.get("status") == "done"
-        and not force
-        and state.verify_outputs(record) is None
-    ):
-        return None
-    if resume is not None and resume.exists() and (force or (discard_stale and not same)):
-        resume.unlink()
-    if same and record.get("status") == "running":
-        return record
-    return state.start_record(stage, config, inputs, total_epochs)
+    return None if record["status"] == "done" and record["inputs"] == inputs else record
+
+
+Files = dict[str, tuple[Path, dict[str, torch.Tensor], dict[str, Any]]]
 
 
 def close_stage(
@@ -79,23 +67,18 @@ def close_stage(
     record: dict[str, Any],
     result: RunResult,
     resume: Path,
-    *,
-    model_path: Path,
-    weights: dict[str, torch.Tensor],
-    meta: dict[str, Any],
-    more_outputs: dict[str, tuple[Path, dict[str, torch.Tensor], dict[str, Any]]] | None = None,
+    files: Files,
     notes: dict[str, Any] | None = None,
     dist: Dist = SINGLE,
 ) -> dict[str, Any]:
-    """Write the trained weights (the `model` output, and any `more_outputs` as name -> (path,
-    weights, metadata)), mark the stage done with its outputs hashed (and `notes` added to its
-    record), drop the resume checkpoint. Under torchrun rank 0 does it while the others wait."""
+    """Write the trained weights (`files`: output name -> (path, weights, metadata), "model" first),
+    mark the stage done with its outputs hashed (and `notes` added to its record), drop the resume
+    checkpoint. Under torchrun rank 0 does it while the others wait."""
     if not dist.main:
         dist.barrier()
         return {"skipped": False, "metrics": {}}
-    outputs = {"model": model_path}
-    save_tensors(model_path, weights, meta)
-    for name, (path, tensors, file_meta) in (more_outputs or {}).items():
+    outputs = {}
+    for name, (path, tensors, file_meta) in files.items():
         save_tensors(path, tensors, file_meta)
         outputs[name] = path
     record.update(notes or {})
@@ -113,5 +96,47 @@ def close_stage(
         "skipped": False,
         "metrics": record["metrics"],
         "wall_time": record["wall_time"],
-        "model": str(model_path),
+        "model": str(outputs["model"]),
     }
+
+
+@dataclass
+class StageRun:
+    """One training stage run as every stage runs: open its record (skip when done and fresh),
+    build the task, train it with resume checkpoints, close the record with the task's files."""
+
+    state: StateDir
+    stage: str
+    folder: str
+    seed: int
+    quiet: bool
+    force: bool = False
+    discard_stale: bool = False
+    dist: Dist = SINGLE
+
+    def train(
+        self,
+        config: dict[str, Any],
+        inputs: dict[str, str],
+        epochs: int,
+        checkpoint_every: int,
+        make_task: Callable[[], Any],
+        files: Callable[[Any, RunResult], tuple[Files, dict[str, Any] | None]],
+    ) -> dict[str, Any]:
+        """`make_task()` builds the Task (only when there is training to do); `files(task,
+        result)` names the outputs to write and any notes for the record."""
+        state, stage, dist = self.state, self.stage, self.dist
+        resume = state.path(self.folder, "resume.safetensors")
+        record = open_stage(
+            state, stage, config, inputs, epochs, resume,
+            force=self.force, discard_stale=self.discard_stale, dist=dist,
+        )  # fmt: skip
+        if record is None:
+            return {"skipped": True, "metrics": state.record(stage)["metrics"]}
+        task = make_task()
+        result = run_training(
+            task, stage=stage, state=state, record=record, resume_path=resume, seed=self.seed,
+            checkpoint_every=checkpoint_every, quiet=self.quiet, dist=dist,
+        )  # fmt: skip
+        outputs, notes = files(task, result)
+        return close_stage(state, stage, record, result, resume, outputs, notes, dist)

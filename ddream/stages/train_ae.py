@@ -27,9 +27,9 @@ from ddream.metrics import psnr
 from ddream.models.autoencoder import AutoEncoder, PatchDiscriminator
 from ddream.runtime import autocast, seeded
 from ddream.stages.artifacts import load_dataset
-from ddream.stages.record import close_stage, open_stage
+from ddream.stages.record import StageRun
 from ddream.state import StateDir
-from ddream.train import run_training, scheduled_lr
+from ddream.train import scheduled_lr
 
 STAGE = "ae"
 
@@ -198,49 +198,21 @@ def train_ae(
     config = {"model": to_dict(model_cfg), "train": to_dict(cfg), "seed": seed, "dataset": dataset}
     inputs = {"config": fingerprint(config), "data": train.fingerprint() + test.fingerprint()}
     dataset_fp = train_full.fingerprint() + test_full.fingerprint()
-    resume = state.path("ae", "resume.safetensors")
-    record = open_stage(
-        state,
-        STAGE,
-        config,
-        inputs,
-        cfg.epochs + cfg.finetune_epochs,
-        resume,
-        force=force,
-        discard_stale=discard_stale,
-        dist=dist,
-    )
-    if record is None:
-        return {"skipped": True, "metrics": state.record(STAGE)["metrics"]}
+    meta = {
+        "kind": "ddream-ae",
+        "config": to_dict(model_cfg),
+        "dataset": dataset_fp,
+        "dataset_name": dataset,
+    }
 
-    torch.manual_seed(seed)
-    ae = AutoEncoder(model_cfg).to(device)
-    disc = PatchDiscriminator(model_cfg.disc_width).to(device)
-    task = AETask(ae, disc, cfg, train, test, device, seed, dist)
-    result = run_training(
-        task,
-        stage=STAGE,
-        state=state,
-        record=record,
-        resume_path=resume,
-        seed=seed,
-        checkpoint_every=cfg.checkpoint_every,
-        quiet=quiet,
-        dist=dist,
-    )
-    return close_stage(
-        state,
-        STAGE,
-        record,
-        result,
-        resume,
-        model_path=state.path("ae", "model.safetensors"),
-        weights=ae.state_dict(),
-        meta={
-            "kind": "ddream-ae",
-            "config": to_dict(model_cfg),
-            "dataset": dataset_fp,
-            "dataset_name": dataset,
-        },
-        dist=dist,
-    )
+    def make_task() -> AETask:
+        torch.manual_seed(seed)
+        ae = AutoEncoder(model_cfg).to(device)
+        disc = PatchDiscriminator(model_cfg.disc_width).to(device)
+        return AETask(ae, disc, cfg, train, test, device, seed, dist)
+
+    run = StageRun(state, STAGE, "ae", seed, quiet, force, discard_stale, dist)
+    return run.train(
+        config, inputs, cfg.epochs + cfg.finetune_epochs, cfg.checkpoint_every, make_task,
+        lambda task, _: ({"model": (state.path("ae", "model.safetensors"), task.ae.state_dict(), meta)}, None),
+    )  # fmt: skip

@@ -21,9 +21,9 @@ from ddream.flow import flow_loss, sample_t
 from ddream.models.dit import DiT
 from ddream.runtime import autocast, seeded
 from ddream.stages.artifacts import load_latents
-from ddream.stages.record import close_stage, open_stage
+from ddream.stages.record import StageRun
 from ddream.state import StateDir
-from ddream.train import EMA, run_training, scheduled_lr
+from ddream.train import EMA, scheduled_lr
 
 STAGE = "dit"
 
@@ -158,69 +158,32 @@ def train_dit(
     # the sampling defaults travel in the model's metadata but do not make the DiT stale
     trained_by = {k: v for k, v in config.items() if k != "sample"}
     inputs = {"config": fingerprint(trained_by), "encode": train_sha, "encode_test": test_sha}
-    resume = state.path("dit", "resume.safetensors")
-    record = open_stage(
-        state,
-        STAGE,
-        config,
-        inputs,
-        cfg.epochs,
-        resume,
-        force=force,
-        discard_stale=discard_stale,
-        dist=dist,
-    )
-    if record is None:
-        return {"skipped": True, "metrics": state.record(STAGE)["metrics"]}
+    meta = {
+        "kind": "ddream-dit",
+        "config": to_dict(model_cfg),
+        "latents": train_sha,
+        "weights": "ema" if cfg.ema_decay > 0 else "raw",
+        "standardised": cfg.standardise,
+        "sample": to_dict(sample_cfg),
+        # self-describing: sampling needs no latents file for the statistics
+        "latent_mean": train.mean.tolist(),
+        "latent_std": train.std.tolist(),
+        "ae_sha256": train.ae_sha,
+    }
 
-    n_train = cfg.train_limit or len(train.labels)
-    n_test = cfg.test_limit or len(test.labels)
-    scale = train.standardise if cfg.standardise else (lambda z: z)
-    x_train = scale(train.latents[:n_train]).to(device)
-    x_test = scale(test.latents[:n_test]).to(device)
-    torch.manual_seed(seed)
-    model = DiT(model_cfg).to(device)
-    task = DiTTask(
-        model,
-        cfg,
-        x_train,
-        train.labels[:n_train].to(device),
-        x_test,
-        test.labels[:n_test].to(device),
-        device,
-        seed,
-        dist,
-    )
-    result = run_training(
-        task,
-        stage=STAGE,
-        state=state,
-        record=record,
-        resume_path=resume,
-        seed=seed,
-        checkpoint_every=cfg.checkpoint_every,
-        quiet=quiet,
-        dist=dist,
-    )
-    return close_stage(
-        state,
-        STAGE,
-        record,
-        result,
-        resume,
-        model_path=state.path("dit", "model.safetensors"),
-        weights=task.ema.shadow,
-        meta={
-            "kind": "ddream-dit",
-            "config": to_dict(model_cfg),
-            "latents": train_sha,
-            "weights": "ema" if cfg.ema_decay > 0 else "raw",
-            "standardised": cfg.standardise,
-            "sample": to_dict(sample_cfg),
-            # self-describing: sampling needs no latents file for the statistics
-            "latent_mean": train.mean.tolist(),
-            "latent_std": train.std.tolist(),
-            "ae_sha256": train.ae_sha,
-        },
-        dist=dist,
-    )
+    def make_task() -> DiTTask:
+        n_train = cfg.train_limit or len(train.labels)
+        n_test = cfg.test_limit or len(test.labels)
+        scale = train.standardise if cfg.standardise else (lambda z: z)
+        x_train = scale(train.latents[:n_train]).to(device)
+        x_test = scale(test.latents[:n_test]).to(device)
+        torch.manual_seed(seed)
+        y_train, y_test = train.labels[:n_train].to(device), test.labels[:n_test].to(device)
+        model = DiT(model_cfg).to(device)
+        return DiTTask(model, cfg, x_train, y_train, x_test, y_test, device, seed, dist)
+
+    run = StageRun(state, STAGE, "dit", seed, quiet, force, discard_stale, dist)
+    return run.train(
+        config, inputs, cfg.epochs, cfg.checkpoint_every, make_task,
+        lambda task, _: ({"model": (state.path("dit", "model.safetensors"), task.ema.shadow, meta)}, None),
+    )  # fmt: skip
