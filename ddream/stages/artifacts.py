@@ -56,17 +56,42 @@ def load_ae_with_dataset(
     state: StateDir, device: torch.device
 ) -> tuple[AutoEncoder, str, dict[str, str]]:
     """The trained autoencoder, its sha256, and the dataset it was trained on (name, fingerprint)."""
-    path, sha = done_output(state, "ae", "model")
+    ae, meta, sha = load_model(state, "ae", "model", device)
+    dataset = {"name": meta.get("dataset_name", "mnist"), "fingerprint": meta.get("dataset", "")}
+    return ae, sha, dataset
+
+
+# the kinds of model file ddream writes: kind -> (what it is, the module, its settings)
+MODEL_KINDS = {
+    "ddream-ae": ("autoencoder", AutoEncoder, AEConfig),
+    "ddream-dit": ("DiT", DiT, DiTConfig),
+    "ddream-student": ("student", DiT, DiTConfig),
+    "ddream-decoder": ("decoder", None, AEConfig),
+}
+STAGE_KINDS = {("ae", "model"): "ddream-ae", ("dit", "model"): "ddream-dit"}
+STAGE_KINDS |= {("distill", "model"): "ddream-student", ("distill", "decoder"): "ddream-decoder"}
+
+
+def load_model(
+    state: StateDir, stage: str, output: str, device: torch.device
+) -> tuple[torch.nn.Module, dict, str]:
+    """A model of the kind this stage output holds, from its file, checked (done and fresh, its
+    recorded sha256, its kind, weights matching its config), in eval mode; with its metadata and
+    sha256."""
+    path, sha = done_output(state, stage, output)
     tensors, meta = load_tensors(path, sha, device)
-    if meta.get("kind") != "ddream-ae":
-        raise BadArtifact(f"{path} is not a ddream autoencoder")
-    ae = AutoEncoder(from_dict(AEConfig, meta["config"])).to(device)
+    kind = STAGE_KINDS[(stage, output)]
+    name, module, settings = MODEL_KINDS[kind]
+    if meta.get("kind") != kind:
+        raise BadArtifact(f"{path} is not a ddream {name}")
+    if module is None:  # a decoder alone
+        from ddream.models.autoencoder import Decoder as module
+    model = module(from_dict(settings, meta["config"])).to(device)
     try:
-        ae.load_state_dict(tensors)
+        model.load_state_dict(tensors)
     except RuntimeError:
         raise BadArtifact(f"{path} does not hold the weights its config describes") from None
-    dataset = {"name": meta.get("dataset_name", "mnist"), "fingerprint": meta.get("dataset", "")}
-    return ae.eval(), sha, dataset
+    return model.eval(), meta, sha
 
 
 @dataclass
@@ -96,15 +121,7 @@ def load_latents(state: StateDir, split: str) -> tuple[Latents, str]:
 
 def load_dit(state: StateDir, device: torch.device) -> tuple[DiT, Latents, str]:
     """The EMA DiT in eval mode, the latent statistics it was trained with, and its sha256."""
-    path, sha = done_output(state, "dit", "model")
-    tensors, meta = load_tensors(path, sha, device)
-    if meta.get("kind") != "ddream-dit":
-        raise BadArtifact(f"{path} is not a ddream DiT")
-    model = DiT(from_dict(DiTConfig, meta["config"])).to(device)
-    try:
-        model.load_state_dict(tensors)
-    except RuntimeError:
-        raise BadArtifact(f"{path} does not hold the weights its config describes") from None
+    model, meta, sha = load_model(state, "dit", "model", device)
     if "latent_mean" in meta:  # self-describing (since 0.2): no latents file needed
         mean, std = torch.tensor(meta["latent_mean"]), torch.tensor(meta["latent_std"])
         stats = Latents(torch.empty(0), torch.empty(0), mean, std, meta["ae_sha256"])
@@ -133,35 +150,13 @@ class Student:
 def load_student(state: StateDir, device: torch.device) -> Student:
     """The distill stage's student (and small decoder), checked; self-describing: its metadata holds
     the latent mean/std, so no latents file is read."""
-    path, sha = done_output(state, "distill", "model")
-    tensors, meta = load_tensors(path, sha, device)
-    if meta.get("kind") != "ddream-student":
-        raise BadArtifact(f"{path} is not a ddream student")
-    model = _load_weights(DiT(from_dict(DiTConfig, meta["config"])), tensors, path, device)
+    model, meta, _ = load_model(state, "distill", "model", device)
     mean, std = torch.tensor(meta["latent_mean"]), torch.tensor(meta["latent_std"])
     stats = Latents(torch.empty(0), torch.empty(0), mean, std, meta["ae_sha256"])
     decoder, dec_meta = None, None
-    outputs = state.record("distill").get("outputs", {})
-    if "decoder" in outputs:
-        dpath, dsha = done_output(state, "distill", "decoder")
-        dtensors, dec_meta = load_tensors(dpath, dsha, device)
-        if dec_meta.get("kind") != "ddream-decoder":
-            raise BadArtifact(f"{dpath} is not a ddream decoder")
-        from ddream.models.autoencoder import Decoder
-
-        decoder = _load_weights(
-            Decoder(from_dict(AEConfig, dec_meta["config"])), dtensors, dpath, device
-        )
+    if "decoder" in state.record("distill").get("outputs", {}):
+        decoder, dec_meta, _ = load_model(state, "distill", "decoder", device)
     return Student(model, stats, meta, decoder, dec_meta)
-
-
-def _load_weights(model: torch.nn.Module, tensors, path: Path, device: torch.device):
-    model = model.to(device)
-    try:
-        model.load_state_dict(tensors)
-    except RuntimeError:
-        raise BadArtifact(f"{path} does not hold the weights its config describes") from None
-    return model.eval()
 
 
 def load_dataset(
