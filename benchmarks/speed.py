@@ -29,7 +29,8 @@ import torch
 from common import digits_per_s, timed_ddream
 
 from ddream.data import Augment, load_split, to_model
-from ddream.models.autoencoder import AutoEncoder, PatchDiscriminator
+from ddream.models.autoencoder import AutoEncoder
+from ddream.models.discriminator import PatchDiscriminator
 from ddream.presets import PRESETS
 from ddream.runtime import autocast, seeded
 from ddream.stages.train_ae import ae_losses

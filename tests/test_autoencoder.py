@@ -7,11 +7,11 @@ from ddream.config import AEConfig
 from ddream.models.autoencoder import (
     AutoEncoder,
     DownBlock,
-    PatchDiscriminator,
     UpBlock,
     channel_to_space_dup,
     space_to_channel_avg,
 )
+from ddream.models.discriminator import PatchDiscriminator
 from ddream.stages.train_ae import ae_losses
 
 

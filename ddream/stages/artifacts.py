@@ -122,10 +122,10 @@ def load_latents(state: StateDir, split: str) -> tuple[Latents, str]:
 def load_dit(state: StateDir, device: torch.device) -> tuple[DiT, Latents, str]:
     """The EMA DiT in eval mode, the latent statistics it was trained with, and its sha256."""
     model, meta, sha = load_model(state, "dit", "model", device)
-    if "latent_mean" in meta:  # self-describing (since 0.2): no latents file needed
+    if "latent_mean" in meta:  # self-describing: no latents file needed
         mean, std = torch.tensor(meta["latent_mean"]), torch.tensor(meta["latent_std"])
         stats = Latents(torch.empty(0), torch.empty(0), mean, std, meta["ae_sha256"])
-    else:  # written by 0.1: the statistics live in the latents files
+    else:  # written by 0.1.0: the statistics live in the latents files
         stats, _ = load_latents(state, "test")
     if not meta.get("standardised", True):  # trained on the raw latents (the digitdreamer preset)
         stats = dataclasses.replace(

@@ -24,7 +24,8 @@ from ddream.config import AEConfig, AETrainConfig, fingerprint, to_dict
 from ddream.data import Augment, Split, to_model, to_unit
 from ddream.distributed import SINGLE, Dist
 from ddream.metrics import psnr
-from ddream.models.autoencoder import AutoEncoder, PatchDiscriminator
+from ddream.models.autoencoder import AutoEncoder
+from ddream.models.discriminator import PatchDiscriminator
 from ddream.runtime import autocast, seeded
 from ddream.stages.artifacts import load_dataset
 from ddream.stages.record import StageRun
