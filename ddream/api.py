@@ -1,0 +1,114 @@
+"""ddream from Python (a notebook, a script): load a state dir, draw digits, reconstruct images, read the
+latents, as tensors or PIL images, through the same functions the CLI's stages call.
+
+    import ddream
+    model = ddream.load("ddream-state")
+    digits = model.sample(classes=[3, 8], n=16, seed=0)   # uint8 (16, 28, 28)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ddream.errors import BadInput
+from ddream.runtime import pick_device
+from ddream.stages.artifacts import Latents, load_ae, load_latents
+from ddream.stages.reconstruct import round_trip
+from ddream.stages.sample import Sampler, SampleRequest, class_rows
+from ddream.state import StateDir
+from ddream.userimage import read_user_array, read_user_image
+
+
+class Model:
+    """The trained models of one state dir, loaded when first used and checked as the CLI checks
+    them (missing, stale or corrupt stages raise one-line errors). Read-only."""
+
+    def __init__(self, state_dir: str | Path = "ddream-state", device: str = "auto") -> None:
+        self.state = StateDir(state_dir)
+        self.device = pick_device(device)
+        self._samplers: dict[str, Sampler] = {}
+        self._ae = None
+
+    def sampler(self, model: str = "auto") -> Sampler:
+        """The student (one step, guidance baked in) or the teacher (the DiT's guided ODE)."""
+        if model not in self._samplers:
+            self._samplers[model] = Sampler.from_state(self.state, self.device, model)
+        return self._samplers[model]
+
+    def sample(
+        self,
+        classes: Iterable[int] = range(10),
+        n: int = 100,
+        seed: int = 0,
+        model: str = "auto",
+        steps: int | None = None,
+        cfg: float | None = None,
+    ) -> torch.Tensor:
+        """n digits, uint8 (n, 28, 28), laid out class by class as `ddream sample` draws them;
+        the same seed gives the same digits. steps/cfg None: the model's own defaults."""
+        classes = tuple(int(c) for c in classes)
+        if not classes or not all(0 <= c <= 9 for c in classes) or n < 1:
+            raise BadInput("sample: give classes in 0-9 and n >= 1")
+        sampler = self.sampler(model)
+        req = SampleRequest(n=n, classes=classes, steps=steps, cfg=cfg, seed=seed, model=model)
+        labels, _ = class_rows(n, classes)
+        images, _ = sampler.generate(labels, req)
+        return images.cpu()
+
+    def reconstruct(self, images: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image files, PIL images or arrays (framed as MNIST was, as `ddream reconstruct` does),
+        or a float tensor (N, 28, 28) in [0, 1] -> reconstructions (N, 28, 28) in [0, 1] and the
+        PSNR of each, through the autoencoder's own decoder."""
+        if isinstance(images, torch.Tensor):
+            digits = images.float().reshape(-1, 28, 28)
+        else:
+            items = images if isinstance(images, (list, tuple)) else [images]
+            digits = torch.stack([_framed(item) for item in items])
+        if self._ae is None:
+            self._ae, _ = load_ae(self.state, self.device)
+        return round_trip(self._ae, digits, self.device)
+
+    def latents(self, split: str = "test") -> Latents:
+        """The encoder's latents of a split (`.latents` (N, C, 2, 2), `.labels`, `.mean`, `.std`)."""
+        if split not in ("train", "test"):
+            raise BadInput(f"latents: split {split!r}: train or test")
+        latents, _ = load_latents(self.state, split)
+        return latents
+
+
+def _framed(item: Any) -> torch.Tensor:
+    if isinstance(item, (str, Path)):
+        return read_user_image(Path(item))
+    return read_user_array(np.asarray(item), name="the image")
+
+
+def load(state_dir: str | Path = "ddream-state", device: str = "auto") -> Model:
+    """The models of a state dir, ready to sample and reconstruct."""
+    return Model(state_dir, device)
+
+
+def to_pil(images: torch.Tensor) -> list:
+    """uint8 (N, 28, 28) digits (or floats in [0, 1]) as PIL images."""
+    from PIL import Image
+
+    arr = images.detach().cpu()
+    if arr.dtype != torch.uint8:
+        arr = (arr.float().clamp(0, 1) * 255).round().to(torch.uint8)
+    return [Image.fromarray(a) for a in arr.reshape(-1, 28, 28).numpy()]
+
+
+def grid(images: torch.Tensor, ncols: int = 10, scale: int = 2):
+    """Digits as one PIL picture of `ncols` columns, as the CLI's PNG grids."""
+    from PIL import Image
+
+    from ddream.render import grid as picture
+
+    arr = images.detach().cpu()
+    if arr.dtype != torch.uint8:
+        arr = (arr.float().clamp(0, 1) * 255).round().to(torch.uint8)
+    return Image.fromarray(picture(arr.reshape(-1, 28, 28), ncols, scale=scale))
