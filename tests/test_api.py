@@ -53,7 +53,20 @@ def test_bad_requests_and_missing_stages_are_one_line_errors(trained_state, tmp_
         ddream.load(tmp_path / "empty", device="cpu").sample(n=1)
 
 
+@pytest.mark.slow
 def test_importing_ddream_imports_no_torch():
     code = "import sys, ddream; print('torch' in sys.modules, callable(ddream.load))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "module",
+    ["ddream.api", "ddream.demo", "ddream.stages.sample", "ddream.stages.reconstruct",
+     "ddream.stages.evaluate", "ddream.stages.encode"],
+)  # fmt: skip
+def test_inference_never_imports_the_training_loop(module):
+    code = f"import sys, {module}; print('ddream.train' in sys.modules, 'typer' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

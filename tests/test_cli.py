@@ -13,11 +13,22 @@ from ddream.state import StateDir
 
 
 def test_version_and_help(cli):
+    import re
+
+    import typer
+
+    from ddream.cli import app
+
     assert cli("--version").out.strip() == f"ddream {__version__}"
     res = cli("--help")
-    for command in ("train-ae", "encode", "train-dit", "sample", "reconstruct", "all", "status"):
-        assert command in res.out
-    assert "Example:" in cli("sample", "--help").out
+    # the commands table lists every command with its first help line (not just the intro text)
+    listed = set(re.findall(r"^│ ([a-z][a-z-]+) +\S", res.out, re.M))
+    commands = typer.main.get_command(app).commands
+    assert listed == set(commands)
+    for name, command in commands.items():
+        first = command.help.split("\n")[0][:30]
+        assert first in " ".join(res.out.split()), name
+        assert "Example:" in cli(name, "--help").out, name
 
 
 def test_sample_writes_grid_gif_and_npz(trained_state, tmp_path, cli):

@@ -18,6 +18,7 @@ def test_completion_scripts_match_what_the_app_generates(shell):
     assert committed == generate.script(shell), "run `python completions/generate.py`"
 
 
+@pytest.mark.slow
 def test_bash_completes_subcommands_and_options():
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     line = (
@@ -37,6 +38,7 @@ def test_bash_completes_subcommands_and_options():
     assert "--grid" in second.split()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "words,offered",
     [

@@ -40,6 +40,7 @@ def _max_diff(a_path, b_path):
     return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_match_one(trained_state, tmp_path, mnist_dir):
     state = tmp_path / "ddp"
     res = _torchrun("train-ae", "--data-dir", str(mnist_dir), "--state-dir", str(state), *QUICK)

@@ -32,6 +32,7 @@ def _every_file_loads(state):
         load_tensors(path)
 
 
+@pytest.mark.slow
 def test_kill_9_loop_across_all_ends_complete_and_loadable(trained_state, tmp_path, mnist_dir):
     """kill -9 at random moments of `ddream all`, rerun after each (DDREAM_KILLS kills; CI: 5)."""
     kills = int(os.environ.get("DDREAM_KILLS", "5"))
@@ -55,6 +56,7 @@ def test_kill_9_loop_across_all_ends_complete_and_loadable(trained_state, tmp_pa
     assert shas == ref  # the same weights as a run never interrupted
 
 
+@pytest.mark.slow
 def test_a_lock_left_by_a_dead_process_is_taken_over(tmp_path, mnist_dir, cli):
     state = tmp_path / "state"
     holder = subprocess.Popen(
@@ -166,6 +168,7 @@ def test_a_damaged_state_file_is_named(tmp_path, cli, content):
     assert res.code == 1 and "state.json" in res.err and "Traceback" not in res.err
 
 
+@pytest.mark.slow
 def test_debug_shows_the_traceback(tmp_path):
     env = {**os.environ, "DDREAM_DEBUG": "1"}
     res = subprocess.run(

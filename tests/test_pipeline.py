@@ -118,6 +118,7 @@ def test_a_corrupted_artifact_is_reported_and_redone(trained_state, tmp_path, mn
     assert _shas(state) == _shas(trained_state)
 
 
+@pytest.mark.slow
 def test_kill_9_during_training_loses_at_most_a_checkpoint_interval(
     trained_state, tmp_path, mnist_dir
 ):
@@ -140,6 +141,7 @@ def test_kill_9_during_training_loses_at_most_a_checkpoint_interval(
     assert _shas(state)["dit"] == _shas(trained_state)["dit"]
 
 
+@pytest.mark.slow
 def test_sigterm_saves_progress_and_exits_143(tmp_path, mnist_dir):
     state = tmp_path / "state"
     args = ["train-ae", "--data-dir", mnist_dir, "--state-dir", state, "--checkpoint-every", "1"]
@@ -215,6 +217,7 @@ def test_unknown_preset_is_refused(tmp_path, cli):
     assert res.code == 2 and "digitdreamer" in res.err
 
 
+@pytest.mark.slow
 def test_status_reads_json_and_files_only_no_torch(trained_state):
     """`ddream status` answers without importing torch (or any stage), from a fresh interpreter."""
     code = (

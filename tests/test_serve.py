@@ -311,6 +311,7 @@ def test_a_taken_port_is_one_line(demo):
             serve(demo, "127.0.0.1", port, block=False, quiet=True)
 
 
+@pytest.mark.slow
 def test_each_tab_answers_through_gradio_client_and_bad_requests_do_not_stop_it(served, tmp_path):
     from gradio_client import Client, handle_file
 
@@ -372,6 +373,7 @@ def _browser_or_skip():
     return browser
 
 
+@pytest.mark.slow
 def test_a_real_browser_generates_and_reconstructs_a_drawing(served, tmp_path):
     browser = _browser_or_skip()
     driver = browser.open_browser()

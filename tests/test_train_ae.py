@@ -56,7 +56,11 @@ def test_a_short_run_lowers_the_loss_and_records_psnr_each_epoch(tmp_path, mnist
 
 def test_rerun_of_a_done_stage_is_skipped(tmp_path, mnist_dir):
     _train(tmp_path, mnist_dir)
+    files = sorted(p for p in tmp_path.rglob("*") if p.is_file() and p.name != "state.lock")
+    before = [(p, p.stat().st_mtime_ns, p.read_bytes()) for p in files]
     assert _train(tmp_path, mnist_dir)["skipped"] is True
+    assert [(p, p.stat().st_mtime_ns, p.read_bytes()) for p in files] == before
+    assert sorted(p for p in tmp_path.rglob("*") if p.is_file() and p.name != "state.lock") == files
 
 
 @pytest.mark.parametrize("steps", [3, 4, 9])  # mid-epoch, at an epoch's end, in the fine-tune

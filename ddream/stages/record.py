@@ -7,14 +7,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ddream.checkpoint import save_tensors
 from ddream.distributed import SINGLE, Dist
 from ddream.state import StateDir
-from ddream.train import RunResult, run_training
+
+if TYPE_CHECKING:  # the loop itself is imported only by a stage that trains (encode does not)
+    from ddream.train import RunResult
 
 
 def open_stage(
@@ -133,6 +135,8 @@ class StageRun:
         )  # fmt: skip
         if record is None:
             return {"skipped": True, "metrics": state.record(stage)["metrics"]}
+        from ddream.train import run_training
+
         task = make_task()
         result = run_training(
             task, stage=stage, state=state, record=record, resume_path=resume, seed=self.seed,
