@@ -51,7 +51,7 @@ def copy_trained(src: Path, dst: Path) -> None:
 
 
 def score(state: Path, data: Path, n: int) -> list[dict]:
-    from ddream.stages.sample import Sampler, SampleRequest
+    from ddream.sampler import Sampler, SampleRequest
     from ddream.state import StateDir
 
     scorer = Scorer(state, data)

@@ -77,8 +77,8 @@ def train_seconds(state: Path) -> dict[str, float]:
 def step_table(state: Path, data: str, n: int, settings: list[tuple]) -> list[dict]:
     """For each (steps, solver, cfg) (None = the model's default): scores on n samples and digits/s
     (decoding included, best of 3 timed runs after a warm-up)."""
+    from ddream.sampler import Sampler, SampleRequest
     from ddream.stages.evaluate import balanced_labels
-    from ddream.stages.sample import Sampler, SampleRequest
     from ddream.state import StateDir
 
     cpu = torch.device("cpu")

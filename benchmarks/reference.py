@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def sampling_speed(state: Path, n: int, repeats: int = 3) -> float:
     """Digits per second at the default settings, decoding included (best of `repeats`, after a warm-up)."""
-    from ddream.stages.sample import Sampler, SampleRequest, class_rows
+    from ddream.sampler import Sampler, SampleRequest, class_rows
     from ddream.state import StateDir
 
     sampler = Sampler.from_state(StateDir(state), torch.device("cpu"))

@@ -31,7 +31,7 @@ OLD_TIMER = """
 import sys, time, tempfile, torch
 from pathlib import Path
 from ddream.render import write_npz
-from ddream.stages.sample import Sampler, SampleRequest, class_rows
+from ddream.sampler import Sampler, SampleRequest, class_rows
 from ddream.state import StateDir
 torch.set_num_threads(torch.get_num_threads())
 s = Sampler.from_state(StateDir(sys.argv[1]), torch.device("cpu"))
@@ -50,7 +50,7 @@ print(req.steps, req.solver, req.cfg, n / best)
 def end_to_end(sampler, req, n: int, repeats: int = 3) -> float:
     """Digits/s of what `ddream sample --n N --npz` does after loading: best of `repeats`."""
     from ddream.render import write_npz
-    from ddream.stages.sample import class_rows
+    from ddream.sampler import class_rows
 
     labels, _ = class_rows(n, tuple(range(10)))
     out = Path(tempfile.mkdtemp()) / "x.npz"
@@ -96,7 +96,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
-    from ddream.stages.sample import Sampler, SampleRequest
+    from ddream.sampler import Sampler, SampleRequest
     from ddream.state import StateDir
 
     cpu = torch.device("cpu")

@@ -37,8 +37,8 @@ def main() -> None:
     from ddream.data import model_to_uint8
     from ddream.models.fused_decoder import FusedDecoder
     from ddream.render import write_npz
+    from ddream.sampler import Sampler, class_rows
     from ddream.stages.artifacts import load_ae
-    from ddream.stages.sample import Sampler, class_rows
     from ddream.state import StateDir
 
     cpu = torch.device("cpu")
@@ -97,7 +97,7 @@ def main() -> None:
 
 
 def sampler_request(n: int):
-    from ddream.stages.sample import SampleRequest
+    from ddream.sampler import SampleRequest
 
     return SampleRequest(n=n)
 

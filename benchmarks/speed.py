@@ -159,8 +159,8 @@ def data_path(data_dir: Path, device: torch.device, steps: int, workers: int) ->
 
 @torch.inference_mode()
 def sampling(state: Path, device: torch.device, n: int) -> list[tuple]:
+    from ddream.sampler import Sampler, SampleRequest
     from ddream.stages.evaluate import balanced_labels
-    from ddream.stages.sample import Sampler, SampleRequest
     from ddream.state import StateDir
 
     labels = balanced_labels(n)

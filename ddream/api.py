@@ -17,9 +17,9 @@ import torch
 
 from ddream.errors import BadInput
 from ddream.runtime import pick_device
+from ddream.sampler import Sampler, SampleRequest, class_rows
 from ddream.stages.artifacts import Latents, load_ae, load_latents
 from ddream.stages.reconstruct import round_trip
-from ddream.stages.sample import Sampler, SampleRequest, class_rows
 from ddream.state import StateDir
 from ddream.userimage import read_user_array, read_user_image
 

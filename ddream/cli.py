@@ -228,7 +228,8 @@ def sample_cmd(
     Example: ddream sample -c 3 -c 8 --n 20 --gif out.gif
     """
     from ddream.render import check_output
-    from ddream.stages.sample import SampleRequest, morph, sample
+    from ddream.sampler import SampleRequest
+    from ddream.stages.sample import morph, sample
     from ddream.state import StateDir
 
     table = cs.sample_table(ctx)  # a --config file's [sample] o.settings, under the flags
@@ -355,8 +356,8 @@ def eval_cmd(
 
     Example: ddream eval --data-dir ../shared/data/mnist --json
     """
+    from ddream.sampler import SampleRequest
     from ddream.stages.evaluate import evaluate
-    from ddream.stages.sample import SampleRequest
     from ddream.state import StateDir
 
     req = SampleRequest(

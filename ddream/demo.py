@@ -23,9 +23,9 @@ import torch
 
 from ddream.errors import BadInput, DDreamError
 from ddream.render import grid, write_gif
+from ddream.sampler import Sampler, SampleRequest, class_rows, morph_images
 from ddream.stages.artifacts import load_ae
 from ddream.stages.reconstruct import round_trip
-from ddream.stages.sample import Sampler, SampleRequest, class_rows, morph_images
 from ddream.state import StateDir
 from ddream.userimage import read_user_array, read_user_image
 

@@ -63,7 +63,7 @@ def test_importing_ddream_imports_no_torch():
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "module",
-    ["ddream.api", "ddream.demo", "ddream.stages.sample", "ddream.stages.reconstruct",
+    ["ddream.api", "ddream.demo", "ddream.sampler", "ddream.stages.sample", "ddream.stages.reconstruct",
      "ddream.stages.evaluate", "ddream.stages.encode"],
 )  # fmt: skip
 def test_inference_never_imports_the_training_loop(module):

@@ -13,9 +13,9 @@ from ddream.flow import sample_ode
 from ddream.models.dit import DiT
 from ddream.pairs import sample_t_ushape, teacher_pairs
 from ddream.runtime import seeded
+from ddream.sampler import STUDENT_GIF_FRAMES
 from ddream.stages.artifacts import Latents
 from ddream.stages.distill import DistillTask
-from ddream.stages.sample import STUDENT_GIF_FRAMES
 from ddream.state import StateDir
 
 
@@ -128,7 +128,7 @@ def test_the_teacher_still_samples_when_no_student_was_distilled(trained_state, 
 
 def test_the_student_lands_where_one_step_of_its_own_velocity_says(trained_state):
     """One student step is x0 = noise - v(noise, 1, class): no guidance row, no other pass."""
-    from ddream.stages.sample import Sampler, SampleRequest
+    from ddream.sampler import Sampler, SampleRequest
 
     sampler = Sampler.from_state(StateDir(trained_state), torch.device("cpu"))
     labels = torch.tensor([1, 7, 7, 3])

@@ -8,7 +8,7 @@ import torch
 from ddream.config import SampleConfig
 from ddream.flow import guidance_at
 from ddream.presets import get_profile
-from ddream.stages.sample import Sampler, SampleRequest
+from ddream.sampler import Sampler, SampleRequest
 from ddream.stages.train_dit import train_dit
 from ddream.state import StateDir
 

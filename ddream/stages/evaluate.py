@@ -24,8 +24,8 @@ from ddream.data import Split, to_model, to_unit
 from ddream.metrics import frechet_distance, precision_recall, psnr, ssim
 from ddream.models.classifier import DigitClassifier
 from ddream.runtime import autocast, seeded
+from ddream.sampler import Sampler, SampleRequest
 from ddream.stages.artifacts import load_ae_with_dataset, load_dataset
-from ddream.stages.sample import Sampler, SampleRequest
 from ddream.state import StateDir
 
 EXTRACTOR = "ddream DigitClassifier (3 conv + fc, 128-d penultimate features)"

@@ -11,9 +11,10 @@ import torch
 
 from ddream.config import Profile
 from ddream.render import check_output
+from ddream.sampler import SampleRequest
 from ddream.stages.distill import distill
 from ddream.stages.encode import encode
-from ddream.stages.sample import SampleRequest, sample
+from ddream.stages.sample import sample
 from ddream.stages.train_ae import train_ae
 from ddream.stages.train_dit import train_dit
 from ddream.state import STAGES, StateDir
