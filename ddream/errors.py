@@ -66,7 +66,8 @@ def run_cli(app, argv: list[str]) -> None:
             if type(e).__name__ == "NoArgsIsHelpError":
                 typer.echo(e.ctx.get_help() if getattr(e, "ctx", None) else e.format_message())
                 sys.exit(0)
-            typer.echo(f"error: {e.format_message()}{_help_hint(e)}", err=True)
+            message = e.format_message().replace("Value error, ", "")  # Typer's Literal checks
+            typer.echo(f"error: {message}{_help_hint(e)}", err=True)
             sys.exit(2)
         if debug or os.environ.get("DDREAM_DEBUG") == "1":
             raise

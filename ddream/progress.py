@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import sys
 import time
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 
 
 class Progress:
@@ -15,6 +17,7 @@ class Progress:
         self.quiet = quiet
         self.rich = not quiet and sys.stdout.isatty()
         self._bar = None
+        self._t0, self._first_epoch = time.perf_counter(), None
 
     def __enter__(self) -> Progress:
         if self.rich:
@@ -48,6 +51,8 @@ class Progress:
             self._bar.__exit__(*exc)
 
     def start_epoch(self, epoch: int, first_step: int) -> None:
+        if self._first_epoch is None:
+            self._first_epoch = epoch + first_step / max(1, self.steps)
         if self._bar is not None:
             self._bar.update(self._epochs, completed=epoch)
             self._bar.reset(
@@ -65,12 +70,16 @@ class Progress:
                 self._bar.update(self._steps, completed=done_in_epoch, info=info)
 
     def end_epoch(self, epoch: int, summary: str, eta_s: float) -> None:
+        plan = PLAN.get()
+        if plan is not None:  # under `ddream all`: what is left of the whole run, too
+            done_before = (self._first_epoch or 0) / self.total_epochs
+            plan.epoch(self.stage, time.perf_counter() - self._t0, eta_s, done_before)
+            summary += f"  ({plan.text(self.stage, eta_s)})"
         if self._bar is not None:
             self._bar.update(self._epochs, completed=epoch + 1, info=summary)
         elif not self.quiet:
-            eta = time.strftime("%H:%M:%S", time.gmtime(max(0.0, eta_s)))
             print(
-                f"{self.stage} epoch {epoch + 1}/{self.total_epochs}  {summary}  ETA {eta}",
+                f"{self.stage} epoch {epoch + 1}/{self.total_epochs}  {summary}  ETA {clock(eta_s)}",
                 flush=True,
             )
 
@@ -79,3 +88,62 @@ class Progress:
             self._bar.console.print(text)
         elif not self.quiet:
             print(text, flush=True)
+
+
+# ---- the whole run (`ddream all`) ---------------------------------------------------------------------
+# Seconds per unit of work on the development machine (2-core AMD EPYC; BENCHMARKS.md, reference
+# schedule: autoencoder 1,598 s for 22 epochs of 60,000, encode 19 s for 70,000 digits, DiT 127 s for
+# 10 epochs, distill 64 s for 60,000 12-step teacher pairs and 211 s for 30 epochs). Any other machine
+# is measured as it goes: the plan scales the stages still to come by how this one compares.
+REFERENCE_SECONDS = {
+    "ae": 1598 / (22 * 60_000),  # per image-epoch
+    "encode": 19 / 70_000,  # per digit
+    "dit": 127 / (10 * 60_000),  # per latent-epoch
+    "pairs": 64 / (60_000 * 12),  # per pair and teacher step
+    "distill": 211 / (30 * 60_000),  # per pair-epoch
+}
+
+
+def clock(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    return f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:{int(seconds % 60):02d}"
+
+
+@dataclass
+class Plan:
+    """What is left of a whole run: each stage's work in development-machine seconds, scaled by a
+    factor measured on this machine (finished stages' wall time, then each epoch of the current one)."""
+
+    expected: dict[str, float]  # stage -> seconds on the development machine (0 when done)
+    factor: float = 1.0
+    measured: bool = False
+    stage_started: dict[str, float] = field(default_factory=dict)
+
+    def finished(self, stage: str, wall_time: float) -> None:
+        if self.expected.get(stage, 0) > 0 and wall_time > 0:
+            self.factor, self.measured = wall_time / self.expected[stage], True
+        self.expected[stage] = 0.0
+
+    def epoch(self, stage: str, elapsed: float, left: float, done_before: float) -> None:
+        """The current stage's elapsed and predicted remaining seconds in this process, having
+        started at `done_before` (the share of its epochs done before this process)."""
+        todo = self.expected.get(stage, 0) * (1 - done_before)
+        if todo > 0 and elapsed > 1:
+            self.factor, self.measured = (elapsed + left) / todo, True
+
+    def left(self, stage: str | None = None, stage_left: float | None = None) -> float:
+        """Seconds left for the whole run: the current stage's own estimate (when given) plus the
+        stages after it at the measured pace."""
+        names = list(self.expected)
+        after = names[names.index(stage) + 1 :] if stage in names else names
+        rest = sum(self.expected[s] for s in after) * self.factor
+        if stage_left is None and stage in names:
+            stage_left = self.expected[stage] * self.factor
+        return rest + (stage_left or 0.0)
+
+    def text(self, stage: str | None = None, stage_left: float | None = None) -> str:
+        how = "" if self.measured else ", estimated from the development machine"
+        return f"whole run: about {clock(self.left(stage, stage_left))} left{how}"
+
+
+PLAN: ContextVar[Plan | None] = ContextVar("ddream_plan", default=None)

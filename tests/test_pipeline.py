@@ -280,3 +280,32 @@ def test_a_dit_written_before_it_described_itself_still_samples(trained_state, t
     new = cli("sample", "--state-dir", trained_state, "--grid", tmp_path / "y.png", *args)
     assert old.code == new.code == 0
     assert (tmp_path / "x.png").read_bytes() == (tmp_path / "y.png").read_bytes()
+
+
+def test_all_says_which_stage_of_how_many_and_what_is_left_of_the_whole_run(
+    tmp_path, mnist_dir, cli
+):
+    args = ["--profile", "quick", "--device", "cpu"]  # not --quiet: the lines are the point
+    res = cli("all", "--data-dir", mnist_dir, "--state-dir", tmp_path / "s", *args)
+    assert res.code == 0, res.err
+    lines = res.out.splitlines()
+    heads = [ln for ln in lines if ln.startswith("[")]
+    assert [h.split("]")[0] + "]" for h in heads] == ["[1/4]", "[2/4]", "[3/4]", "[4/4]"]
+    assert "estimated from the development machine" in heads[0]  # nothing measured yet
+    assert all("whole run: about" in h for h in heads)
+    assert "estimated" not in heads[-1]  # measured on this machine once a stage has run
+    epochs = [ln for ln in lines if " epoch " in ln and "ETA" in ln]
+    assert epochs and all("whole run: about" in ln for ln in epochs)
+
+
+def test_the_plan_scales_what_is_left_by_the_measured_pace():
+    from ddream.progress import Plan
+
+    plan = Plan({"ae": 100.0, "encode": 10.0, "dit": 30.0, "distill": 60.0})
+    assert plan.left() == 200.0 and not plan.measured
+    plan.epoch("ae", elapsed=50.0, left=150.0, done_before=0.0)  # twice as slow as expected
+    assert plan.factor == 2.0 and plan.left("ae", 150.0) == 150.0 + 2 * 100.0
+    plan.finished("ae", wall_time=200.0)
+    assert plan.left("encode") == 2 * 100.0 and plan.text("encode").endswith("left")
+    plan.epoch("dit", elapsed=10.0, left=5.0, done_before=0.5)  # resumed half way: 15 s for 15
+    assert plan.factor == 1.0 and plan.left("dit", 5.0) == 5.0 + 60.0

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from ddream.config import Profile
+from ddream.progress import PLAN, REFERENCE_SECONDS, Plan
 from ddream.render import check_output
 from ddream.sampler import SampleRequest
 from ddream.stages.distill import distill
@@ -65,12 +66,19 @@ def run_all(
             discard_stale=True,
         ),
     }
-    for stage in STAGES:
-        view = state.view(stage)
-        say(f"{stage}: {view.status}{' (' + view.detail + ')' if view.detail else ''}")
-        result = runs[stage]()
-        say(f"{stage}: {'already done, skipped' if result['skipped'] else 'done'}")
-        summary[stage] = result
+    plan = whole_run(state, profile)
+    token = PLAN.set(plan)
+    try:
+        for i, stage in enumerate(STAGES, 1):
+            view = state.view(stage)
+            detail = f" ({view.detail})" if view.detail else ""
+            say(f"[{i}/{len(STAGES)}] {stage}: {view.status}{detail}; {plan.text(stage)}")
+            result = runs[stage]()
+            say(f"{stage}: {'already done, skipped' if result['skipped'] else 'done'}")
+            plan.finished(stage, 0.0 if result["skipped"] else result.get("wall_time", 0.0))
+            summary[stage] = result
+    finally:
+        PLAN.reset(token)
     req = SampleRequest(seed=seed)  # the student, at its own defaults
     grid_path = check_output(state.path("samples.png"), ".png", "grid")
     gif_path = check_output(state.path("samples.gif"), ".gif", "gif")
@@ -78,3 +86,23 @@ def run_all(
         state, req, device=device, grid_path=grid_path, gif_path=gif_path, npz_path=None
     )
     return summary
+
+
+def whole_run(state: StateDir, profile: Profile) -> Plan:
+    """The work of each stage still to do, in development-machine seconds (REFERENCE_SECONDS)."""
+    sec = REFERENCE_SECONDS
+    images = profile.ae_train.train_limit or 60_000  # MNIST-like training split
+    tests = profile.ae_train.test_limit or 10_000
+    ae, dit, dis = profile.ae_train, profile.dit_train, profile.distill
+    pairs = min(dis.train_limit or dis.pairs, dis.pairs)
+    expected = {
+        "ae": (ae.epochs + ae.finetune_epochs) * images * sec["ae"],
+        "encode": (images + tests) * sec["encode"],
+        "dit": dit.epochs * (dit.train_limit or images) * sec["dit"],
+        "distill": dis.pairs * dis.teacher_steps * sec["pairs"]
+        + dis.epochs * pairs * sec["distill"],
+    }
+    for stage in expected:
+        if state.view(stage).status == "done":
+            expected[stage] = 0.0
+    return Plan(expected)
