@@ -134,6 +134,7 @@ class StateDir:
         flock is released by the kernel when the holder dies, so a lock left by a killed process is
         simply taken over.
         """
+        created = not self.root.exists()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -151,13 +152,29 @@ class StateDir:
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()} (ddream {command})\n".encode())
         self._lock_fd = fd
+        refused = False
         try:
             yield self
+        except DDreamError as e:
+            refused = created and e.exit_code in (1, 2)  # refused, not interrupted (130, 143)
+            raise
         finally:
             self._lock_fd = None
             os.ftruncate(fd, 0)
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+            if refused:
+                self._remove_if_empty()
+
+    def _remove_if_empty(self) -> None:
+        """A command refused on a state dir it created leaves nothing behind: no lock, no
+        state.json holding only the options of the refused run, no empty folder."""
+        if self.state_file.exists() and self.read()["stages"]:
+            return
+        self.state_file.unlink(missing_ok=True)
+        self.lock_file.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.root.rmdir()  # only if nothing else was written
 
     # ---- records -----------------------------------------------------------------------------
     def read(self) -> dict[str, Any]:

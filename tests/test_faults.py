@@ -186,3 +186,22 @@ def test_debug_shows_the_traceback(tmp_path):
         env=env,
     )
     assert res.returncode == 1 and "Traceback" in res.stderr
+
+
+@pytest.mark.parametrize(
+    "command", [["train-dit"], ["distill"], ["encode"], ["train-ae", "--data-dir", "/nonexistent"]]
+)
+def test_a_refused_command_leaves_no_state_dir_behind(tmp_path, cli, command):
+    state = tmp_path / "new"
+    res = cli(*command, "--state-dir", state, "--device", "cpu")
+    assert res.code in (1, 2) and res.err.count("\n") == 1
+    assert "no finished" in res.err or "is not a folder" in res.err
+    assert not state.exists()
+
+
+def test_a_refused_command_on_an_existing_state_dir_keeps_it(trained_state, tmp_path, cli):
+    state = tmp_path / "copy"
+    shutil.copytree(trained_state, state)
+    before = sorted(p.name for p in state.rglob("*"))
+    res = cli("train-ae", "--state-dir", state, "--data-dir", tmp_path / "none", *QUICK)
+    assert res.code == 2 and sorted(p.name for p in state.rglob("*")) == before
