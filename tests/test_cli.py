@@ -150,7 +150,7 @@ def test_commands_that_need_a_model_say_which_stage_to_run(tmp_path, cli):
     )  # the first missing
     res = cli("train-dit", "--state-dir", tmp_path / "empty", "--profile", "quick")
     assert res.code == 1 and "ddream train-ae" in res.err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.png", "empty"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.png"]  # nothing written, no folder
 
 
 def test_a_missing_dit_after_a_done_encode_asks_for_train_dit(trained_state, tmp_path, cli):
