@@ -112,3 +112,44 @@ def test_divergence_stops_with_a_clear_message_and_keeps_the_last_good_checkpoin
     tensors, _ = load_tensors(resume)
     assert all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point())
     assert StateDir(tmp_path).view("ae").status == "partial"
+
+
+def test_the_generator_pass_skips_the_discriminator_s_weight_gradients_exactly():
+    """The GAN term's pass freezes the discriminator: the same autoencoder gradient as through a
+    live one, no gradient left on the discriminator, and its weights trainable again afterwards."""
+    import torch.nn.functional as F
+
+    from ddream.models.discriminator import PatchDiscriminator
+    from ddream.stages.train_ae import ae_losses
+
+    torch.manual_seed(0)
+    ae, disc = AutoEncoder(QUICK.ae), PatchDiscriminator(8)
+    x = torch.rand(4, 1, 32, 32) * 2 - 1
+
+    total, *_ = ae_losses(ae, disc, x, gan_weight=0.5, use_gan=True)
+    total.backward()
+    frozen_grads = [p.grad.clone() for p in ae.parameters()]
+    assert all(p.grad is None and p.requires_grad for p in disc.parameters())
+
+    ae.zero_grad(set_to_none=True)
+    recon = ae(x)  # the same loss through a live discriminator
+    live = F.l1_loss(recon, x) + F.mse_loss(recon, x) + 0.5 * -disc(recon).float().mean()
+    live.backward()
+    assert all(torch.equal(a, p.grad) for a, p in zip(frozen_grads, ae.parameters(), strict=True))
+    assert all(p.grad is not None for p in disc.parameters())
+
+
+def test_epochs_but_the_last_score_a_fixed_test_subset_the_last_scores_all(mnist_dir, monkeypatch):
+    import ddream.stages.train_ae as stage
+    from ddream.models.discriminator import PatchDiscriminator
+
+    monkeypatch.setattr(stage, "EPOCH_TEST", 16)
+    train, test = load_split(mnist_dir, "train"), load_split(mnist_dir, "test")
+    torch.manual_seed(0)
+    ae = AutoEncoder(QUICK.ae)
+    task = stage.AETask(ae, PatchDiscriminator(8), QUICK.ae_train, train, test, CPU, 0)
+    task._epoch = 0
+    assert task.evaluate()["test_psnr"] == round(evaluate_psnr(ae, test.head(16), CPU), 3)
+    task._epoch = task.total_epochs - 1
+    assert task.evaluate()["test_psnr"] == round(evaluate_psnr(ae, test, CPU), 3)
+    assert evaluate_psnr(ae, test.head(16), CPU) != evaluate_psnr(ae, test, CPU)

@@ -54,7 +54,17 @@ def ae_losses(
     else:
         rec_loss = F.l1_loss(recon, x) + F.mse_loss(recon, x)
     if use_gan:  # the generator's term, on the live reconstruction so its gradient reaches the AE
-        logits = disc(recon).float()
+        # Only the gradient with respect to the input is wanted here: the discriminator's own
+        # weights learn in its step. Frozen for this pass, it skips their gradients (exact: the
+        # autoencoder's gradient is the same; tests/test_train_ae.py).
+        frozen = [p for p in disc.parameters() if p.requires_grad]
+        for p in frozen:
+            p.requires_grad_(False)
+        try:
+            logits = disc(recon).float()
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)
         gan = F.softplus(-logits).mean() if gan_loss == "bce" else -logits.mean()
     else:
         gan = torch.zeros((), device=x.device)
@@ -70,6 +80,9 @@ def disc_loss(
     if kind == "bce":
         return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
     return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+
+
+EPOCH_TEST = 2000  # test digits scored after each epoch but the last (which scores them all)
 
 
 @dataclass
@@ -99,8 +112,10 @@ class AETask:
         )
         self.augment = Augment(self.cfg.rotate, self.cfg.translate, self.cfg.scale, self.cfg.shear)
         self.images = self.train.images.to(self.device)
+        self._epoch = 0
 
     def step(self, epoch: int, global_step: int, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        self._epoch = epoch
         x = to_model(self.images[idx.to(self.device)])
         if epoch < self.cfg.epochs:  # drawn for the whole batch, so every rank sees the same draws
             x = self.augment(x, seeded(self.seed, "augment", global_step))
@@ -114,7 +129,7 @@ class AETask:
         with autocast(self.device):
             total, rec, gan, recon = ae_losses(
                 self.ae_ddp,
-                self.disc_ddp,
+                self.disc,  # frozen for this pass; DDP keeps its weights equal on every rank
                 x,
                 gan_weight=self.cfg.gan_weight,
                 use_gan=use_gan,
@@ -136,7 +151,11 @@ class AETask:
 
     @torch.inference_mode()
     def evaluate(self) -> dict[str, float]:
-        return {"test_psnr": round(evaluate_psnr(self.ae, self.test, self.device), 3)}
+        """Test PSNR after an epoch: on the first EPOCH_TEST digits of the test split while
+        training goes on, on the whole split after the last epoch (the figure the record keeps)."""
+        last = self._epoch + 1 >= self.total_epochs
+        split = self.test if last else self.test.head(min(EPOCH_TEST, len(self.test)))
+        return {"test_psnr": round(evaluate_psnr(self.ae, split, self.device), 3)}
 
     def state(self) -> dict[str, torch.Tensor]:
         opt_ae, self._groups_ae = flatten_optimizer(self.opt_ae, "opt_ae")
