@@ -1,5 +1,5 @@
 """The named settings: presets (ddream's recipe, DigitDreamer's configuration) and the profiles that
-scale them (reference: the full schedule; quick: seconds on a CPU)."""
+scale them (reference: the full schedule; fast: a first look in minutes; quick: seconds, a smoke test)."""
 
 from __future__ import annotations
 
@@ -58,7 +58,12 @@ PRESETS: dict[str, Profile] = {
         distill=DistillConfig(teacher_cfg=0.0, teacher_cfg_interval=()),
     ),
 }
-PROFILES = ("reference", "quick")
+PROFILES = ("reference", "fast", "quick")
+
+# The `fast` profile: the reference models on all the data, on a short schedule, for a first look
+# (digits a person reads as their class in a few minutes; BENCHMARKS.md has its time and FID).
+FAST_AE_EPOCHS, FAST_FINETUNE, FAST_DIT_EPOCHS = 3, 1, 3
+FAST_PAIRS, FAST_DISTILL_EPOCHS = 10_000, 10
 
 
 def quicken(preset: Profile) -> Profile:
@@ -103,6 +108,25 @@ def quicken(preset: Profile) -> Profile:
     )
 
 
+def fasten(preset: Profile) -> Profile:
+    """The `fast` profile of a preset: the same models and data, fewer epochs; the GAN term starts at
+    the same share of the (shorter) autoencoder run as in the reference schedule."""
+    ae_train = preset.ae_train
+    share = (FAST_AE_EPOCHS + FAST_FINETUNE) / max(1, ae_train.epochs + ae_train.finetune_epochs)
+    return dataclasses.replace(
+        preset,
+        name=f"{preset.name}-fast",
+        ae_train=dataclasses.replace(
+            ae_train,
+            epochs=FAST_AE_EPOCHS,
+            finetune_epochs=FAST_FINETUNE,
+            gan_start=round(ae_train.gan_start * share),
+        ),
+        dit_train=dataclasses.replace(preset.dit_train, epochs=FAST_DIT_EPOCHS),
+        distill=dataclasses.replace(preset.distill, pairs=FAST_PAIRS, epochs=FAST_DISTILL_EPOCHS),
+    )
+
+
 def get_profile(profile: str, preset: str = "default") -> Profile:
     """A preset's settings at the scale a profile names; a clear error for unknown names."""
     from ddream.errors import BadInput
@@ -111,4 +135,5 @@ def get_profile(profile: str, preset: str = "default") -> Profile:
         raise BadInput(f"unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}")
     if profile not in PROFILES:
         raise BadInput(f"unknown profile {profile!r}; choose one of: {', '.join(PROFILES)}")
-    return PRESETS[preset] if profile == "reference" else quicken(PRESETS[preset])
+    scale = {"reference": lambda p: p, "fast": fasten, "quick": quicken}[profile]
+    return scale(PRESETS[preset])

@@ -43,7 +43,7 @@ def test_bash_completes_subcommands_and_options():
     "words,offered",
     [
         ("ddream sample --solver ", ["euler", "heun"]),
-        ("ddream all --profile ", ["reference", "quick"]),
+        ("ddream all --profile ", ["reference", "fast", "quick"]),
         ("ddream train-ae --preset ", ["default", "digitdreamer"]),
         ("ddream train-ae --dataset ", ["mnist", "fashion", "kmnist", "emnist-digits", "qmnist"]),
         ("ddream sample --between ", ["classes", "seeds"]),

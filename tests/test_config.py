@@ -121,3 +121,20 @@ def test_models_refuse_settings_that_do_not_validate():
 
     with pytest.raises(BadInput, match="latent channels 7"):
         AutoEncoder(AEConfig(latent_channels=7))
+
+
+@pytest.mark.parametrize("preset", ["default", "digitdreamer"])
+def test_the_fast_profile_keeps_the_models_and_data_and_shortens_the_schedule(preset):
+    from ddream.presets import get_profile
+
+    ref, fast = get_profile("reference", preset), get_profile("fast", preset)
+    assert (fast.ae, fast.dit, fast.sample) == (ref.ae, ref.dit, ref.sample)  # the same models
+    assert fast.ae_train.train_limit == ref.ae_train.train_limit == 0  # all the data
+    ae_epochs = lambda p: p.ae_train.epochs + p.ae_train.finetune_epochs  # noqa: E731
+    assert ae_epochs(fast) < ae_epochs(ref) and fast.dit_train.epochs < ref.dit_train.epochs
+    assert fast.distill.epochs < ref.distill.epochs and fast.distill.pairs < ref.distill.pairs
+    # the GAN term starts at the same share of the autoencoder's steps
+    share = lambda p: p.ae_train.gan_start / ae_epochs(p)  # noqa: E731
+    assert abs(share(fast) - share(ref)) <= 1
+    for section in ("ae", "ae_train", "dit", "dit_train", "sample", "distill"):
+        validate(getattr(fast, section))
