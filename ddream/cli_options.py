@@ -103,7 +103,7 @@ ProfileOpt = Annotated[
     typer.Option(
         "--profile",
         help="reference (the full schedule: 20+2 AE, 10 DiT, 30 distill epochs), fast (the same "
-        "models, 3+1 AE, 3 DiT and 10 distill epochs: a first look in minutes) or quick (a tiny "
+        "models, 3+1 AE, 6 DiT and 10 distill epochs: a first look in minutes) or quick (a tiny "
         "model on a slice of the data, seconds: a smoke test).",
     ),
 ]

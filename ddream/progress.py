@@ -91,16 +91,17 @@ class Progress:
 
 
 # ---- the whole run (`ddream all`) ---------------------------------------------------------------------
-# Seconds per unit of work on the development machine (2-core AMD EPYC; BENCHMARKS.md, reference
-# schedule: autoencoder 1,598 s for 22 epochs of 60,000, encode 19 s for 70,000 digits, DiT 127 s for
-# 10 epochs, distill 64 s for 60,000 12-step teacher pairs and 211 s for 30 epochs). Any other machine
-# is measured as it goes: the plan scales the stages still to come by how this one compares.
+# Seconds per unit of work on the development machine (2-core AMD EPYC), measured by a whole default
+# `ddream all` on 2026-11-29 (BENCHMARKS.md): autoencoder 858 s for 22 epochs of 60,000, encode 10 s
+# for 70,000 digits, DiT 82 s for 10 epochs, distill 39 s for 60,000 12-step teacher pairs and 231 s
+# for 30 epochs. Any other machine is measured as it goes: the plan scales the stages still to come
+# by how this one compares.
 REFERENCE_SECONDS = {
-    "ae": 1598 / (22 * 60_000),  # per image-epoch
-    "encode": 19 / 70_000,  # per digit
-    "dit": 127 / (10 * 60_000),  # per latent-epoch
-    "pairs": 64 / (60_000 * 12),  # per pair and teacher step
-    "distill": 211 / (30 * 60_000),  # per pair-epoch
+    "ae": 858 / (22 * 60_000),  # per image-epoch
+    "encode": 10 / 70_000,  # per digit
+    "dit": 82 / (10 * 60_000),  # per latent-epoch
+    "pairs": 39 / (60_000 * 12),  # per pair and teacher step
+    "distill": 231 / (30 * 60_000),  # per pair-epoch
 }
 
 
