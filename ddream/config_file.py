@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ddream.config import CHOICES, SECTIONS, Profile, validate  # noqa: F401  (CHOICES: see validate)
+from ddream.config import SECTIONS, Profile, validate
 
 
 def read_toml(path: Path) -> dict[str, Any]:
