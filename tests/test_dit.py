@@ -65,9 +65,33 @@ def test_conditioning_is_computed_once_per_distinct_t_and_class():
     with torch.inference_mode():
         model(x, torch.full((500,), 0.5), y)
     assert seen == [10]  # ten classes at one t, not 500 rows
-    with torch.enable_grad():  # training keeps one row per sample, for the gradients
+    with torch.enable_grad():  # a rectified-flow batch (a t per row) keeps one row per sample
         model.train()(x[:8], torch.rand(8), y[:8])
     assert seen[-1] == 8
+    with torch.enable_grad():  # the one-step student trains at t = 1 only: ten rows again
+        model(x, torch.ones(500), y)
+    assert seen[-1] == 10
+
+
+def test_student_training_gradients_match_the_paper_forward():
+    """Conditioning once per distinct (t, class) under autograd: the same loss and the same
+    gradient for every weight as the per-row forward (the student's batches are all at t = 1)."""
+    model = _trained_looking_dit(2).train()
+    x, y = torch.randn(256, 4, 2, 2), torch.arange(256) % 10
+    t = torch.ones(256)
+    target = torch.randn(256, 4, 2, 2)
+
+    def grads(forward):
+        model.zero_grad()
+        loss = F.mse_loss(forward(x, t, y), target)
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    fast_loss, fast = grads(model)
+    ref_loss, ref = grads(lambda *a: reference_forward(model, *a))
+    assert abs(float(fast_loss - ref_loss)) <= 1e-5
+    for name, g in ref.items():
+        assert (fast[name] - g).abs().max() <= 1e-5 * max(1.0, float(g.abs().max())), name
 
 
 def test_one_token_attention_skips_queries_and_keys():

@@ -90,7 +90,7 @@ class DiTBlock(nn.Module):
         vector (None: one vector per row)."""
         mod = self.adaLN_modulation(c)
         if rows is not None:
-            mod = mod[rows]
+            mod = mod.index_select(0, rows)
         sh1, sc1, g1, sh2, sc2, g2 = mod.chunk(6, dim=1)
         x = x + g1[:, None] * self.attn(modulate(self.norm1(x), sh1, sc1))
         return x + g2[:, None] * self.mlp(modulate(self.norm2(x), sh2, sc2))
@@ -110,7 +110,7 @@ class FinalLayer(nn.Module):
     ) -> torch.Tensor:
         mod = self.adaLN_modulation(c)
         if rows is not None:
-            mod = mod[rows]
+            mod = mod.index_select(0, rows)
         shift, scale = mod.chunk(2, dim=1)
         return self.linear(modulate(self.norm(x), shift, scale))
 
@@ -173,13 +173,16 @@ class DiT(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         h = self.x_embed(self.patchify(x)) + self.pos_embed
         rows = None
-        if not torch.is_grad_enabled() and len(y) > 1:
-            # Sampling batches share a few (t, class) pairs: embed them and regress every block's
-            # modulation once per distinct pair, not once per row (exact; a third of the work).
-            pairs, rows = torch.unique(
+        if len(y) > 1:
+            # Sampling batches (and the one-step student's training batches, all at t = 1) share a
+            # few (t, class) pairs: embed them and regress every block's modulation once per
+            # distinct pair, not once per row (exact, gradients included; a third of the work).
+            # A rectified-flow training batch draws a t per row: there it would save nothing.
+            pairs, inverse = torch.unique(
                 torch.stack([t.float(), y.float()], dim=1), dim=0, return_inverse=True
             )
-            t, y = pairs[:, 0].to(t.dtype), pairs[:, 1].long()
+            if 2 * len(pairs) <= len(y):
+                t, y, rows = pairs[:, 0].to(t.dtype), pairs[:, 1].long(), inverse
         c = self.t_embed(t) + self.y_embed(y)
         for block in self.blocks:
             h = block(h, c, rows)
