@@ -99,6 +99,10 @@ class AETask:
     dist: Dist = SINGLE
 
     def __post_init__(self) -> None:
+        # Channels-last memory for the models and every batch: oneDNN's kernels for the narrow
+        # 32x32 convolutions run ~4x faster in it (the autoencoder ~1.13x overall, BENCHMARKS.md).
+        self.ae.to(memory_format=torch.channels_last)
+        self.disc.to(memory_format=torch.channels_last)
         self.ae_ddp, self.disc_ddp = self.dist.wrap(self.ae), self.dist.wrap(self.disc)
         self.n_train = len(self.train)
         self.batch_size = self.cfg.batch_size
@@ -119,7 +123,7 @@ class AETask:
         x = to_model(self.images[idx.to(self.device)])
         if epoch < self.cfg.epochs:  # drawn for the whole batch, so every rank sees the same draws
             x = self.augment(x, seeded(self.seed, "augment", global_step))
-        x = self.dist.shard(x)
+        x = self.dist.shard(x).contiguous(memory_format=torch.channels_last)
         lr = scheduled_lr(self.cfg.lr_schedule, self.cfg.lr, global_step, self.total_steps)
         for opt in (self.opt_ae, self.opt_d):
             for group in opt.param_groups:
