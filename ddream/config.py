@@ -66,7 +66,9 @@ class DiTTrainConfig:
     """How train-dit runs: rectified flow on (standardised) latents, with an EMA of the weights."""
 
     epochs: int = 10
-    batch_size: int = 256
+    # 128 rather than 256: the same 10 epochs in twice the updates gave the one-step student FID
+    # 4.39 against 5.32 (class accuracy 99.37% against 99.10%), for ~60 s more (BENCHMARKS.md)
+    batch_size: int = 128
     lr: float = 1e-3
     lr_schedule: str = "cosine"
     weight_decay: float = 0.0
