@@ -66,7 +66,7 @@ def share_classifier(src: Path, dst: Path) -> None:
 
 def train_seconds(state: Path) -> dict[str, float]:
     stages = json.loads((state / "state.json").read_text())["stages"]
-    out = {name: stages[name]["wall_time"] for name in ("ae", "encode", "dit")}
+    out = {name: stages[name]["wall_time"] for name in ("ae", "encode", "dit", "distill") if name in stages}
     out["total"] = sum(out.values())
     out["ae_images_per_s"] = stages["ae"]["metrics"]["images_per_s"]
     out["dit_latents_per_s"] = stages["dit"]["metrics"]["images_per_s"]
@@ -117,6 +117,9 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--sweep-n", type=int, default=2_000)
     ap.add_argument("--ttq", default="", help="A,F,D: time-to-quality run of the default preset")
+    ap.add_argument(
+        "--fast", action="store_true", help="also time and score `ddream all --profile fast`"
+    )
     ap.add_argument("--profile", default="reference", help="quick: a smoke test of this script")
     ap.add_argument(
         "--docs",
@@ -156,6 +159,18 @@ def main() -> None:
         save()
         draw(state, out_dir / f"{preset}.png", out_dir / f"{preset}.gif")
 
+    if args.fast:
+        state = args.work / "fast"
+        shutil.rmtree(state, ignore_errors=True)
+        total, rss = run_all(state, data, "--profile", "fast")
+        share_classifier(first, state)
+        results["fast"] = {
+            "all_seconds": total,
+            "peak_rss_mib": rss,
+            "train": train_seconds(state),
+            "eval": evaluate(state, data, args.n),
+        }
+        save()
     if args.ttq:
         a, f, d = args.ttq.split(",")
         state = args.work / "ttq"
@@ -191,9 +206,9 @@ def report(results: dict, args: argparse.Namespace) -> None:
     )
     print(
         "| preset | PSNR (dB) | SSIM | FID | class acc. | precision | recall | train-ae | encode | "
-        "train-dit | `ddream all` | peak RSS | sampling (digits/s) |"
+        "train-dit | distill | `ddream all` | peak RSS | sampling (digits/s) |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for preset in ("digitdreamer", "default"):
         if preset not in results:
             continue
@@ -205,13 +220,14 @@ def report(results: dict, args: argparse.Namespace) -> None:
             f"| {preset} ({e['steps']} {e['solver']} steps, cfg {e['cfg']}) | {r['psnr']:.2f} | "
             f"{r['ssim']:.4f} | {g['fid']:.2f} | {g['class_accuracy']:.2%} | {g['precision']:.3f} | "
             f"{g['recall']:.3f} | {t['ae']:.0f} s | {t['encode']:.0f} s | {t['dit']:.0f} s | "
+            f"{t.get('distill', 0):.0f} s | "
             f"{res['all_seconds']:.0f} s | {res['peak_rss_mib']:.0f} MiB | {speed:.0f} |"
         )
     any_eval = next(iter(v["eval"] for k, v in results.items() if k in ("default", "digitdreamer")))
     fl = any_eval["real_floor"]
     print(
         f"| real-data floor (held-out digits) | | | {fl['fid']:.2f} | {fl['class_accuracy']:.2%} | "
-        f"{fl['precision']:.3f} | {fl['recall']:.3f} | | | | | | |"
+        f"{fl['precision']:.3f} | {fl['recall']:.3f} | | | | | | | |"
     )
     print(
         f"\nExtractor: {any_eval['extractor']}, test accuracy {any_eval['extractor_test_accuracy']:.2%}; "
@@ -223,9 +239,21 @@ def report(results: dict, args: argparse.Namespace) -> None:
         print(
             f"\nDefault vs digitdreamer: FID ratio {e1['generation']['fid'] / e0['generation']['fid']:.3f}; "
             f"PSNR {e1['reconstruction']['psnr'] - e0['reconstruction']['psnr']:+.2f} dB; "
-            f"training wall-time ratio {d1['train']['total'] / d0['train']['total']:.2f}; "
+            f"`ddream all` wall-time ratio {d1['all_seconds'] / d0['all_seconds']:.2f} "
+            f"({d1['all_seconds']:.0f} s / {d0['all_seconds']:.0f} s); "
             f"AE images/s {d1['train']['ae_images_per_s']:.0f} vs {d0['train']['ae_images_per_s']:.0f}"
         )
+        if "fast" in results:
+            q = results["fast"]
+            g = q["eval"]["generation"]
+            print(
+                f"\nThe fast profile: `ddream all --profile fast` {q['all_seconds']:.0f} s "
+                f"({q['all_seconds'] / d0['all_seconds']:.2f} of the digitdreamer preset's), FID "
+                f"{g['fid']:.2f} (digitdreamer's final: {e0['generation']['fid']:.2f}), class accuracy "
+                f"{g['class_accuracy']:.2%}, recall {g['recall']:.3f}, PSNR "
+                f"{q['eval']['reconstruction']['psnr']:.2f} dB, peak RSS {q['peak_rss_mib']:.0f} MiB; "
+                + ", ".join(f"{k} {v:.0f} s" for k, v in q["train"].items() if k in ("ae", "encode", "dit", "distill"))
+            )
         if "ttq" in results:
             q = results["ttq"]
             print(
