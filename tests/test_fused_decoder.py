@@ -29,9 +29,10 @@ def test_fused_decoder_decodes_the_same_digits(widths, blocks, latent):
     z = torch.randn(600, latent, 2, 2)  # more than one chunk, and a partial last one
     with torch.inference_mode():
         plain = decoder(z)
-    fused = FusedDecoder(decoder, chunk=256)(z)
-    assert fused.shape == plain.shape == (600, 1, 32, 32)
-    assert (fused - plain).abs().max() <= 1e-5 * max(1.0, float(plain.abs().max()))
+    for gemm_head in (True, False):  # the 2x2 stage as matrix products, and as convolutions
+        fused = FusedDecoder(decoder, chunk=256, gemm_head=gemm_head)(z)
+        assert fused.shape == plain.shape == (600, 1, 32, 32)
+        assert (fused - plain).abs().max() <= 1e-5 * max(1.0, float(plain.abs().max()))
 
 
 def test_folding_adds_the_duplicating_shortcut_to_the_centre_tap():

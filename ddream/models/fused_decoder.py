@@ -42,10 +42,45 @@ def pixel_shuffle_nhwc(x: torch.Tensor) -> torch.Tensor:
     return out.permute(0, 3, 1, 2)  # a channels-last view of (b, c, 2h, 2w)
 
 
+def conv_2x2_matrix(conv: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """A 3x3, padding-1 convolution of a 2x2 map as the dense linear map it is there (every output
+    position sees every input position): (weight, bias) for F.linear on rows flattened position-major,
+    (y, x, channel), which is channels-last memory. One GEMM instead of a convolution on four pixels."""
+    w = conv.weight.detach()  # (out, in, 3, 3)
+    big = w.new_zeros(2, 2, w.shape[0], 2, 2, w.shape[1])  # (py, px, out, qy, qx, in)
+    for py, px, qy, qx in torch.cartesian_prod(*[torch.arange(2)] * 4).tolist():
+        big[py, px, :, qy, qx, :] = w[:, :, qy - py + 1, qx - px + 1]
+    return big.reshape(4 * w.shape[0], 4 * w.shape[1]), conv.bias.detach().repeat(4)
+
+
+class Head2x2(nn.Module):
+    """The decoder up to its first 4x4 map (input convolution, the 2x2 residual blocks, the first
+    up-step and its shuffle) as GEMMs on flattened 2x2 maps; the up-step's rows are ordered so that
+    its output already is the shuffled 4x4 map in channels-last memory."""
+
+    def __init__(self, inp: nn.Conv2d, mid: nn.Sequential, up: nn.Conv2d) -> None:
+        super().__init__()
+        self.inp = conv_2x2_matrix(inp)
+        self.mid = [conv_2x2_matrix(b.conv1) + conv_2x2_matrix(b.conv2) for b in mid]
+        w, b = conv_2x2_matrix(up)
+        c = up.out_channels // 4
+        # rows (py, px, 4c + 2i + j) -> (2py + i, 2px + j, c): pixel shuffle as a row order
+        order = torch.arange(4 * up.out_channels).view(2, 2, c, 2, 2).permute(0, 3, 1, 4, 2)
+        self.up = (w[order.reshape(-1)], b[order.reshape(-1)])
+        self.channels = c
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = F.linear(z.permute(0, 2, 3, 1).reshape(len(z), -1), *self.inp)
+        for w1, b1, w2, b2 in self.mid:
+            h = h + F.linear(F.silu(F.linear(F.silu(h), w1, b1)), w2, b2)
+        out = F.linear(h, *self.up).view(len(z), 4, 4, self.channels)
+        return out.permute(0, 3, 1, 2)  # a channels-last view of (b, c, 4, 4)
+
+
 class FusedDecoder(nn.Module):
     """Inference-only copy of a trained DC-AE `Decoder` (it shares the residual blocks' weights)."""
 
-    def __init__(self, decoder: Decoder, chunk: int = 256) -> None:
+    def __init__(self, decoder: Decoder, chunk: int = 256, gemm_head: bool = True) -> None:
         super().__init__()
         self.chunk = chunk
         self.inp = fold_duplication(decoder.inp)
@@ -54,14 +89,20 @@ class FusedDecoder(nn.Module):
         self.blocks = nn.ModuleList(nn.Sequential(*stage[1:]) for stage in decoder.stages)
         self.out = decoder.out
         self.eval().to(memory_format=torch.channels_last)
+        # gemm_head=False keeps the 2x2 stage as convolutions (benchmarks/sampling_parts.py)
+        self.head = Head2x2(self.inp, self.mid, self.ups[0]) if gemm_head else self._conv_head
 
     @torch.inference_mode()
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return torch.cat([self._decode(part) for part in z.split(self.chunk)])
 
-    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+    def _conv_head(self, z: torch.Tensor) -> torch.Tensor:
         h = self.mid(self.inp(z.contiguous(memory_format=torch.channels_last)))
-        for up, blocks in zip(self.ups, self.blocks, strict=True):
+        return pixel_shuffle_nhwc(self.ups[0](h))
+
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.blocks[0](self.head(z))
+        for up, blocks in zip(self.ups[1:], self.blocks[1:], strict=True):
             h = blocks(pixel_shuffle_nhwc(up(h)))
         return self.out(F.silu(h))
 
