@@ -31,7 +31,10 @@ OLD_TIMER = """
 import sys, time, tempfile, torch
 from pathlib import Path
 from ddream.render import write_npz
-from ddream.sampler import Sampler, SampleRequest, class_rows
+import ddream.stages.sample as m  # where commits before the refactor (issue 13) kept the sampler
+if not hasattr(m, "class_rows"):
+    import ddream.sampler as m
+Sampler, SampleRequest, class_rows = m.Sampler, m.SampleRequest, m.class_rows
 from ddream.state import StateDir
 torch.set_num_threads(torch.get_num_threads())
 s = Sampler.from_state(StateDir(sys.argv[1]), torch.device("cpu"))
