@@ -66,7 +66,11 @@ def share_classifier(src: Path, dst: Path) -> None:
 
 def train_seconds(state: Path) -> dict[str, float]:
     stages = json.loads((state / "state.json").read_text())["stages"]
-    out = {name: stages[name]["wall_time"] for name in ("ae", "encode", "dit", "distill") if name in stages}
+    out = {
+        name: stages[name]["wall_time"]
+        for name in ("ae", "encode", "dit", "distill")
+        if name in stages
+    }
     out["total"] = sum(out.values())
     out["ae_images_per_s"] = stages["ae"]["metrics"]["images_per_s"]
     out["dit_latents_per_s"] = stages["dit"]["metrics"]["images_per_s"]
@@ -252,7 +256,11 @@ def report(results: dict, args: argparse.Namespace) -> None:
                 f"{g['fid']:.2f} (digitdreamer's final: {e0['generation']['fid']:.2f}), class accuracy "
                 f"{g['class_accuracy']:.2%}, recall {g['recall']:.3f}, PSNR "
                 f"{q['eval']['reconstruction']['psnr']:.2f} dB, peak RSS {q['peak_rss_mib']:.0f} MiB; "
-                + ", ".join(f"{k} {v:.0f} s" for k, v in q["train"].items() if k in ("ae", "encode", "dit", "distill"))
+                + ", ".join(
+                    f"{k} {v:.0f} s"
+                    for k, v in q["train"].items()
+                    if k in ("ae", "encode", "dit", "distill")
+                )
             )
         if "ttq" in results:
             q = results["ttq"]

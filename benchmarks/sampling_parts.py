@@ -72,7 +72,7 @@ def main() -> None:
             f"| fused, chunks of {chunk} | {n / best(lambda f=fused: f(z), r):,.0f} |", flush=True
         )
 
-    for rep in range(2):  # alternating, so that a noisy machine hurts both alike
+    for _ in range(2):  # alternating, so that a noisy machine hurts both alike
         for gemm in (False, True):
             fused = FusedDecoder(ae.decoder, chunk=256, gemm_head=gemm)
             what = "matrix products (default)" if gemm else "convolutions"
