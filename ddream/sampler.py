@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,8 +72,16 @@ class Sampler:
     def from_state(cls, state: StateDir, device: torch.device, model: str = "auto") -> Sampler:
         if model not in MODELS:
             raise BadInput(f"--model {model!r}: choose one of {', '.join(MODELS)}")
-        if model == "student" or (model == "auto" and state.view("distill").status == "done"):
+        distill = state.view("distill")
+        if model == "student" or (model == "auto" and distill.status == "done"):
             return cls.student(state, device)
+        if model == "auto" and distill.status in ("corrupt", "stale"):
+            # not silently: the teacher is slower and draws other digits than the student would
+            print(
+                f"note: the one-step student is {distill.status} ({distill.detail}); drawing with "
+                "the teacher. `ddream distill` (or `ddream all`) makes a fresh one.",
+                file=sys.stderr,
+            )
         dit, stats, _ = load_dit(state, device)
         ae, ae_sha = load_ae(state, device)
         if stats.ae_sha != ae_sha:

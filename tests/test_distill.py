@@ -126,6 +126,23 @@ def test_the_teacher_still_samples_when_no_student_was_distilled(trained_state, 
     assert res.code == 1 and "ddream distill" in res.err
 
 
+def test_a_damaged_student_is_named_not_silently_replaced_by_the_teacher(
+    trained_state, tmp_path, cli
+):
+    import shutil
+
+    state = tmp_path / "damaged"
+    shutil.copytree(trained_state, state)
+    student_file = next((state / "distill").glob("student*.safetensors"))
+    student_file.write_bytes(student_file.read_bytes()[:-64])  # truncated
+    res = cli(
+        "sample", "--state-dir", state, "--device", "cpu", "--json", "--npz", tmp_path / "d.npz"
+    )
+    assert res.code == 0, res.err
+    assert json.loads(res.out)["model"] == "teacher"
+    assert "student is corrupt" in res.err and "ddream distill" in res.err
+
+
 def test_the_student_lands_where_one_step_of_its_own_velocity_says(trained_state):
     """One student step is x0 = noise - v(noise, 1, class): no guidance row, no other pass."""
     from ddream.sampler import Sampler, SampleRequest
