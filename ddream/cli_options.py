@@ -102,7 +102,7 @@ ProfileOpt = Annotated[
     Profile,
     typer.Option(
         "--profile",
-        help="reference (the full schedule: 20+2 AE, 10 DiT, 30 distill epochs), fast (the same "
+        help="reference (the full schedule: 20+2 AE, 10 DiT, 15 distill epochs), fast (the same "
         "models, 3+1 AE, 6 DiT and 10 distill epochs: a first look, 234 s to FID 11.4 on a 2-core "
         "CPU) or quick (a tiny "
         "model on a slice of the data, seconds: a smoke test).",
@@ -177,10 +177,10 @@ UniformOpt = Annotated[
 ]
 DistillEpochsOpt = Annotated[
     int | None,
-    typer.Option("--epochs", min=1, help="Epochs over the teacher's pairs (reference: 30)."),
+    typer.Option("--epochs", min=1, help="Epochs over the teacher's pairs (reference: 15)."),
 ]
 PipelineDistillEpochsOpt = Annotated[
-    int | None, typer.Option("--distill-epochs", min=1, help="Distillation epochs (reference: 30).")
+    int | None, typer.Option("--distill-epochs", min=1, help="Distillation epochs (reference: 15).")
 ]
 PairsOpt = Annotated[
     int | None, typer.Option(min=64, help="(noise, class) -> teacher latent pairs to learn from.")
