@@ -71,7 +71,8 @@ class DiTTrainConfig:
 
     epochs: int = 10
     # 128 rather than 256: the same 10 epochs in twice the updates gave the one-step student FID
-    # 4.39 against 5.32 (class accuracy 99.37% against 99.10%), for ~20 s more on a 2-core CPU (BENCHMARKS.md)
+    # 4.39 against 5.32 (class accuracy 99.37% against 99.10%), for ~20 s more on a 2-core CPU
+    # (BENCHMARKS.md)
     batch_size: int = 128
     lr: float = 1e-3
     lr_schedule: str = "cosine"
