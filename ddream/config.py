@@ -18,6 +18,10 @@ class AEConfig:
     arch: str = "dcae"  # dcae (residual shortcuts) or digitdreamer (the reference's plain blocks)
     widths: tuple[int, ...] = (8, 16, 32, 64, 64)  # channels at 32, 16, 8, 4, 2 pixels
     blocks: tuple[int, ...] = (0, 1, 1, 1, 1)  # residual blocks at each resolution (dcae)
+    # How the 32x32 image meets the 16x16 level (dcae). shuffle: DC-AE's project-in/out when the
+    # first stage has no blocks: a pixel (un)shuffle, the 3x3 convolutions at 16x16 (widths[0] is
+    # unused); conv: a convolution at 32x32 each way, then a down/up step (ddream 0.3 and before).
+    io: str = "shuffle"
     latent_channels: int = 16  # 2x2x16: twice DigitDreamer's 2x2x8, the F-16 shape kept
     disc_width: int = 16  # patch discriminator's first width
 
@@ -155,10 +159,15 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
+# Settings added with a new default: the value that a config written before them meant.
+LEGACY: dict[type, dict[str, Any]] = {AEConfig: {"io": "conv"}}
+
+
 def from_dict(cls: type, data: dict[str, Any]) -> Any:
-    """A config rebuilt from `to_dict` output; lists become tuples where the field is a tuple."""
+    """A config rebuilt from `to_dict` output; lists become tuples where the field is a tuple; a
+    setting the data predates takes its LEGACY value, not today's default."""
     known = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
+    kwargs = {k: v for k, v in LEGACY.get(cls, {}).items() if k not in data}
     for key, value in data.items():
         if key in known:
             kwargs[key] = tuple(value) if isinstance(value, list) else value
@@ -184,6 +193,7 @@ SECTIONS: dict[str, type] = {
 }
 CHOICES: dict[str, tuple[str, ...]] = {
     "arch": ("dcae", "digitdreamer"),
+    "io": ("shuffle", "conv"),
     "lr_schedule": ("cosine", "constant"),
     "recon_loss": ("l1+mse", "bce"),
     "gan_loss": ("hinge", "bce"),
@@ -233,6 +243,8 @@ def _ae_rule(cfg: AEConfig) -> str | None:
             return f"widths {a}->{b} do not fit the DC-AE shortcuts"
     if w[4] % cfg.latent_channels:
         return f"latent channels {cfg.latent_channels} must divide width {w[4]}"
+    if cfg.io == "shuffle" and cfg.blocks[0]:
+        return "io 'shuffle' has no 32x32 stage: blocks[0] must be 0 (or io 'conv')"
     return None
 
 

@@ -47,12 +47,37 @@ def test_blocks_with_a_zero_learned_path_are_exactly_their_shortcuts():
 
 
 @pytest.mark.parametrize("latent_channels", [4, 8, 16])
-def test_autoencoder_is_f16_with_configurable_latent_channels(latent_channels):
-    ae = AutoEncoder(AEConfig(latent_channels=latent_channels))
+@pytest.mark.parametrize("io", ["shuffle", "conv"])
+def test_autoencoder_is_f16_with_configurable_latent_channels(latent_channels, io):
+    ae = AutoEncoder(AEConfig(latent_channels=latent_channels, io=io))
     x = torch.randn(2, 1, 32, 32)
     z = ae.encode(x)
     assert z.shape == (2, latent_channels, 2, 2)
     assert ae.decode(z).shape == x.shape
+
+
+def _conv_input_sizes(ae: AutoEncoder) -> set[int]:
+    sizes: set[int] = set()
+    for m in ae.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            m.register_forward_hook(lambda mod, inp, out: sizes.add(inp[0].shape[-1]))
+    ae(torch.randn(1, 1, 32, 32))
+    return sizes
+
+
+def test_shuffle_io_runs_no_layer_at_32x32_and_conv_io_does():
+    assert max(_conv_input_sizes(AutoEncoder(AEConfig(io="shuffle")))) == 16
+    assert max(_conv_input_sizes(AutoEncoder(AEConfig(io="conv")))) == 32
+
+
+def test_shuffle_io_decoder_output_is_its_last_convolution_pixel_shuffled():
+    torch.manual_seed(0)
+    ae = AutoEncoder(AEConfig(io="shuffle")).eval()
+    seen = {}
+    ae.decoder.out.register_forward_hook(lambda mod, inp, out: seen.update(out=out))
+    x = ae.decode(torch.randn(3, 16, 2, 2))
+    assert seen["out"].shape == (3, 4, 16, 16)
+    assert torch.equal(x, torch.nn.functional.pixel_shuffle(seen["out"], 2))
 
 
 @pytest.mark.parametrize(

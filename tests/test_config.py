@@ -105,6 +105,8 @@ def test_a_table_reaches_the_stage_that_uses_it(tmp_path, cli, mnist_dir):
         (AEConfig(widths=(8, 16, 32, 64, 64), latent_channels=7), "must divide width 64"),
         (AEConfig(widths=(8, 12, 32, 64, 64)), "do not fit the DC-AE shortcuts"),
         (AEConfig(arch="vae"), "arch 'vae': choose one of dcae, digitdreamer"),
+        (AEConfig(blocks=(1, 1, 1, 1, 1)), "blocks[0] must be 0 (or io 'conv')"),
+        (AEConfig(io="stride"), "io 'stride': choose one of shuffle, conv"),
         (DiTConfig(patch_size=3), "patch_size 3 must divide latent_size 2"),
         (DiTConfig(class_dropout=1.0), "class_dropout 1.0 must be in [0, 1)"),
         (DiTConfig(mlp_ratio=float("nan")), "mlp_ratio must be finite"),
@@ -114,6 +116,14 @@ def test_a_table_reaches_the_stage_that_uses_it(tmp_path, cli, mnist_dir):
 def test_validate_names_the_setting_and_the_rule(cfg, match):
     with pytest.raises(BadInput, match=re.escape(match)):
         validate(cfg)
+
+
+def test_a_stored_config_that_predates_a_setting_takes_its_legacy_value():
+    from ddream.config import from_dict, to_dict
+
+    old = {k: v for k, v in to_dict(AEConfig(io="conv")).items() if k != "io"}
+    assert from_dict(AEConfig, old) == AEConfig(io="conv")  # written before io existed
+    assert from_dict(AEConfig, to_dict(AEConfig())).io == "shuffle"  # today's default, recorded
 
 
 def test_models_refuse_settings_that_do_not_validate():

@@ -19,12 +19,16 @@ def _trained_looking_decoder(cfg: AEConfig) -> Decoder:
 
 
 @pytest.mark.parametrize(
-    "widths,blocks,latent",
-    [((8, 16, 32, 64, 64), (0, 1, 1, 1, 1), 16), ((4, 8, 16, 16, 16), (1, 0, 1, 0, 2), 4)],
+    "widths,blocks,latent,io",
+    [
+        ((8, 16, 32, 64, 64), (0, 1, 1, 1, 1), 16, "shuffle"),
+        ((8, 16, 32, 64, 64), (0, 1, 1, 1, 1), 16, "conv"),
+        ((4, 8, 16, 16, 16), (1, 0, 1, 0, 2), 4, "conv"),
+    ],
 )
-def test_fused_decoder_decodes_the_same_digits(widths, blocks, latent):
+def test_fused_decoder_decodes_the_same_digits(widths, blocks, latent, io):
     decoder = _trained_looking_decoder(
-        AEConfig(widths=widths, blocks=blocks, latent_channels=latent)
+        AEConfig(widths=widths, blocks=blocks, latent_channels=latent, io=io)
     )
     z = torch.randn(600, latent, 2, 2)  # more than one chunk, and a partial last one
     with torch.inference_mode():

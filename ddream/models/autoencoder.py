@@ -95,9 +95,12 @@ class Encoder(nn.Module):
     def __init__(self, cfg: AEConfig) -> None:
         super().__init__()
         w = cfg.widths
-        self.stem = nn.Conv2d(1, w[0], 3, padding=1)
+        # io "shuffle": pixel-unshuffle to 16x16x4, the stem convolution there (DC-AE's project-in)
+        self.shuffle = cfg.io == "shuffle"
+        first = int(self.shuffle)
+        self.stem = nn.Conv2d(4 if self.shuffle else 1, w[first], 3, padding=1)
         self.stages = nn.ModuleList()
-        for i in range(4):
+        for i in range(first, 4):
             blocks = [ResBlock(w[i]) for _ in range(cfg.blocks[i])]
             self.stages.append(nn.Sequential(*blocks, DownBlock(w[i], w[i + 1])))
         self.mid = nn.Sequential(*[ResBlock(w[4]) for _ in range(cfg.blocks[4])])
@@ -105,7 +108,7 @@ class Encoder(nn.Module):
         self.latent_channels = cfg.latent_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.stem(x)
+        h = self.stem(F.pixel_unshuffle(x, 2) if self.shuffle else x)
         for stage in self.stages:
             h = stage(h)
         h = self.mid(h)
@@ -121,18 +124,23 @@ class Decoder(nn.Module):
         self.width = w[4]
         self.inp = nn.Conv2d(cfg.latent_channels, w[4], 3, padding=1)
         self.mid = nn.Sequential(*[ResBlock(w[4]) for _ in range(cfg.blocks[4])])
+        # io "shuffle": the output convolution at 16x16 makes 4 channels, pixel-shuffled to 32x32
+        # (DC-AE's project-out); no layer runs at 32x32
+        self.shuffle = cfg.io == "shuffle"
+        first = int(self.shuffle)
         self.stages = nn.ModuleList()
-        for i in reversed(range(4)):
+        for i in reversed(range(first, 4)):
             blocks = [ResBlock(w[i]) for _ in range(cfg.blocks[i])]
             self.stages.append(nn.Sequential(UpBlock(w[i + 1], w[i]), *blocks))
-        self.out = nn.Conv2d(w[0], 1, 3, padding=1)
+        self.out = nn.Conv2d(w[first], 4 if self.shuffle else 1, 3, padding=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.inp(z) + channel_dup(z, self.width)
         h = self.mid(h)
         for stage in self.stages:
             h = stage(h)
-        return self.out(F.silu(h))
+        out = self.out(F.silu(h))
+        return F.pixel_shuffle(out, 2) if self.shuffle else out
 
 
 class AutoEncoder(nn.Module):

@@ -88,6 +88,7 @@ class FusedDecoder(nn.Module):
         self.ups = nn.ModuleList(fold_duplication(stage[0].conv) for stage in decoder.stages)
         self.blocks = nn.ModuleList(nn.Sequential(*stage[1:]) for stage in decoder.stages)
         self.out = decoder.out
+        self.shuffle = decoder.shuffle  # the output convolution's 4 channels are 2x2 pixels
         self.eval().to(memory_format=torch.channels_last)
         # gemm_head=False keeps the 2x2 stage as convolutions (benchmarks/sampling_parts.py)
         self.head = Head2x2(self.inp, self.mid, self.ups[0]) if gemm_head else self._conv_head
@@ -104,7 +105,8 @@ class FusedDecoder(nn.Module):
         h = self.blocks[0](self.head(z))
         for up, blocks in zip(self.ups[1:], self.blocks[1:], strict=True):
             h = blocks(pixel_shuffle_nhwc(up(h)))
-        return self.out(F.silu(h))
+        out = self.out(F.silu(h))
+        return pixel_shuffle_nhwc(out) if self.shuffle else out
 
 
 def inference_decoder(decoder: nn.Module, device: torch.device) -> nn.Module:
