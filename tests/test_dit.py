@@ -71,6 +71,9 @@ def test_conditioning_is_computed_once_per_distinct_t_and_class():
     with torch.enable_grad():  # the one-step student trains at t = 1 only: ten rows again
         model(x, torch.ones(500), y)
     assert seen[-1] == 10
+    with torch.inference_mode():  # rectified-flow training asks for no search: one row each
+        model(x, torch.full((500,), 0.5), y, dedupe=False)
+    assert seen[-1] == 500
 
 
 def test_student_training_gradients_match_the_paper_forward():

@@ -1,5 +1,7 @@
 """The fused inference decoder is the trained decoder, rewritten: same digits, fewer passes."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -51,3 +53,14 @@ def test_folding_adds_the_duplicating_shortcut_to_the_centre_tap():
 def test_channels_last_pixel_shuffle_matches_torch():
     x = torch.randn(2, 12, 3, 4).contiguous(memory_format=torch.channels_last)
     assert torch.equal(pixel_shuffle_nhwc(x), F.pixel_shuffle(x, 2))
+
+
+def test_to_moves_every_weight_of_the_fused_decoder_the_gemm_head_included():
+    decoder = _trained_looking_decoder(AEConfig())
+    z = torch.randn(8, 16, 2, 2, dtype=torch.float64)
+    with torch.inference_mode():
+        plain = copy.deepcopy(decoder).double()(z)
+    fused = FusedDecoder(decoder).to(torch.float64)  # a head left in float32 would refuse z
+    assert all(p.dtype == torch.float64 for p in fused.head.parameters())
+    out = fused(z)
+    assert out.dtype == torch.float64 and (out - plain).abs().max() <= 1e-5  # folded in float32

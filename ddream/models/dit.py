@@ -170,14 +170,17 @@ class DiT(nn.Module):
         x = x.view(b, g, g, ch, p, p).permute(0, 3, 1, 4, 2, 5)
         return x.reshape(b, ch, g * p, g * p)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, *, dedupe: bool = True
+    ) -> torch.Tensor:
         h = self.x_embed(self.patchify(x)) + self.pos_embed
         rows = None
-        if len(y) > 1:
+        if dedupe and len(y) > 1:
             # Sampling batches (and the one-step student's training batches, all at t = 1) share a
             # few (t, class) pairs: embed them and regress every block's modulation once per
             # distinct pair, not once per row (exact, gradients included; a third of the work).
-            # A rectified-flow training batch draws a t per row: there it would save nothing.
+            # A rectified-flow training batch draws a t per row, so its caller passes
+            # dedupe=False: looking for shared pairs there would find none.
             pairs, inverse = torch.unique(
                 torch.stack([t.float(), y.float()], dim=1), dim=0, return_inverse=True
             )

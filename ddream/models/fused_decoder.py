@@ -53,6 +53,14 @@ def conv_2x2_matrix(conv: nn.Conv2d) -> tuple[torch.Tensor, torch.Tensor]:
     return big.reshape(4 * w.shape[0], 4 * w.shape[1]), conv.bias.detach().repeat(4)
 
 
+def frozen_linear(weight: torch.Tensor, bias: torch.Tensor) -> nn.Linear:
+    """An nn.Linear holding (weight, bias), so that `.to()` moves it with the module that owns it."""
+    linear = nn.Linear(weight.shape[1], weight.shape[0], device=weight.device, dtype=weight.dtype)
+    linear.weight.data.copy_(weight)
+    linear.bias.data.copy_(bias)
+    return linear.requires_grad_(False)
+
+
 class Head2x2(nn.Module):
     """The decoder up to its first 4x4 map (input convolution, the 2x2 residual blocks, the first
     up-step and its shuffle) as GEMMs on flattened 2x2 maps; the up-step's rows are ordered so that
@@ -60,20 +68,25 @@ class Head2x2(nn.Module):
 
     def __init__(self, inp: nn.Conv2d, mid: nn.Sequential, up: nn.Conv2d) -> None:
         super().__init__()
-        self.inp = conv_2x2_matrix(inp)
-        self.mid = [conv_2x2_matrix(b.conv1) + conv_2x2_matrix(b.conv2) for b in mid]
+        self.inp = frozen_linear(*conv_2x2_matrix(inp))
+        self.mid = nn.ModuleList(
+            nn.ModuleList(
+                [frozen_linear(*conv_2x2_matrix(b.conv1)), frozen_linear(*conv_2x2_matrix(b.conv2))]
+            )
+            for b in mid
+        )
         w, b = conv_2x2_matrix(up)
         c = up.out_channels // 4
         # rows (py, px, 4c + 2i + j) -> (2py + i, 2px + j, c): pixel shuffle as a row order
         order = torch.arange(4 * up.out_channels).view(2, 2, c, 2, 2).permute(0, 3, 1, 4, 2)
-        self.up = (w[order.reshape(-1)], b[order.reshape(-1)])
+        self.up = frozen_linear(w[order.reshape(-1)], b[order.reshape(-1)])
         self.channels = c
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = F.linear(z.permute(0, 2, 3, 1).reshape(len(z), -1), *self.inp)
-        for w1, b1, w2, b2 in self.mid:
-            h = h + F.linear(F.silu(F.linear(F.silu(h), w1, b1)), w2, b2)
-        out = F.linear(h, *self.up).view(len(z), 4, 4, self.channels)
+        h = self.inp(z.permute(0, 2, 3, 1).reshape(len(z), -1))
+        for conv1, conv2 in self.mid:
+            h = h + conv2(F.silu(conv1(F.silu(h))))
+        out = self.up(h).view(len(z), 4, 4, self.channels)
         return out.permute(0, 3, 1, 2)  # a channels-last view of (b, c, 4, 4)
 
 

@@ -74,7 +74,7 @@ class DiTTask:
             )
         self.model.train()
         with autocast(self.device):
-            loss = flow_loss(lambda xt, tt: self.model_ddp(xt, tt, y), x, t, eps)
+            loss = flow_loss(lambda xt, tt: self.model_ddp(xt, tt, y, dedupe=False), x, t, eps)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -88,7 +88,9 @@ class DiTTask:
         ema_model = self.ema_model()
         t, eps, _ = self.draws(len(self.y_test), seeded(self.seed, "validation"))
         with autocast(self.device):
-            loss = flow_loss(lambda xt, tt: ema_model(xt, tt, self.y_test), self.x_test, t, eps)
+            loss = flow_loss(
+                lambda xt, tt: ema_model(xt, tt, self.y_test, dedupe=False), self.x_test, t, eps
+            )
         return {"val_loss": round(float(loss), 5)}
 
     def ema_model(self) -> DiT:
