@@ -4,7 +4,7 @@ end (noise, network, decoding, uint8, writing the .npz; best of 3), beside the d
 12 Euler steps and an older commit's default sampler timed on the same state dir and machine.
 
     python benchmarks/sampling.py --data-dir ../shared/data/mnist --state /work/runs/ref \
-        [--baseline /work/runs/dd] [--old-commit a95463b] [--n 10000] [--json out.json]
+        [--baseline /work/runs/dd] [--old-commit a95463b [--old-state DIR]] [--n 10000] [--json out.json]
 """
 
 from __future__ import annotations
@@ -88,6 +88,12 @@ def main() -> None:
     ap.add_argument("--state", type=Path, required=True, help="a trained default state dir")
     ap.add_argument("--baseline", type=Path, help="a trained digitdreamer-preset state dir")
     ap.add_argument("--old-commit", default="a95463b")
+    ap.add_argument(
+        "--old-state",
+        type=Path,
+        help="the state dir the old commit samples (default: --state); a commit older than a model "
+        "layout cannot read it (io 'shuffle' autoencoders: give it a model of the old layout)",
+    )
     ap.add_argument("--n", type=int, default=10_000, help="samples scored per row")
     ap.add_argument("--speed-n", type=int, default=20_000, help="digits per timed run")
     ap.add_argument(
@@ -142,8 +148,9 @@ def main() -> None:
             base = Sampler.from_state(StateDir(args.baseline), cpu, "teacher")
             row("digitdreamer preset", base, SampleRequest(n=args.n, steps=12, solver="euler"))
         if args.old_commit:
-            old = old_commit_rate(args.old_commit, args.state, args.speed_n)
-            print(f"\n{args.old_commit}'s default sampler on this state dir (steps solver cfg "
+            old = old_commit_rate(args.old_commit, args.old_state or args.state, args.speed_n)
+            where = f"on {args.old_state}" if args.old_state else "on this state dir"
+            print(f"\n{args.old_commit}'s default sampler {where} (steps solver cfg "
                   f"digits/s): {old}")  # fmt: skip
             rows.append({"label": f"{args.old_commit} default", "raw": old})
     if args.json:
