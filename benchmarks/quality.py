@@ -210,7 +210,7 @@ def report(results: dict, args: argparse.Namespace) -> None:
     )
     print(
         "| preset | PSNR (dB) | SSIM | FID | class acc. | precision | recall | train-ae | encode | "
-        "train-dit | distill | `ddream all` | peak RSS | sampling (digits/s) |"
+        "train-dit | distill | `ddream all` | peak RSS | sampling (digits/s, eval's draw) |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for preset in ("digitdreamer", "default"):
@@ -219,9 +219,11 @@ def report(results: dict, args: argparse.Namespace) -> None:
         res = results[preset]
         e, t = res["eval"], res["train"]
         g, r = e["generation"], e["reconstruction"]
-        speed = next(row["digits_per_s"] for row in res["steps"] if row["default"])
+        # the model `ddream eval` scored (the student once distilled) and the rate it drew at
+        speed = e["digits_per_s"]
+        model = f"{e.get('model', 'teacher')}, {e['steps']} {e['solver']} step(s), cfg {e['cfg']}"
         print(
-            f"| {preset} ({e['steps']} {e['solver']} steps, cfg {e['cfg']}) | {r['psnr']:.2f} | "
+            f"| {preset} ({model}) | {r['psnr']:.2f} | "
             f"{r['ssim']:.4f} | {g['fid']:.2f} | {g['class_accuracy']:.2%} | {g['precision']:.3f} | "
             f"{g['recall']:.3f} | {t['ae']:.0f} s | {t['encode']:.0f} s | {t['dit']:.0f} s | "
             f"{t.get('distill', 0):.0f} s | "
