@@ -16,6 +16,9 @@ from ddream.errors import BadInput, DDreamError
 
 INSTALL_HINT = "ddream serve needs Gradio: pip install 'ddream[serve]' (in a checkout: pip install -e '.[serve]')"
 MAX_UPLOAD = "10mb"
+# Gradio copies every picture it serves into its own cache (/tmp/gradio): every hour, delete those
+# older than an hour, so a page left running does not fill the disk (all go when it restarts)
+CACHE_PRUNE = (3600, 3600)
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
@@ -55,7 +58,7 @@ def build(demo: Demo):
     gr = import_gradio()
     models = list(demo.samplers)
     digits = [str(i) for i in range(10)]
-    with gr.Blocks(title="ddream", analytics_enabled=False) as page:
+    with gr.Blocks(title="ddream", analytics_enabled=False, delete_cache=CACHE_PRUNE) as page:
         gr.Markdown(
             "# ddream\nA rectified-flow latent diffusion model for MNIST digits, trained by "
             f"`ddream all` in `{demo.state.root}`."

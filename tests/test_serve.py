@@ -300,6 +300,13 @@ def served(demo):
     page.close()
 
 
+def test_the_page_prunes_gradios_copies_of_what_it_served(demo):
+    from ddream.page import CACHE_PRUNE, build
+
+    every, older_than = build(demo).delete_cache
+    assert (every, older_than) == CACHE_PRUNE and 0 < every <= 3600 and 0 < older_than <= 86400
+
+
 def test_a_taken_port_is_one_line(demo):
     from ddream.page import serve
 
