@@ -9,6 +9,17 @@ import time
 from pathlib import Path
 
 
+def best(fn, repeats: int) -> float:
+    """The fastest of `repeats` timed calls of fn, after one untimed warm-up call (seconds)."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
 def ddream(*args: str, capture: bool = False) -> str:
     """Run `python -m ddream ARGS`; stop the benchmark if it fails. Its stdout when `capture`."""
     res = subprocess.run(

@@ -18,16 +18,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
-
-def best(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+from common import best
 
 
 def main() -> None:

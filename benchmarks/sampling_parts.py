@@ -14,16 +14,7 @@ import time
 from pathlib import Path
 
 import torch
-
-
-def best(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+from common import best
 
 
 @torch.inference_mode()
