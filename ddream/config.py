@@ -18,9 +18,10 @@ class AEConfig:
     arch: str = "dcae"  # dcae (residual shortcuts) or digitdreamer (the reference's plain blocks)
     widths: tuple[int, ...] = (8, 16, 32, 64, 64)  # channels at 32, 16, 8, 4, 2 pixels
     blocks: tuple[int, ...] = (0, 1, 1, 1, 1)  # residual blocks at each resolution (dcae)
-    # How the 32x32 image meets the 16x16 level (read by dcae only). shuffle: DC-AE's project-in/out when the
-    # first stage has no blocks: a pixel (un)shuffle, the 3x3 convolutions at 16x16 (widths[0] is
-    # unused); conv: a convolution at 32x32 each way, then a down/up step (models trained before).
+    # How the 32x32 image meets the 16x16 level (read by dcae only). shuffle: DC-AE's project-in/out
+    # when the first stage has no blocks: a pixel (un)shuffle, the 3x3 convolutions at 16x16
+    # (widths[0] is unused); conv: a convolution at 32x32 each way, then a down/up step (models
+    # trained before).
     io: str = "shuffle"
     latent_channels: int = 16  # 2x2x16: twice DigitDreamer's 2x2x8, the F-16 shape kept
     disc_width: int = 16  # patch discriminator's first width

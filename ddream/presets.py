@@ -29,7 +29,7 @@ PRESETS: dict[str, Profile] = {
             arch="digitdreamer",
             widths=(4, 8, 16, 32, 32),
             blocks=(1, 1, 1, 1, 0),
-            io="conv",  # what its layout is: it runs blocks at 32x32 (io itself is read by dcae only)
+            io="conv",  # what its layout is, blocks at 32x32 (io itself is read by dcae only)
             latent_channels=8,
         ),
         ae_train=AETrainConfig(

@@ -5,9 +5,10 @@ space-to-channel (pixel unshuffle) then channel averaging going down, channel du
 channel-to-space (pixel shuffle) going up. The learned path only has to model the residual, which is
 what lets a deep compression ratio train as easily as a shallow one.
 
-DC-AE also crosses the first factor of 2 without a layer at full resolution when its first stage has
-no blocks: a convolution and a pixel (un)shuffle (its project-in/out). `io = "shuffle"`, the default,
-does the same, so nothing runs at 32x32; `io = "conv"` is the layout of the models trained before it (a 32x32 stem and output convolution).
+DC-AE also crosses the first factor of 2 without a layer at full resolution when its first stage
+has no blocks: a convolution and a pixel (un)shuffle (its project-in/out). `io = "shuffle"`, the
+default, does the same, so nothing runs at 32x32; `io = "conv"` is the layout of the models trained
+before it (a 32x32 stem and output convolution).
 """
 
 from __future__ import annotations
