@@ -4,7 +4,8 @@ end (noise, network, decoding, uint8, writing the .npz; best of 3), beside the d
 12 Euler steps and an older commit's default sampler timed on the same state dir and machine.
 
     python benchmarks/sampling.py --data-dir ../shared/data/mnist --state /work/runs/ref \
-        [--baseline /work/runs/dd] [--old-commit a95463b [--old-state DIR]] [--n 10000] [--json out.json]
+        [--baseline /work/runs/dd] [--old-commit a95463b [--old-state DIR]] [--n 10000] \
+        [--dtype auto fp32] [--json out.json]
 """
 
 from __future__ import annotations
@@ -102,6 +103,12 @@ def main() -> None:
         help="all; student (its rows only); or speed (the student, the digitdreamer preset and the "
         "old commit: the rows the speed ratios need)",
     )
+    ap.add_argument(
+        "--dtype",
+        nargs="+",
+        default=["auto"],
+        help="what sampling computes in (auto, fp32, bf16), a set of rows for each",
+    )
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
@@ -125,28 +132,30 @@ def main() -> None:
         req = sampler.resolve(req)
         g = scorer.score(sampler, req, args.n)
         speed = end_to_end(sampler, req, args.speed_n)
+        label = f"{label}, {sampler.dtype}"
         rows.append({"label": label, "steps": req.steps, "solver": req.solver, "cfg": req.cfg,
                      **g.__dict__, "digits_per_s": speed})  # fmt: skip
         print(f"| {label} | {req.solver} {req.steps} | {req.cfg} | {g.fid:.2f} | "
               f"{g.class_accuracy:.2%} | {g.precision:.3f} | {g.recall:.3f} | {speed:,.0f} |",
               flush=True)  # fmt: skip
 
-    if st.view("distill").status == "done":
-        student = Sampler.from_state(st, cpu, "student")
-        for steps in (1, 2):
-            row(
-                f"student ({student.decoder_name} decoder)",
-                student,
-                SampleRequest(n=args.n, steps=steps),
-            )
-    if args.rows == "all":
-        teacher = Sampler.from_state(st, cpu, "teacher")
-        for solver, steps in TEACHER:
-            row("teacher", teacher, SampleRequest(n=args.n, steps=steps, solver=solver))
-    if args.rows in ("all", "speed"):
-        if args.baseline:
-            base = Sampler.from_state(StateDir(args.baseline), cpu, "teacher")
+    for dtype in args.dtype:
+        if st.view("distill").status == "done":
+            student = Sampler.from_state(st, cpu, "student", dtype)
+            for steps in (1, 2):
+                row(
+                    f"student ({student.decoder_name} decoder)",
+                    student,
+                    SampleRequest(n=args.n, steps=steps),
+                )
+        if args.rows == "all":
+            teacher = Sampler.from_state(st, cpu, "teacher", dtype)
+            for solver, steps in TEACHER:
+                row("teacher", teacher, SampleRequest(n=args.n, steps=steps, solver=solver))
+        if args.rows in ("all", "speed") and args.baseline:
+            base = Sampler.from_state(StateDir(args.baseline), cpu, "teacher", dtype)
             row("digitdreamer preset", base, SampleRequest(n=args.n, steps=12, solver="euler"))
+    if args.rows in ("all", "speed"):
         if args.old_commit:
             old = old_commit_rate(args.old_commit, args.old_state or args.state, args.speed_n)
             where = f"on {args.old_state}" if args.old_state else "on this state dir"

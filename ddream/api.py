@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ddream.errors import BadInput
-from ddream.runtime import pick_device
+from ddream.runtime import pick_device, sampling_dtype
 from ddream.sampler import Sampler, SampleRequest, class_rows
 from ddream.stages.artifacts import Latents, load_ae, load_latents
 from ddream.stages.reconstruct import round_trip
@@ -28,16 +28,19 @@ class Model:
     """The trained models of one state dir, loaded when first used and checked as the CLI checks
     them (missing, stale or corrupt stages raise one-line errors). Read-only."""
 
-    def __init__(self, state_dir: str | Path = "ddream-state", device: str = "auto") -> None:
+    def __init__(
+        self, state_dir: str | Path = "ddream-state", device: str = "auto", dtype: str = "auto"
+    ) -> None:
         self.state = StateDir(state_dir)
         self.device = pick_device(device)
+        self.dtype = sampling_dtype(self.device, dtype)  # what sampling computes in: fp32 or bf16
         self._samplers: dict[str, Sampler] = {}
         self._ae = None
 
     def sampler(self, model: str = "auto") -> Sampler:
         """The student (one step, guidance baked in) or the teacher (the DiT's guided ODE)."""
         if model not in self._samplers:
-            self._samplers[model] = Sampler.from_state(self.state, self.device, model)
+            self._samplers[model] = Sampler.from_state(self.state, self.device, model, self.dtype)
         return self._samplers[model]
 
     def sample(

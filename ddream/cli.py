@@ -207,6 +207,7 @@ def sample_cmd(
     cfg: o.CfgOpt = None,
     cfg_interval: o.IntervalOpt = None,
     solver: o.SolverOpt = None,
+    dtype: o.DtypeOpt = "auto",
     grid: o.GridOpt = None,
     gif: o.GifOpt = None,
     npz: o.NpzOpt = None,
@@ -260,6 +261,7 @@ def sample_cmd(
         seed=seed,
         model=model,
         cfg_interval=cs.interval(cfg_interval) or table.get("cfg_interval"),
+        dtype=dtype,
     )
     dev = cs.device_for(device, seed)
     state = StateDir(state_dir)
@@ -340,6 +342,7 @@ def eval_cmd(
     cfg: o.CfgOpt = None,
     cfg_interval: o.IntervalOpt = None,
     solver: o.SolverOpt = None,
+    dtype: o.DtypeOpt = "auto",
     data_dir: o.DataDirOpt = None,
     as_json: o.JsonOpt = False,
     state_dir: o.StateDirOpt = o.DEFAULT_STATE,
@@ -362,7 +365,7 @@ def eval_cmd(
 
     req = SampleRequest(
         n=n, steps=steps, cfg=cs.finite(cfg, "--cfg"), solver=solver, seed=seed, model=model,
-        cfg_interval=cs.interval(cfg_interval),
+        cfg_interval=cs.interval(cfg_interval), dtype=dtype,
     )  # fmt: skip
     dev = cs.device_for(device, seed)
     result = evaluate(

@@ -19,6 +19,7 @@ Dataset = Literal["mnist", "fashion", "kmnist", "emnist-digits", "qmnist"]
 Solver = Literal["euler", "heun"]
 Model = Literal["auto", "student", "teacher"]
 Between = Literal["classes", "seeds"]
+Dtype = Literal["auto", "fp32", "bf16"]
 DEVICES = ["auto", "cpu", "cuda", "mps"]
 
 
@@ -200,6 +201,15 @@ ModelOpt = Annotated[
         help="auto (the distilled student when `ddream distill` has run, else the teacher), "
         "student (one network pass a digit, guidance baked in; 1-2 steps) or teacher (the DiT's "
         "guided ODE: --steps, --solver, --cfg).",
+    ),
+]
+DtypeOpt = Annotated[
+    Dtype,
+    typer.Option(
+        "--dtype",
+        help="What the DiT and the decoder compute in: auto (bf16 on a GPU or a CPU with bf16 "
+        "hardware, AVX512-BF16 or AMX: ~1.7x the digits/s at the same FID; fp32 elsewhere), fp32 "
+        "(the same pixels on every CPU) or bf16.",
     ),
 ]
 StepsOpt = Annotated[

@@ -38,7 +38,7 @@ def sample_line(result: dict[str, Any]) -> str:
     return (
         f"sampled {result['n']} digits with the {result['model']} "
         f"({plural(result['steps'], result['solver'] + ' step')}, cfg {result['cfg']}, "
-        f"{result['decoder']} decoder) in {result['seconds']:.2f}s "
+        f"{result['decoder']} decoder, {result['dtype']}) in {result['seconds']:.2f}s "
         f"({result['digits_per_s']:.0f}/s): {', '.join(result['written'])}"
     )
 
@@ -87,9 +87,9 @@ def eval_table(state_dir, result: dict[str, Any]) -> None:
     for col in ("metric", "model", "real-data floor"):
         table.add_column(col)
     for name, d in result["decoders"].items():
-        table.add_row(f"reconstruction PSNR (28x28), {name} decoder", f"{d['psnr']:.2f} dB", "")
-        table.add_row(f"reconstruction SSIM, {name} decoder", f"{d['ssim']:.4f}", "")
-        table.add_row(f"reconstruction FID, {name} decoder", f"{d['fid']:.3f}", "")
+        table.add_row(f"reconstruction PSNR (28x28), {name}", f"{d['psnr']:.2f} dB", "")
+        table.add_row(f"reconstruction SSIM, {name}", f"{d['ssim']:.4f}", "")
+        table.add_row(f"reconstruction FID, {name}", f"{d['fid']:.3f}", "")
     table.add_row("FID (classifier features)", f"{g['fid']:.3f}", f"{f['fid']:.3f}")
     table.add_row("class accuracy", f"{g['class_accuracy']:.2%}", f"{f['class_accuracy']:.2%}")
     table.add_row("precision (k=3)", f"{g['precision']:.3f}", f"{f['precision']:.3f}")
@@ -99,7 +99,7 @@ def eval_table(state_dir, result: dict[str, Any]) -> None:
     console.print(
         f"{result['samples']} samples from the {result['model']} "
         f"({plural(result['steps'], result['solver'] + ' step')}, cfg {result['cfg']}, "
-        f"{result['sampling_decoder']} decoder): {result['digits_per_s']:.0f} digits/s. "
+        f"{result['sampling_decoder']}): {result['digits_per_s']:.0f} digits/s. "
         f"Extractor: {result['extractor']}, test accuracy "
         f"{result['extractor_test_accuracy']:.2%}.",
         highlight=False,

@@ -1,4 +1,5 @@
-"""What every command that runs a model needs: the device, bf16 autocast on CUDA, seeded generators.
+"""What every command that runs a model needs: the device, bf16 where the hardware has it, seeded
+generators.
 Inference (sample, reconstruct, eval, encode, serve) imports this, never the training loop."""
 
 from __future__ import annotations
@@ -41,8 +42,40 @@ def pick_device(name: str) -> torch.device:
     return dev
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA; a null context elsewhere (CPU bf16 is slower than fp32 on most CPUs)."""
+DTYPES = ("auto", "fp32", "bf16")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` runs bf16 arithmetic in hardware: a CUDA GPU that supports it, or a CPU whose
+    oneDNN kernels have bf16 dot products (AVX512-BF16 or AMX; /proc/cpuinfo, so Linux only). Other
+    CPUs emulate bf16, which is slower than fp32."""
     if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+        return torch.cuda.is_bf16_supported()
+    if device.type != "cpu" or not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def sampling_dtype(device: torch.device, dtype: str = "auto") -> str:
+    """The arithmetic that drawing digits runs in: 'auto' is bf16 where the hardware has it (see
+    `native_bf16`), fp32 elsewhere. bf16 changes a digit's pixels by about a grey level; it drew
+    the same FID, class accuracy and recall as fp32 (BENCHMARKS.md)."""
+    if dtype not in DTYPES:
+        raise BadInput(f"--dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
+    if dtype == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return dtype
+
+
+def autocast(device: torch.device, dtype: str | None = None) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA by default (training and encoding; a CPU gets a null context), or as
+    `dtype` says ('bf16' or 'fp32', from `sampling_dtype`) on any device."""
+    bf16 = device.type == "cuda" if dtype is None else dtype == "bf16"
+    if bf16 and device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()

@@ -19,7 +19,7 @@ from ddream.errors import BadInput
 from ddream.flow import guidance_at, sample_ode
 from ddream.models.dit import DiT
 from ddream.models.fused_decoder import inference_decoder
-from ddream.runtime import autocast, seeded
+from ddream.runtime import autocast, sampling_dtype, seeded
 from ddream.stages.artifacts import Latents, load_ae, load_dit, load_student
 from ddream.state import StateDir
 
@@ -40,6 +40,7 @@ class SampleRequest:
     seed: int = 0
     model: str = "auto"
     cfg_interval: tuple[float, float] | None = None
+    dtype: str = "auto"  # auto (bf16 where the hardware has it), fp32 or bf16; see runtime.py
 
 
 def class_rows(n: int, classes: tuple[int, ...]) -> tuple[torch.Tensor, int]:
@@ -62,19 +63,23 @@ class Sampler:
         kind: str = "teacher",
         defaults: dict[str, Any] | None = None,
         decoder_name: str = "autoencoder",
+        dtype: str = "auto",
     ) -> None:
         self.dit, self.stats, self.device, self.kind = dit, stats, device, kind
+        self.dtype = sampling_dtype(device, dtype)  # what the DiT and the decoder compute in
         self.decoder, self.decoder_name = inference_decoder(decoder, device), decoder_name
         self.defaults = {**to_dict(SampleConfig()), **(defaults or {})}
         self.shape = (dit.cfg.latent_channels, dit.cfg.latent_size, dit.cfg.latent_size)
 
     @classmethod
-    def from_state(cls, state: StateDir, device: torch.device, model: str = "auto") -> Sampler:
+    def from_state(
+        cls, state: StateDir, device: torch.device, model: str = "auto", dtype: str = "auto"
+    ) -> Sampler:
         if model not in MODELS:
             raise BadInput(f"--model {model!r}: choose one of {', '.join(MODELS)}")
         distill = state.view("distill")
         if model == "student" or (model == "auto" and distill.status == "done"):
-            return cls.student(state, device)
+            return cls.student(state, device, dtype)
         if model == "auto" and distill.status in ("corrupt", "stale"):
             # not silently: the teacher is slower and draws other digits than the student would
             print(
@@ -89,21 +94,23 @@ class Sampler:
                 "the DiT was trained on latents of another autoencoder; rerun "
                 "`ddream encode` and `ddream train-dit` (or `ddream all`)"
             )
-        return cls(dit, ae.decoder, stats, device, "teacher", dit.sample_defaults)
+        return cls(dit, ae.decoder, stats, device, "teacher", dit.sample_defaults, dtype=dtype)
 
     @classmethod
-    def student(cls, state: StateDir, device: torch.device) -> Sampler:
+    def student(cls, state: StateDir, device: torch.device, dtype: str = "auto") -> Sampler:
         st = load_student(state, device)
         decoder, name = st.decoder, "distilled"
         if decoder is None:
             ae, _ = load_ae(state, device)
             decoder, name = ae.decoder, "autoencoder"
         defaults = {"steps": st.meta["steps"], "cfg": st.meta["cfg"], "solver": "euler"}
-        return cls(st.model, decoder, st.stats, device, "student", defaults, name)
+        return cls(st.model, decoder, st.stats, device, "student", defaults, name, dtype)
 
     def resolve(self, req: SampleRequest) -> SampleRequest:
         """The request with unset steps/cfg/solver taken from the model; options that do not apply
         to the student are refused with one line."""
+        if req.dtype not in ("auto", self.dtype):
+            raise BadInput(f"--dtype {req.dtype}: this sampler was loaded for {self.dtype}")
         if self.kind == "student":
             baked = self.defaults["cfg"]
             if req.cfg is not None and not math.isclose(req.cfg, baked):
@@ -132,6 +139,7 @@ class Sampler:
             cfg=req.cfg if req.cfg is not None else self.defaults["cfg"],
             solver=req.solver if req.solver is not None else self.defaults["solver"],
             model=self.kind,
+            dtype=self.dtype,
             cfg_interval=None
             if self.kind == "student"
             else tuple(
@@ -147,7 +155,7 @@ class Sampler:
     @torch.inference_mode()
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Standardised latents -> uint8 (N, 28, 28)."""
-        with autocast(self.device):
+        with autocast(self.device, self.dtype):
             x = self.decoder(self.stats.unstandardise(z.float()))
         return model_to_uint8(x)
 
@@ -161,7 +169,7 @@ class Sampler:
             scale = guidance_at(float(t[0]), req.cfg, req.cfg_interval)
             parts = []
             for xs, ts, ys in zip(x.split(rows), t.split(rows), labels.split(rows), strict=True):
-                with autocast(self.device):
+                with autocast(self.device, self.dtype):
                     if self.kind == "student":
                         v = self.dit(xs, ts, ys)
                     else:
@@ -209,7 +217,7 @@ class Sampler:
 
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             k = len(rows)
-            with autocast(self.device):
+            with autocast(self.device, self.dtype):
                 v = self.dit(torch.cat([x] * k), torch.cat([t] * k), y).float()
             parts = v.chunk(k)
             mixed = (1 - w) * parts[0] + w * parts[1]

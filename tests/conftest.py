@@ -44,6 +44,15 @@ def make_mnist(root: Path, n_train: int = 256, n_test: int = 64) -> Path:
     return root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fp32_by_default():
+    """`--dtype auto` means fp32 here, whatever the CPU: tiny models' digits then do not depend on
+    whether the machine running the suite has bf16 hardware. Tests of bf16 ask for it by name."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("ddream.runtime.native_bf16", lambda device: False)
+        yield
+
+
 @pytest.fixture(scope="session")
 def mnist_dir(tmp_path_factory) -> Path:
     return make_mnist(tmp_path_factory.mktemp("mnist"))

@@ -144,7 +144,7 @@ def test_the_samplers_channels_last_decoding_draws_the_same_digits():
         torch.zeros(1, 4, 2, 2), torch.zeros(1), torch.rand(4), torch.rand(4) + 0.5, "x"
     )
     dit = DiT(DiTConfig(latent_channels=4, width=32, depth=1, heads=2)).eval()
-    sampler = Sampler(dit, ae.decoder, stats, torch.device("cpu"))
+    sampler = Sampler(dit, ae.decoder, stats, torch.device("cpu"), dtype="fp32")
     z = torch.randn(64, 4, 2, 2)
     got = sampler.decode(z)
     with torch.inference_mode():

@@ -111,5 +111,17 @@ def test_eval_command_reports_json_with_the_floor(trained_state, mnist_dir, tmp_
         "3",
         "--device",
         "cpu",
+        "--dtype",
+        "bf16",
     )
     assert table.code == 0 and "real-data floor" in table.out and "training the" not in table.out
+    # fp32 first (the decoder as trained), then the decoder as this sampling ran it
+    assert report["sampling_decoder"] == "autoencoder decoder, fp32"
+    assert list(report["decoders"]) == ["autoencoder decoder, fp32"]
+    bf16 = json.loads((state / "eval" / "report.json").read_text())
+    assert list(bf16["decoders"]) == ["autoencoder decoder, fp32", "autoencoder decoder, bf16"]
+    assert (
+        abs(bf16["decoders"]["autoencoder decoder, bf16"]["psnr"] - bf16["reconstruction"]["psnr"])
+        < 1
+    )
+    assert "autoencoder decoder, bf16" in table.out

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ddream.config import SampleConfig
+from ddream.errors import BadInput
 from ddream.flow import guidance_at
 from ddream.presets import get_profile
 from ddream.sampler import Sampler, SampleRequest
@@ -67,3 +68,45 @@ def test_new_sampling_defaults_do_not_make_the_dit_stale(trained_state, tmp_path
         quiet=True, sample_cfg=other,
     )  # fmt: skip
     assert res["skipped"]  # same training: nothing retrained, whatever the sampling defaults
+
+
+def test_dtype_auto_means_bf16_only_on_hardware_that_has_it(monkeypatch):
+    from ddream.runtime import native_bf16, sampling_dtype
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr("ddream.runtime.native_bf16", lambda device: True)
+    assert sampling_dtype(cpu) == "bf16" and sampling_dtype(cpu, "fp32") == "fp32"
+    monkeypatch.setattr("ddream.runtime.native_bf16", lambda device: False)
+    assert sampling_dtype(cpu) == "fp32" and sampling_dtype(cpu, "bf16") == "bf16"
+    with pytest.raises(BadInput, match="--dtype 'fp16'"):
+        sampling_dtype(cpu, "fp16")
+    assert native_bf16(torch.device("meta")) is False  # neither a GPU nor a CPU
+
+
+def test_bf16_sampling_runs_in_bf16_and_draws_nearly_the_fp32_digits(trained_state):
+    state = StateDir(trained_state)
+    fp32 = Sampler.from_state(state, torch.device("cpu"), "student", "fp32")
+    bf16 = Sampler.from_state(state, torch.device("cpu"), "student", "bf16")
+    seen = []
+    hook = bf16.decoder.out.register_forward_hook(lambda m, args, out: seen.append(out.dtype))
+    labels = torch.arange(40) % 10
+    a, _ = fp32.generate(labels, SampleRequest(n=40))
+    b, _ = bf16.generate(labels, SampleRequest(n=40))
+    hook.remove()
+    assert seen and set(seen) == {torch.bfloat16}  # the decoder did compute in bf16
+    assert a.dtype == b.dtype == torch.uint8 and a.float().std() > 10
+    diff = (a.int() - b.int()).abs().float()
+    assert diff.mean() < 3  # grey levels: a rounding difference, not other digits
+    with pytest.raises(BadInput, match="loaded for bf16"):
+        bf16.generate(labels, SampleRequest(n=40, dtype="fp32"))
+
+
+def test_dtype_option_is_reported_and_checked(trained_state, tmp_path, cli):
+    res = cli("sample", "--state-dir", trained_state, "--dtype", "bf16", "--json",
+              "--npz", tmp_path / "x.npz")  # fmt: skip
+    assert res.code == 0, res.err
+    assert json.loads(res.out)["dtype"] == "bf16"
+    auto = cli("sample", "--state-dir", trained_state, "--npz", tmp_path / "y.npz")
+    assert auto.code == 0 and "fp32" in auto.out  # the suite's machines count as fp32 (conftest)
+    bad = cli("sample", "--state-dir", trained_state, "--dtype", "fp8", "--npz", tmp_path / "z.npz")
+    assert bad.code == 2 and "--dtype" in bad.err and not (tmp_path / "z.npz").exists()

@@ -157,14 +157,17 @@ def generate(
 # ---- the command ---------------------------------------------------------------------------------
 @torch.inference_mode()
 def reconstruction_scores(
-    encoder, decoder, test: Split, device: torch.device, batch: int = 1000
+    encoder, decoder, test: Split, device: torch.device, batch: int = 1000, dtype: str | None = None
 ) -> tuple[dict[str, float], torch.Tensor]:
-    """PSNR and SSIM over the test split, and the reconstructions (N, 28, 28) in [0, 1]."""
+    """PSNR and SSIM over the test split, and the reconstructions (N, 28, 28) in [0, 1]. The decoder
+    computes in `dtype` (None: as training does), the encoder as training does."""
     p, s, out = [], [], []
     for i in range(0, len(test), batch):
         imgs = test.images[i : i + batch].to(device)
         with autocast(device):
-            recon = to_unit(decoder(encoder(to_model(imgs))))
+            z = encoder(to_model(imgs))
+        with autocast(device, dtype):
+            recon = to_unit(decoder(z).float())
         real = imgs.float() / 255
         p.append(psnr(recon, real).cpu())
         s.append(ssim(recon, real).cpu())
@@ -184,7 +187,7 @@ def evaluate(
     """Every number of `ddream eval`, as a dict ready for JSON."""
     ae, _, dataset = load_ae_with_dataset(state, device)
     train, test = load_dataset(state, data_dir, dataset["name"])
-    sampler = Sampler.from_state(state, device, req.model)
+    sampler = Sampler.from_state(state, device, req.model, req.dtype)
     req = sampler.resolve(req)
     classifier, clf_acc = load_or_train_classifier(
         state, train, test, dataset["fingerprint"], device, say
@@ -193,11 +196,15 @@ def evaluate(
     say("reconstruction: PSNR, SSIM and FID over the test split")
     recon, images = reconstruction_scores(ae.encoder, ae.decoder, test, device)
     recon["fid"] = frechet_distance(real_feats, features(classifier, images, device)[0])
-    decoders = {"autoencoder": recon}
-    if sampler.decoder_name != "autoencoder":  # the distilled decoder that sampling uses
-        scores, images = reconstruction_scores(ae.encoder, sampler.decoder, test, device)
+    decoders = {f"autoencoder decoder, {'bf16' if device.type == 'cuda' else 'fp32'}": recon}
+    # the decoder as sampling runs it, when that differs: a distilled one, or bf16 arithmetic
+    sampling_decoder = f"{sampler.decoder_name} decoder, {sampler.dtype}"
+    if sampling_decoder not in decoders:
+        scores, images = reconstruction_scores(
+            ae.encoder, sampler.decoder, test, device, dtype=sampler.dtype
+        )
         scores["fid"] = frechet_distance(real_feats, features(classifier, images, device)[0])
-        decoders[sampler.decoder_name] = scores
+        decoders[sampling_decoder] = scores
 
     # the floor: held-out real digits (from the training split) against the test split
     n = req.n
@@ -221,7 +228,7 @@ def evaluate(
         "dataset": dataset["name"],
         "reconstruction": {k: round(v, 4) for k, v in recon.items()},
         "decoders": {name: {k: round(v, 4) for k, v in d.items()} for name, d in decoders.items()},
-        "sampling_decoder": sampler.decoder_name,
+        "sampling_decoder": sampling_decoder,
         "model": req.model,
         "generation": {k: round(v, 4) for k, v in gen.__dict__.items()},
         "real_floor": {k: round(v, 4) for k, v in floor.__dict__.items()},

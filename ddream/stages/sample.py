@@ -26,7 +26,7 @@ def sample(
     labels_on: bool = True,
 ) -> dict[str, Any]:
     """Generate and write the requested outputs; returns a summary for the CLI."""
-    sampler = Sampler.from_state(state, device, req.model)
+    sampler = Sampler.from_state(state, device, req.model, req.dtype)
     req = sampler.resolve(req)
     labels, ncols = class_rows(req.n, req.classes)
     row_labels = [str(int(labels[i])) for i in range(0, req.n, ncols)] if labels_on else None
@@ -48,6 +48,7 @@ def sample(
         "n": req.n,
         "model": req.model,
         "decoder": sampler.decoder_name,
+        "dtype": sampler.dtype,
         "steps": req.steps,
         "cfg": req.cfg,
         "solver": req.solver,
@@ -74,7 +75,7 @@ def morph(
 ) -> dict[str, Any]:
     """A GIF that morphs from `start` to `end`: two classes (same noise, the conditional velocities
     mixed), or two seeds (same class, the noise slerped). Each frame holds req.n digits."""
-    sampler = Sampler.from_state(state, device, req.model)
+    sampler = Sampler.from_state(state, device, req.model, req.dtype)
     weights = torch.linspace(0.0, 1.0, frames).tolist()
     strip = morph_images(sampler, req, start, end, between, weights)
     pictures = [grid(images, min(len(images), 10), scale=scale) for images in strip]
