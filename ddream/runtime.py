@@ -63,8 +63,8 @@ def native_bf16(device: torch.device) -> bool:
 
 def sampling_dtype(device: torch.device, dtype: str = "auto") -> str:
     """The arithmetic that drawing digits runs in: 'auto' is bf16 where the hardware has it (see
-    `native_bf16`), fp32 elsewhere. bf16 changes a digit's pixels by about a grey level; it drew
-    the same FID, class accuracy and recall as fp32 (BENCHMARKS.md)."""
+    `native_bf16`), fp32 elsewhere. bf16 moves a pixel by 0.2 grey levels on average; it drew the
+    same FID, class accuracy and recall as fp32 (BENCHMARKS.md)."""
     if dtype not in DTYPES:
         raise BadInput(f"--dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
     if dtype == "auto":
