@@ -9,7 +9,12 @@ from torch import nn
 
 from ddream.config import AEConfig
 from ddream.models.autoencoder import Decoder
-from ddream.models.fused_decoder import FusedDecoder, fold_duplication, pixel_shuffle_nhwc
+from ddream.models.fused_decoder import (
+    FusedDecoder,
+    fold_duplication,
+    pixel_shuffle_nhwc,
+    to_ijc,
+)
 
 
 def _trained_looking_decoder(cfg: AEConfig) -> Decoder:
@@ -50,9 +55,16 @@ def test_folding_adds_the_duplicating_shortcut_to_the_centre_tap():
         )
 
 
-def test_channels_last_pixel_shuffle_matches_torch():
-    x = torch.randn(2, 12, 3, 4).contiguous(memory_format=torch.channels_last)
-    assert torch.equal(pixel_shuffle_nhwc(x), F.pixel_shuffle(x, 2))
+def test_reordered_up_step_then_channels_last_shuffle_matches_torch():
+    conv = nn.Conv2d(5, 12, 3, padding=1)
+    x = torch.randn(2, 5, 3, 4)
+    with torch.no_grad():
+        want = F.pixel_shuffle(conv(x), 2)
+        got = pixel_shuffle_nhwc(to_ijc(conv)(x.contiguous(memory_format=torch.channels_last)))
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(got, want, atol=1e-6)
+    one = torch.randn(2, 4, 3, 4).contiguous(memory_format=torch.channels_last)
+    assert torch.equal(pixel_shuffle_nhwc(one), F.pixel_shuffle(one, 2))  # C = 1: no reorder
 
 
 def test_to_moves_every_weight_of_the_fused_decoder_the_gemm_head_included():
