@@ -1,12 +1,15 @@
 """A cheaper sampling decoder by pruning: the trained decoder without a residual block, fine-tuned
 from the rest of its weights on the frozen encoder's latents (so the DiT and the student stay valid).
 Prints the fused decoders' digits/s (best of N, one process) and the pruned decoder's test PSNR
-(28x28, against the real test digits) as it fine-tunes.
+(28x28, against the real test digits) as it fine-tunes, then its reconstruction FID (`ddream
+eval`'s classifier features, decoded test latents against the test digits) beside the trained one's.
 
     python benchmarks/decoder_prune.py --state /work/runs/q3/default --data-dir ../shared/data/mnist \
-        [--drop 1] [--epochs 4] [--old-state /work/runs/q2/default]
+        [--drop 1 [3 ...]] [--epochs 4] [--target real|imitate] [--old-state /work/runs/q2/default]
 
-`--drop L` removes the residual blocks at level L (0: 32x32, 1: 16x16, ..., 4: 2x2).
+`--drop L` removes the residual blocks at level L (0: 32x32, 1: 16x16, ..., 4: 2x2). `--target real`
+fine-tunes towards the real digits (L1 + MSE, which favours PSNR over the GAN-trained look);
+`imitate` towards the trained decoder's own output, as `ddream distill`'s small decoder learns.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import best
+from common import Scorer, best
 
 
 def main() -> None:
@@ -26,7 +29,8 @@ def main() -> None:
     ap.add_argument("--state", type=Path, required=True, help="a trained default state dir")
     ap.add_argument("--data-dir", type=Path, required=True)
     ap.add_argument("--old-state", type=Path, help="also time this state dir's decoder")
-    ap.add_argument("--drop", type=int, default=1)
+    ap.add_argument("--drop", type=int, nargs="+", default=[1])
+    ap.add_argument("--target", choices=("real", "imitate"), default="real")
     ap.add_argument("--epochs", type=float, default=4)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=5e-4)
@@ -34,10 +38,11 @@ def main() -> None:
     args = ap.parse_args()
 
     from ddream.data import load_split, to_model, to_unit
-    from ddream.metrics import psnr
+    from ddream.metrics import frechet_distance, psnr
     from ddream.models.autoencoder import Decoder
     from ddream.models.fused_decoder import FusedDecoder
     from ddream.stages.artifacts import load_ae, load_latents
+    from ddream.stages.evaluate import features
     from ddream.state import StateDir
 
     torch.manual_seed(0)
@@ -49,7 +54,8 @@ def main() -> None:
     real_train = load_split(args.data_dir, "train")
     real_test = load_split(args.data_dir, "test")
     blocks = list(ae.cfg.blocks)
-    blocks[args.drop] = 0
+    for level in args.drop:
+        blocks[level] = 0
     pruned = Decoder(dataclasses.replace(ae.cfg, blocks=tuple(blocks)))
     missing = pruned.load_state_dict(ae.decoder.state_dict(), strict=False)
     print(f"{ae.cfg.io} decoder, blocks {ae.cfg.blocks} -> {tuple(blocks)}; dropped weights: "
@@ -83,7 +89,11 @@ def main() -> None:
     for step in range(1, steps + 1):
         pruned.train()
         idx = torch.randint(0, n, (args.batch,), generator=gen)
-        target = to_model(real_train.images[idx])
+        if args.target == "real":
+            target = to_model(real_train.images[idx])
+        else:
+            with torch.no_grad():
+                target = ae.decoder.eval()(train.latents[idx])
         out = pruned(train.latents[idx])
         loss = F.l1_loss(out, target) + F.mse_loss(out, target)
         opt.zero_grad(set_to_none=True)
@@ -93,6 +103,13 @@ def main() -> None:
             seconds = time.perf_counter() - t0
             print(f"| {step * args.batch / n:.1f} | {seconds:.0f} | {test_psnr(pruned.eval()):.2f} |",
                   flush=True)  # fmt: skip
+
+    scorer = Scorer(args.state, args.data_dir)
+    with torch.inference_mode():
+        for name, decoder in (("trained", ae.decoder), ("pruned", pruned)):
+            out = torch.cat([decoder.eval()(part) for part in test.latents.split(1000)])
+            fid = frechet_distance(scorer.real, features(scorer.clf, to_unit(out), cpu)[0])
+            print(f"reconstruction FID, {name} decoder: {fid:.3f}")
 
 
 if __name__ == "__main__":
