@@ -47,16 +47,20 @@ DTYPES = ("auto", "fp32", "bf16")
 
 def native_bf16(device: torch.device) -> bool:
     """Whether `device` runs bf16 arithmetic in hardware: a CUDA GPU that supports it, or a CPU whose
-    oneDNN kernels have bf16 dot products (AVX512-BF16 or AMX; /proc/cpuinfo, so Linux only). Other
-    CPUs emulate bf16, which is slower than fp32."""
+    oneDNN kernels have bf16 dot products. Other CPUs emulate bf16, which is slower than fp32."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    if device.type != "cpu" or not torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return False
-    try:
-        with open("/proc/cpuinfo") as f:
+    return device.type == "cpu" and cpu_has_bf16()
+
+
+def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """AVX512-BF16 or AMX in the CPU's flags (Linux), and oneDNN allowed to use them."""
+    try:  # oneDNN's own check first: it honours ONEDNN_MAX_CPU_ISA
+        if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return False
+        with open(cpuinfo) as f:
             flags = next((line.split() for line in f if line.startswith("flags")), [])
-    except OSError:
+    except (OSError, AttributeError, RuntimeError):  # no /proc (macOS, Windows), or an older torch
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
 

@@ -47,10 +47,14 @@ def make_mnist(root: Path, n_train: int = 256, n_test: int = 64) -> Path:
 @pytest.fixture(scope="session", autouse=True)
 def fp32_by_default():
     """`--dtype auto` means fp32 here, whatever the CPU: tiny models' digits then do not depend on
-    whether the machine running the suite has bf16 hardware. Tests of bf16 ask for it by name."""
+    whether the machine running the suite has bf16 hardware. Tests of bf16 ask for it by name.
+    Yields the real probe, for the test of the probe itself."""
+    import ddream.runtime
+
+    real = ddream.runtime.cpu_has_bf16
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr("ddream.runtime.native_bf16", lambda device: False)
-        yield
+        mp.setattr(ddream.runtime, "cpu_has_bf16", lambda: False)
+        yield real
 
 
 @pytest.fixture(scope="session")

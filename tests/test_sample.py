@@ -74,13 +74,29 @@ def test_dtype_auto_means_bf16_only_on_hardware_that_has_it(monkeypatch):
     from ddream.runtime import native_bf16, sampling_dtype
 
     cpu = torch.device("cpu")
-    monkeypatch.setattr("ddream.runtime.native_bf16", lambda device: True)
+    monkeypatch.setattr("ddream.runtime.cpu_has_bf16", lambda: True)
     assert sampling_dtype(cpu) == "bf16" and sampling_dtype(cpu, "fp32") == "fp32"
-    monkeypatch.setattr("ddream.runtime.native_bf16", lambda device: False)
+    assert native_bf16(torch.device("meta")) is False  # neither a GPU nor a CPU
+    monkeypatch.setattr("ddream.runtime.cpu_has_bf16", lambda: False)
     assert sampling_dtype(cpu) == "fp32" and sampling_dtype(cpu, "bf16") == "bf16"
     with pytest.raises(BadInput, match="--dtype 'fp16'"):
         sampling_dtype(cpu, "fp16")
-    assert native_bf16(torch.device("meta")) is False  # neither a GPU nor a CPU
+
+
+def test_a_cpu_has_bf16_when_its_flags_say_so_and_onednn_may_use_them(
+    tmp_path, monkeypatch, fp32_by_default
+):
+    cpu_has_bf16 = fp32_by_default  # the real probe (conftest stands it in for the suite)
+    monkeypatch.setattr("torch.ops.mkldnn._is_mkldnn_bf16_supported", lambda: True, raising=False)
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n")
+    assert cpu_has_bf16(str(info))
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_vnni\n")
+    assert not cpu_has_bf16(str(info))  # AVX-512 alone: oneDNN would emulate bf16
+    assert not cpu_has_bf16(str(tmp_path / "absent"))  # no /proc: macOS, Windows
+    info.write_text("flags\t\t: amx_bf16 avx512_bf16\n")
+    monkeypatch.setattr("torch.ops.mkldnn._is_mkldnn_bf16_supported", lambda: False)
+    assert not cpu_has_bf16(str(info))  # ONEDNN_MAX_CPU_ISA held it below bf16
 
 
 def test_bf16_sampling_runs_in_bf16_and_draws_nearly_the_fp32_digits(trained_state):
