@@ -228,30 +228,12 @@ def sample_cmd(
 
     Example: ddream sample -c 3 -c 8 --n 20 --gif out.gif
     """
-    from ddream.render import check_output
     from ddream.sampler import SampleRequest
     from ddream.stages.sample import morph, sample
     from ddream.state import StateDir
 
     table = cs.sample_table(ctx)  # a --config file's [sample] o.settings, under the flags
-    if interpolate is not None:
-        if between == "classes" and max(interpolate) > 9:
-            raise BadInput(f"--interpolate {interpolate[0]} {interpolate[1]}: classes are 0-9")
-        if npz is not None:
-            raise BadInput("--npz does not go with --interpolate; use --gif (and --grid)")
-        if labels is not None:
-            raise BadInput(
-                "--labels/--no-labels do not go with --interpolate (morphs are unlabelled)"
-            )
-        if gif is None and grid is None:
-            gif = Path("morph.gif")
-    if grid is None and gif is None and npz is None:
-        grid = Path("samples.png")
-    paths = {
-        "grid": grid and check_output(grid, ".png", "--grid"),
-        "gif": gif and check_output(gif, ".gif", "--gif"),
-        "npz": npz and check_output(npz, ".npz", "--npz"),
-    }
+    paths = cs.sample_outputs(interpolate, between, labels, grid, gif, npz)
     req = SampleRequest(
         n=n if n is not None else (10 if interpolate is not None else 100),
         classes=tuple(classes) if classes else tuple(range(10)),

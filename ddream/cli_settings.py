@@ -115,6 +115,31 @@ def interval(value: tuple[float, float] | None) -> tuple[float, float] | None:
     return (lo, hi)
 
 
+def sample_outputs(interpolate, between: str, labels, grid, gif, npz) -> dict[str, Path | None]:
+    """`ddream sample`'s output paths, checked (a morph writes a GIF by default, samples a PNG);
+    options that do not go with a morph are refused."""
+    from ddream.render import check_output
+
+    if interpolate is not None:
+        if between == "classes" and max(interpolate) > 9:
+            raise BadInput(f"--interpolate {interpolate[0]} {interpolate[1]}: classes are 0-9")
+        if npz is not None:
+            raise BadInput("--npz does not go with --interpolate; use --gif (and --grid)")
+        if labels is not None:
+            raise BadInput(
+                "--labels/--no-labels do not go with --interpolate (morphs are unlabelled)"
+            )
+        if gif is None and grid is None:
+            gif = Path("morph.gif")
+    if grid is None and gif is None and npz is None:
+        grid = Path("samples.png")
+    return {
+        "grid": grid and check_output(grid, ".png", "--grid"),
+        "gif": gif and check_output(gif, ".gif", "--gif"),
+        "npz": npz and check_output(npz, ".npz", "--npz"),
+    }
+
+
 def say(quiet: bool):
     def echo(text: str) -> None:
         if not quiet:
