@@ -234,8 +234,6 @@ def _ae_rule(cfg: AEConfig) -> str | None:
     if cfg.latent_channels < 1 or min(w) < 1:
         return "widths and latent channels must be at least 1"
     if cfg.arch == "digitdreamer":
-        if cfg.io != "conv":  # else a stored config would describe a layout the model lacks
-            return f"io {cfg.io!r} is for dcae; the digitdreamer arch works at 32x32: set io 'conv'"
         return (
             "digitdreamer widths after the first must be multiples of 4"
             if any(c % 4 for c in w[1:])

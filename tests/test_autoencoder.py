@@ -89,8 +89,7 @@ def test_shuffle_io_decoder_output_is_its_last_convolution_pixel_shuffled():
 )
 def test_gan_term_sends_gradient_into_the_autoencoder(arch, widths, gan_loss):
     torch.manual_seed(0)
-    io = "conv" if arch == "digitdreamer" else "shuffle"
-    ae = AutoEncoder(AEConfig(arch=arch, widths=widths, latent_channels=4, io=io))
+    ae = AutoEncoder(AEConfig(arch=arch, widths=widths, latent_channels=4))
     disc = PatchDiscriminator(8)
     x = torch.rand(4, 1, 32, 32) * 2 - 1
     _, _, gan, _ = ae_losses(ae, disc, x, gan_weight=1.0, use_gan=True, gan_loss=gan_loss)
@@ -112,8 +111,7 @@ def test_gan_term_is_zero_and_gradient_free_before_it_starts():
 
 
 def test_digitdreamer_autoencoder_is_f16_with_a_sigmoid_output_and_no_shortcut():
-    cfg = AEConfig(arch="digitdreamer", widths=(4, 8, 16, 32, 32), latent_channels=8, io="conv")
-    ae = AutoEncoder(cfg)
+    ae = AutoEncoder(AEConfig(arch="digitdreamer", widths=(4, 8, 16, 32, 32), latent_channels=8))
     x = torch.rand(3, 1, 32, 32) * 2 - 1
     z = ae.encode(x)
     assert z.shape == (3, 8, 2, 2)

@@ -68,9 +68,7 @@ def test_every_setting_can_be_set_from_a_file(section, name, tmp_path, cli):
     value = other_value(section, name, default)
     assert value != (list(default) if isinstance(default, tuple) else default)
     config = tmp_path / "run.toml"
-    # the digitdreamer arch has no DC-AE project-in/out, so it asks for io "conv" beside it
-    companion = 'io = "conv"\n' if (section, name) == ("ae", "arch") else ""
-    config.write_text(f"[{section}]\n{name} = {toml_value(value)}\n{companion}")
+    config.write_text(f"[{section}]\n{name} = {toml_value(value)}\n")
     res = cli("config", "--config", config, "--state-dir", tmp_path / "none")
     assert res.code == 0, res.err
     (tmp_path / "out.toml").write_text(res.out)
@@ -109,7 +107,6 @@ def test_a_table_reaches_the_stage_that_uses_it(tmp_path, cli, mnist_dir):
         (AEConfig(arch="vae"), "arch 'vae': choose one of dcae, digitdreamer"),
         (AEConfig(blocks=(1, 1, 1, 1, 1)), "blocks[0] must be 0 (or io 'conv')"),
         (AEConfig(io="stride"), "io 'stride': choose one of shuffle, conv"),
-        (AEConfig(arch="digitdreamer"), "io 'shuffle' is for dcae; the digitdreamer arch"),
         (DiTConfig(patch_size=3), "patch_size 3 must divide latent_size 2"),
         (DiTConfig(class_dropout=1.0), "class_dropout 1.0 must be in [0, 1)"),
         (DiTConfig(mlp_ratio=float("nan")), "mlp_ratio must be finite"),
