@@ -177,9 +177,9 @@ def distill_cmd(
     """Distil the trained DiT into a student that draws a digit in one network pass.
 
     The guided teacher draws (noise, class) -> latent pairs; the student, started from the teacher,
-    learns to land on the teacher's digit in one step, with the guidance baked in (optionally, a
-    smaller decoder learns to imitate the autoencoder's). `ddream sample` then uses the student;
-    `--model teacher` keeps the DiT's ODE.
+    learns to land on the teacher's digit in one step, with the guidance baked in; a cheaper
+    decoder (the autoencoder's without its 4x4 block) learns to imitate the autoencoder's. `ddream
+    sample` then uses both; `--model teacher` keeps the DiT's ODE and the autoencoder's decoder.
 
     Example: ddream distill
     """

@@ -56,7 +56,7 @@ PRESETS: dict[str, Profile] = {
         sample=SampleConfig(steps=12, cfg=2.0, solver="euler"),
         # not in DigitDreamer: a student of its DiT, at the preset's own guidance (it keeps its own
         # plain decoder)
-        distill=DistillConfig(teacher_cfg=0.0, teacher_cfg_interval=()),
+        distill=DistillConfig(teacher_cfg=0.0, teacher_cfg_interval=(), decoder_widths=()),
     ),
 }
 PROFILES = ("reference", "fast", "quick")
@@ -109,6 +109,7 @@ def quicken(preset: Profile) -> Profile:
             # the quick profile distils a small decoder too, so that the smoke run covers it
             decoder_widths=(4, 4, 8, 16, 16) if ae.arch == "dcae" else (),
             decoder_blocks=(0, 0, 1, 0, 1),
+            decoder_every=1,
         ),
     )
 
@@ -132,7 +133,11 @@ def fasten(preset: Profile) -> Profile:
             epochs=FAST_DIT_EPOCHS,
             ema_decay=min(preset.dit_train.ema_decay, FAST_DIT_EMA),
         ),
-        distill=dataclasses.replace(preset.distill, pairs=FAST_PAIRS, epochs=FAST_DISTILL_EPOCHS),
+        # no sampling decoder of its own: a first look needs no faster decoding, and its 10 short
+        # epochs would train one for too few steps
+        distill=dataclasses.replace(
+            preset.distill, pairs=FAST_PAIRS, epochs=FAST_DISTILL_EPOCHS, decoder_widths=()
+        ),
     )
 
 

@@ -158,3 +158,54 @@ def test_the_student_lands_where_one_step_of_its_own_velocity_says(trained_state
     with torch.inference_mode():
         z, _ = sample_ode(lambda x, t: sampler.dit(x, t, labels), noise, 1)
     assert torch.equal(images, sampler.decode(z))
+
+
+def test_a_pruned_small_decoder_starts_from_the_trained_decoders_weights():
+    from ddream.config import AEConfig
+    from ddream.models.autoencoder import Decoder
+    from ddream.stages.distill import warm_start
+
+    torch.manual_seed(0)
+    cfg = AEConfig(widths=(4, 8, 16, 16, 16), latent_channels=4)
+    trained = Decoder(cfg).eval()
+    for p in trained.parameters():  # residual blocks start at zero: give every weight a value
+        nn.init.normal_(p, std=0.1)
+    pruned_cfg = AEConfig(widths=cfg.widths, blocks=(0, 1, 1, 0, 1), latent_channels=4)
+    fresh, warm = Decoder(pruned_cfg).eval(), Decoder(pruned_cfg).eval()
+    taken = warm_start(warm, trained)
+    theirs = trained.state_dict()
+    assert taken == len(warm.state_dict()) == len(theirs) - 4  # all but the 4x4 block's 2 convs
+    assert all(torch.equal(v, theirs[k]) for k, v in warm.state_dict().items())
+    z = torch.randn(32, 4, 2, 2)
+    with torch.no_grad():
+        ref = trained(z)
+        assert (warm(z) - ref).abs().mean() < (fresh(z) - ref).abs().mean() / 2
+    narrow = Decoder(AEConfig(widths=(4, 4, 8, 16, 16), latent_channels=4))
+    assert 0 < warm_start(narrow, trained) < len(narrow.state_dict())  # what fits, no error
+
+
+def test_the_small_decoder_learns_on_every_kth_student_step_only():
+    from ddream.config import AEConfig
+    from ddream.models.autoencoder import Decoder
+
+    torch.manual_seed(0)
+    cfg = AEConfig(widths=(4, 8, 16, 16, 16), latent_channels=4)
+    teacher_decoder, decoder = Decoder(cfg).eval(), Decoder(cfg)
+    dit = DiT(DiTConfig(latent_channels=4, width=32, depth=1, heads=2))
+    dcfg = DistillConfig(pairs=64, teacher_steps=2, batch_size=16, decoder_every=3)
+    pairs = teacher_pairs(dit, 64, dcfg, 1.5, 0, "train", torch.device("cpu"))
+    stats = Latents(torch.empty(0), torch.empty(0), torch.zeros(4), torch.ones(4), "x")
+    task = DistillTask(
+        dit, decoder, teacher_decoder, stats, dcfg, pairs, {k: v[:16] for k, v in pairs.items()},
+        torch.randn(64, 4, 2, 2), torch.randn(16, 4, 2, 2), torch.device("cpu"), 0,
+    )  # fmt: skip
+    stepped = []
+    for step in range(7):
+        before = [p.detach().clone() for p in decoder.parameters()]
+        losses = task.step(0, step, torch.arange(16))
+        changed = any(
+            not torch.equal(a, b) for a, b in zip(before, decoder.parameters(), strict=True)
+        )
+        assert changed == ("dec" in losses)
+        stepped.append(changed)
+    assert stepped == [True, False, False, True, False, False, True]
