@@ -79,6 +79,13 @@ def settings(ctx: typer.Context):
     )
     for section in SECTIONS:
         validate(getattr(prof, section))
+    if prof.ae.arch == "digitdreamer" and prof.ae.io != "conv":
+        # checked here, for a run's settings, not in validate(): models stored by e49c078..d31fde3
+        # carry this pair and must still load
+        raise BadInput(
+            f"[ae] io {prof.ae.io!r} is DC-AE's project-in/out; the digitdreamer arch works at "
+            "32x32: set io = 'conv' (or use --preset digitdreamer)"
+        )
     return prof
 
 

@@ -68,7 +68,9 @@ def test_every_setting_can_be_set_from_a_file(section, name, tmp_path, cli):
     value = other_value(section, name, default)
     assert value != (list(default) if isinstance(default, tuple) else default)
     config = tmp_path / "run.toml"
-    config.write_text(f"[{section}]\n{name} = {toml_value(value)}\n")
+    # the digitdreamer arch has no DC-AE project-in/out, so it asks for io "conv" beside it
+    companion = 'io = "conv"\n' if (section, name) == ("ae", "arch") else ""
+    config.write_text(f"[{section}]\n{name} = {toml_value(value)}\n{companion}")
     res = cli("config", "--config", config, "--state-dir", tmp_path / "none")
     assert res.code == 0, res.err
     (tmp_path / "out.toml").write_text(res.out)
@@ -148,3 +150,12 @@ def test_the_fast_profile_keeps_the_models_and_data_and_shortens_the_schedule(pr
     assert abs(share(fast) - share(ref)) <= 1
     for section in ("ae", "ae_train", "dit", "dit_train", "sample", "distill"):
         validate(getattr(fast, section))
+
+
+def test_a_run_with_the_digitdreamer_arch_asks_for_io_conv(tmp_path, cli):
+    config = tmp_path / "run.toml"
+    config.write_text('[ae]\narch = "digitdreamer"\n')
+    res = cli("config", "--config", config, "--state-dir", tmp_path / "none")
+    assert res.code == 2 and "set io = 'conv'" in res.err and len(res.err.strip().splitlines()) == 1
+    preset = cli("config", "--preset", "digitdreamer", "--state-dir", tmp_path / "none")
+    assert preset.code == 0 and 'io = "conv"' in preset.out
