@@ -94,8 +94,8 @@ class Progress:
 # Seconds per unit of work on the development machine (2-core AMD EPYC), measured by a whole default
 # `ddream all` on 2026-11-29 (BENCHMARKS.md, benchmarks/quality.py): autoencoder 511 s for 22 epochs
 # of 60,000, encode 6 s for 70,000 digits, DiT 101 s for 10 epochs; distill (an earlier run of the
-# same day) 37 s for 60,000 12-step teacher pairs and 93 s for 15 epochs. Any other machine is measured as it goes: the plan scales the
-# stages still to come by how this one compares.
+# same day) 37 s for 60,000 12-step teacher pairs and 93 s for 15 epochs. Any other machine is
+# measured as it goes: the plan scales the stages still to come by how this one compares.
 REFERENCE_SECONDS = {
     "ae": 511 / (22 * 60_000),  # per image-epoch
     "encode": 6 / 70_000,  # per digit

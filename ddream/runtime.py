@@ -76,10 +76,14 @@ def sampling_dtype(device: torch.device, dtype: str = "auto") -> str:
     return dtype
 
 
+def training_dtype(device: torch.device) -> str:
+    """What training, encoding and reconstruction compute in: bf16 on CUDA, fp32 elsewhere."""
+    return "bf16" if device.type == "cuda" else "fp32"
+
+
 def autocast(device: torch.device, dtype: str | None = None) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA by default (training and encoding; a CPU gets a null context), or as
-    `dtype` says ('bf16' or 'fp32', from `sampling_dtype`) on any device."""
-    bf16 = device.type == "cuda" if dtype is None else dtype == "bf16"
-    if bf16 and device.type in ("cuda", "cpu"):
+    """bf16 autocast as `dtype` says ('bf16' or 'fp32', from `sampling_dtype`), by default as
+    `training_dtype` says; a null context for fp32."""
+    if (dtype or training_dtype(device)) == "bf16" and device.type in ("cuda", "cpu"):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()

@@ -23,7 +23,7 @@ from ddream.checkpoint import load_tensors, save_tensors
 from ddream.data import Split, to_model, to_unit
 from ddream.metrics import frechet_distance, precision_recall, psnr, ssim
 from ddream.models.classifier import DigitClassifier
-from ddream.runtime import autocast, seeded
+from ddream.runtime import autocast, seeded, training_dtype
 from ddream.sampler import Sampler, SampleRequest
 from ddream.stages.artifacts import load_ae_with_dataset, load_dataset
 from ddream.state import StateDir
@@ -196,7 +196,7 @@ def evaluate(
     say("reconstruction: PSNR, SSIM and FID over the test split")
     recon, images = reconstruction_scores(ae.encoder, ae.decoder, test, device)
     recon["fid"] = frechet_distance(real_feats, features(classifier, images, device)[0])
-    decoders = {f"autoencoder decoder, {'bf16' if device.type == 'cuda' else 'fp32'}": recon}
+    decoders = {f"autoencoder decoder, {training_dtype(device)}": recon}
     # the decoder as sampling runs it, when that differs: a distilled one, or bf16 arithmetic
     sampling_decoder = f"{sampler.decoder_name} decoder, {sampler.dtype}"
     if sampling_decoder not in decoders:
