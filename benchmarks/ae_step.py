@@ -8,7 +8,9 @@
    the decoder alone learning in the GAN phase (the encoder's weights frozen, as DC-AE's
    decoder-only phase and `benchmarks/patches/gan-decoder-only.patch` do), and the digitdreamer
    preset's step.
-3. Two processes of one thread each (batch 64 apiece, no gradient exchange: an upper bound for data
+3. Smaller autoencoders (other `[ae] widths` / `blocks`), GAN off: what a step costs as the
+   multiply-accumulates fall.
+4. Two processes of one thread each (batch 64 apiece, no gradient exchange: an upper bound for data
    parallelism on a CPU) against one process of two threads, at batch 128.
 
     python benchmarks/ae_step.py [--steps 30] [--rounds 3] [--no-compile]
@@ -65,12 +67,18 @@ def random_split(n: int) -> Split:
 
 
 def make_task(
-    preset: str, split: Split, *, compile_: bool = False, frozen_encoder: bool = False, **train
+    preset: str,
+    split: Split,
+    *,
+    compile_: bool = False,
+    frozen_encoder: bool = False,
+    model: dict | None = None,
+    **train,
 ) -> AETask:
     profile = PRESETS[preset]
     torch.manual_seed(0)
     cfg = dataclasses.replace(profile.ae_train, **train)
-    ae = AutoEncoder(profile.ae)
+    ae = AutoEncoder(dataclasses.replace(profile.ae, **(model or {})))
     disc = PatchDiscriminator(profile.ae.disc_width)
     task = AETask(ae, disc, cfg, split, split, torch.device("cpu"), 0)
     if compile_:
@@ -128,6 +136,16 @@ def main() -> None:
     variants["GAN on, the decoder alone learning"] = dict(gan_start=0, frozen_encoder=True)
     if not args.no_compile:
         variants["torch.compile, GAN off"] = dict(gan_start=NO_GAN, compile_=True)
+    smaller = {  # section 3
+        "blocks (0, 1, 1, 0, 1)": dict(blocks=(0, 1, 1, 0, 1)),
+        "blocks (0, 0, 1, 1, 1)": dict(blocks=(0, 0, 1, 1, 1)),
+        "blocks (0, 1, 0, 0, 1)": dict(blocks=(0, 1, 0, 0, 1)),
+        "widths (8, 16, 32, 32, 32)": dict(widths=(8, 16, 32, 32, 32)),
+        "widths (8, 16, 16, 32, 32)": dict(widths=(8, 16, 16, 32, 32)),
+        "widths (8, 8, 16, 32, 64)": dict(widths=(8, 8, 16, 32, 64)),
+    }
+    for name, model in smaller.items():
+        variants[f"{name}, GAN off"] = dict(gan_start=NO_GAN, model=model)
     tasks, compile_s = {}, 0.0
     for name, spec in variants.items():
         spec = dict(spec)
@@ -141,11 +159,15 @@ def main() -> None:
         for name, task in tasks.items():
             rates[name].append(images_per_s(task, args.steps, start=3))
     base = statistics.median(rates["default, GAN on (its last 6 epochs)"])
-    print("\n| training step | images/s (median) | rounds | ratio to the default with GAN |")
-    print("| --- | --- | --- | --- |")
+    off = statistics.median(rates["default, GAN off (its first 16 epochs)"])
+    print("\n| training step | MMAC/image | images/s (median) | rounds | ratio to the default "
+          "with GAN | ratio to the default without |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- |")
     for name, r in rates.items():
-        print(f"| {name} | {statistics.median(r):,.0f} | {', '.join(f'{v:,.0f}' for v in r)} "
-              f"| {statistics.median(r) / base:.2f}x |")  # fmt: skip
+        macs = forward_macs(tasks[name].ae, x) / 1e6
+        print(f"| {name} | {macs:.2f} | {statistics.median(r):,.0f} | "
+              f"{', '.join(f'{v:,.0f}' for v in r)} | {statistics.median(r) / base:.2f}x | "
+              f"{statistics.median(r) / off:.2f}x |")  # fmt: skip
     if compile_s:
         print(f"\ntorch.compile: {compile_s:.0f} s to compile and warm up")
 
