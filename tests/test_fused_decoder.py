@@ -76,3 +76,25 @@ def test_to_moves_every_weight_of_the_fused_decoder_the_gemm_head_included():
     assert all(p.dtype == torch.float64 for p in fused.head.parameters())
     out = fused(z)
     assert out.dtype == torch.float64 and (out - plain).abs().max() <= 1e-5  # folded in float32
+
+
+def test_plain_decoders_decode_in_chunks_with_the_same_digits():
+    """The digitdreamer preset's decoder is not fused, but it too runs on slices of the batch on a
+    CPU (a whole batch of 20,000 decoded 2-3x slower); slicing must not change a digit."""
+    from ddream.models.fused_decoder import Chunked, inference_decoder
+    from ddream.models.plain_autoencoder import PlainDecoder
+    from ddream.presets import PRESETS
+
+    torch.manual_seed(0)
+    decoder = PlainDecoder(PRESETS["digitdreamer"].ae).eval()
+    z = torch.randn(600, 8, 2, 2)  # two full chunks of 256 and a partial one
+    with torch.inference_mode():
+        whole = decoder(z)
+    calls = []
+    decoder.register_forward_hook(lambda _m, args, _o: calls.append(len(args[0])))
+    fast = inference_decoder(decoder, torch.device("cpu"))
+    assert isinstance(fast, Chunked)
+    out = fast(z)
+    assert calls == [256, 256, 88]
+    assert out.shape == whole.shape == (600, 1, 32, 32)
+    assert (out - whole).abs().max() <= 1e-5
