@@ -215,7 +215,10 @@ DtypeOpt = Annotated[
 StepsOpt = Annotated[
     int | None,
     typer.Option(
-        min=1, max=1000, help="ODE steps (default: the model's preset; ddream's: 2 Heun steps)."
+        min=1,
+        max=1000,
+        help="ODE steps (default: the model's own: 1 for the one-step student, which takes 1 or 2; "
+        "for ddream's teacher, 2 Heun steps).",
     ),
 ]
 CfgOpt = Annotated[
@@ -232,7 +235,10 @@ IntervalOpt = Annotated[
 ]
 SolverOpt = Annotated[
     Solver | None,
-    typer.Option(help="The ODE solver (default: the model's preset; ddream's: heun)."),
+    typer.Option(
+        help="The ODE solver (default: the model's own: euler for the student, which takes no "
+        "other; heun for ddream's teacher)."
+    ),
 ]
 CountOpt = Annotated[
     int | None,
