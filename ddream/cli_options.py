@@ -104,7 +104,7 @@ ProfileOpt = Annotated[
     typer.Option(
         "--profile",
         help="reference (the full schedule: 20+2 AE, 10 DiT, 15 distill epochs), fast (the same "
-        "models, 3+1 AE, 6 DiT and 10 distill epochs: a first look, 162 s to FID 16.5 on a 2-core "
+        "models, 3+1 AE, 6 DiT and 10 distill epochs: a first look, ~230 s to FID 13.0 on a 2-core "
         "CPU) or quick (a tiny model on a slice of the data, seconds: a smoke test).",
     ),
 ]
