@@ -40,7 +40,7 @@ def main() -> None:
     from ddream.data import load_split, to_model, to_unit
     from ddream.metrics import frechet_distance, psnr
     from ddream.models.autoencoder import Decoder
-    from ddream.models.fused_decoder import FusedDecoder
+    from ddream.models.fused_decoder import Chunked, FusedDecoder
     from ddream.stages.artifacts import load_ae, load_latents
     from ddream.stages.evaluate import features
     from ddream.state import StateDir
@@ -69,7 +69,7 @@ def main() -> None:
     z = test.latents[:4096]
     print("\n| decoder (fused) | digits/s |\n| --- | --- |")
     for name, decoder in decoders.items():
-        fused = FusedDecoder(decoder.eval())
+        fused = Chunked(FusedDecoder(decoder.eval()), 256)
         print(f"| {name} | {len(z) / best(lambda f=fused: f(z), args.repeats):,.0f} |", flush=True)
 
     @torch.inference_mode()

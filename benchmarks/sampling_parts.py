@@ -26,7 +26,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from ddream.data import model_to_uint8
-    from ddream.models.fused_decoder import FusedDecoder
+    from ddream.models.fused_decoder import Chunked, FusedDecoder
     from ddream.render import write_npz
     from ddream.sampler import Sampler, class_rows
     from ddream.stages.artifacts import load_ae
@@ -58,14 +58,14 @@ def main() -> None:
         f"| plain, channels-last, whole batch (a95463b) | {n / best(lambda: plain(zc), r):,.0f} |"
     )
     for chunk in (64, 128, 256, 1000, 4000):
-        fused = FusedDecoder(ae.decoder, chunk=chunk)
+        fused = Chunked(FusedDecoder(ae.decoder), chunk)
         print(
             f"| fused, chunks of {chunk} | {n / best(lambda f=fused: f(z), r):,.0f} |", flush=True
         )
 
     for _ in range(2):  # alternating, so that a noisy machine hurts both alike
         for gemm in (False, True):
-            fused = FusedDecoder(ae.decoder, chunk=256, gemm_head=gemm)
+            fused = Chunked(FusedDecoder(ae.decoder, gemm_head=gemm), 256)
             what = "matrix products (default)" if gemm else "convolutions"
             print(f"| fused, chunks of 256, 2x2 stage as {what} | "
                   f"{n / best(lambda f=fused: f(z), r):,.0f} |", flush=True)  # fmt: skip

@@ -10,6 +10,7 @@ from torch import nn
 from ddream.config import AEConfig
 from ddream.models.autoencoder import Decoder
 from ddream.models.fused_decoder import (
+    Chunked,
     FusedDecoder,
     fold_duplication,
     pixel_shuffle_nhwc,
@@ -41,7 +42,7 @@ def test_fused_decoder_decodes_the_same_digits(widths, blocks, latent, io):
     with torch.inference_mode():
         plain = decoder(z)
     for gemm_head in (True, False):  # the 2x2 stage as matrix products, and as convolutions
-        fused = FusedDecoder(decoder, chunk=256, gemm_head=gemm_head)(z)
+        fused = Chunked(FusedDecoder(decoder, gemm_head=gemm_head), 256)(z)
         assert fused.shape == plain.shape == (600, 1, 32, 32)
         assert (fused - plain).abs().max() <= 1e-5 * max(1.0, float(plain.abs().max()))
 
@@ -81,7 +82,7 @@ def test_to_moves_every_weight_of_the_fused_decoder_the_gemm_head_included():
 def test_plain_decoders_decode_in_chunks_with_the_same_digits():
     """The digitdreamer preset's decoder is not fused, but it too runs on slices of the batch on a
     CPU (a whole batch of 20,000 decoded 2-3x slower); slicing must not change a digit."""
-    from ddream.models.fused_decoder import Chunked, inference_decoder
+    from ddream.models.fused_decoder import inference_decoder
     from ddream.models.plain_autoencoder import PlainDecoder
     from ddream.presets import PRESETS
 

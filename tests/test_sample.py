@@ -104,7 +104,9 @@ def test_bf16_sampling_runs_in_bf16_and_draws_nearly_the_fp32_digits(trained_sta
     fp32 = Sampler.from_state(state, torch.device("cpu"), "student", "fp32")
     bf16 = Sampler.from_state(state, torch.device("cpu"), "student", "bf16")
     seen = []
-    hook = bf16.decoder.out.register_forward_hook(lambda m, args, out: seen.append(out.dtype))
+    hook = bf16.decoder.decoder.out.register_forward_hook(
+        lambda m, args, out: seen.append(out.dtype)
+    )
     labels = torch.arange(40) % 10
     a, _ = fp32.generate(labels, SampleRequest(n=40))
     b, _ = bf16.generate(labels, SampleRequest(n=40))

@@ -8,7 +8,8 @@ Two exact rewrites (the digits change by float rounding only, tests/test_fused_d
 - the up-steps' output channels are reordered from torch's (c, i, j) to (i, j, c), so that the pixel
   shuffle of channels-last memory moves runs of 2c values rather than single ones: one reshape-permute
   copy, ~7x faster than torch's generic kernel on the up-steps' maps (BENCHMARKS.md).
-Decoding runs in chunks small enough for the activations to stay in the CPU's cache.
+`inference_decoder` runs it (and any other decoder) in chunks small enough for the activations to
+stay in the CPU's cache.
 """
 
 from __future__ import annotations
@@ -106,9 +107,8 @@ class Head2x2(nn.Module):
 class FusedDecoder(nn.Module):
     """Inference-only copy of a trained DC-AE `Decoder` (it shares the residual blocks' weights)."""
 
-    def __init__(self, decoder: Decoder, chunk: int = 256, gemm_head: bool = True) -> None:
+    def __init__(self, decoder: Decoder, gemm_head: bool = True) -> None:
         super().__init__()
-        self.chunk = chunk
         self.inp = fold_duplication(decoder.inp)
         self.mid = decoder.mid
         self.ups = nn.ModuleList(
@@ -123,22 +123,20 @@ class FusedDecoder(nn.Module):
 
     @torch.inference_mode()
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self._decode(part) for part in z.split(self.chunk)])
-
-    def _conv_head(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.mid(self.inp(z.contiguous(memory_format=torch.channels_last)))
-        return pixel_shuffle_nhwc(self.ups[0](h))
-
-    def _decode(self, z: torch.Tensor) -> torch.Tensor:
         h = self.blocks[0](self.head(z))
         for up, blocks in zip(self.ups[1:], self.blocks[1:], strict=True):
             h = blocks(pixel_shuffle_nhwc(up(h)))
         out = self.out(F.silu(h))
         return pixel_shuffle_nhwc(out) if self.shuffle else out
 
+    def _conv_head(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.mid(self.inp(z.contiguous(memory_format=torch.channels_last)))
+        return pixel_shuffle_nhwc(self.ups[0](h))
+
 
 class Chunked(nn.Module):
-    """A decoder run on slices of the batch (exact: no layer mixes digits)."""
+    """A decoder run on slices of the batch (exact: no layer mixes digits), small enough on a CPU
+    for a slice's activations to stay in its cache."""
 
     def __init__(self, decoder: nn.Module, chunk: int) -> None:
         super().__init__()
@@ -154,7 +152,8 @@ def inference_decoder(decoder: nn.Module, device: torch.device) -> nn.Module:
     others (the digitdreamer preset's plain decoder). Both decode in chunks: 256 digits suit a
     CPU's cache (the plain decoder 2-3x faster than on 20,000 at once, BENCHMARKS.md); a GPU wants
     large batches."""
-    chunk = 256 if device.type == "cpu" else 16384
     if isinstance(decoder, Decoder):
-        return FusedDecoder(decoder, chunk=chunk)
-    return Chunked(decoder.eval().to(memory_format=torch.channels_last), chunk)
+        fast = FusedDecoder(decoder)
+    else:
+        fast = decoder.eval().to(memory_format=torch.channels_last)
+    return Chunked(fast, 256 if device.type == "cpu" else 16384)
