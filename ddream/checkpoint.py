@@ -17,7 +17,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 from ddream.errors import DDreamError
-from ddream.state import atomic_write_bytes
+from ddream.files import atomic_write_bytes
 
 META_KEY = "ddream"
 

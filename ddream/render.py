@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ddream.errors import BadInput
-from ddream.state import atomic_write_bytes
+from ddream.files import atomic_write_bytes
 
 
 def check_output(path: Path, suffix: str, option: str) -> Path:
