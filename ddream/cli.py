@@ -18,7 +18,8 @@ from ddream import __version__
 from ddream import cli_options as o
 from ddream import cli_settings as cs
 from ddream.errors import BadInput
-from ddream.reports import eval_table, sample_line, stage_line, status_table
+from ddream.reports import eval_table, reconstruct_lines, sample_line, stage_line, status_table
+from ddream.state import StateDir
 
 app = typer.Typer(
     name="ddream",
@@ -109,7 +110,6 @@ def encode_cmd(
     Example: ddream encode --data-dir ../shared/data/mnist
     """
     from ddream.stages.encode import encode
-    from ddream.state import StateDir
 
     dev = cs.device_for(device, 0)
     state = StateDir(state_dir)
@@ -184,7 +184,6 @@ def distill_cmd(
     Example: ddream distill
     """
     from ddream.stages.distill import distill
-    from ddream.state import StateDir
 
     cfg = cs.settings(ctx).distill
     dev = cs.device_for(device, seed)
@@ -230,7 +229,6 @@ def sample_cmd(
     """
     from ddream.sampler import SampleRequest
     from ddream.stages.sample import morph, sample
-    from ddream.state import StateDir
 
     table = cs.sample_table(ctx)  # a --config file's [sample] o.settings, under the flags
     paths = cs.sample_outputs(interpolate, between, labels, grid, gif, npz)
@@ -287,7 +285,6 @@ def reconstruct_cmd(
     Example: ddream reconstruct my_digit.png
     """
     from ddream.stages.reconstruct import reconstruct_files, reconstruct_test
-    from ddream.state import StateDir
 
     if not images and test is None:
         raise BadInput("give image files, or --test N")
@@ -296,24 +293,16 @@ def reconstruct_cmd(
     dev = cs.device_for(device, 0)
     state = StateDir(state_dir)
     if test is not None:
-        res = reconstruct_test(
+        results = reconstruct_test(
             state, test, out=out or Path("reconstructions.png"), data_dir=data_dir, device=dev,
             scale=scale or 2,
         )  # fmt: skip
-        lines = [
-            f"{res['n']} test digits through the autoencoder's own decoder, mean PSNR "
-            f"{res['psnr']:.2f} dB: {res['output']}"
-        ]
     else:
         results = reconstruct_files(
             state, images, out=out, invert=invert, device=dev, scale=scale or 4
         )
-        lines = [
-            f"{r['input']}: PSNR {r['psnr']:.2f} dB (autoencoder's decoder) -> {r['output']}"
-            for r in results
-        ]
     if not quiet:
-        typer.echo("\n".join(lines))
+        typer.echo(reconstruct_lines(results))
 
 
 @app.command("eval")
@@ -343,7 +332,6 @@ def eval_cmd(
     """
     from ddream.sampler import SampleRequest
     from ddream.stages.evaluate import evaluate
-    from ddream.state import StateDir
 
     req = SampleRequest(
         n=n, steps=steps, cfg=cs.finite(cfg, "--cfg"), solver=solver, seed=seed, model=model,
@@ -386,7 +374,6 @@ def all_cmd(
     Example: ddream all --profile quick --data-dir ../shared/data/mnist
     """
     from ddream.stages.pipeline import run_all
-    from ddream.state import StateDir
 
     prof = cs.settings(ctx)
     dev = cs.device_for(device, seed)
@@ -415,7 +402,6 @@ def config_cmd(
     Example: ddream config --profile quick > run.toml  (edit it, then: ddream all --config run.toml)
     """
     from ddream.config_file import to_toml
-    from ddream.state import StateDir
     from ddream.status import recorded_profile
 
     prof, recorded = recorded_profile(StateDir(state_dir), cs.settings(ctx))
@@ -432,18 +418,45 @@ def status_cmd(as_json: o.JsonOpt = False, state_dir: o.StateDirOpt = o.DEFAULT_
 
     Example: ddream status --state-dir ddream-state
     """
-    from ddream.state import StateDir
     from ddream.status import next_command, status_rows
 
     state = StateDir(state_dir)
     rows = status_rows(state)
-    nxt, run = next_command(rows), state.read().get("run")
+    nxt, run = (None if state.exported else next_command(rows)), state.read().get("run")
     if as_json:
         stages = [r.__dict__ for r in rows]
         report = {"state_dir": str(state_dir), "next": nxt, "stages": stages, "run": run}
         typer.echo(json.dumps(report, indent=2))
     else:
         status_table(state_dir, rows, nxt, run)
+
+
+@app.command("export")
+def export_cmd(
+    out: o.ExportOutArg,
+    onnx: o.OnnxOpt = False,
+    force: o.ReplaceOpt = False,
+    data_dir: o.ExportDataDirOpt = None,
+    state_dir: o.StateDirOpt = o.DEFAULT_STATE,
+    device: o.DeviceOpt = "auto",
+    seed: o.SeedOpt = 0,
+    quiet: o.QuietOpt = False,
+) -> None:
+    """Write the model as a folder: weights, config.json, a model card (README.md, for the Hugging
+    Face Hub), pictures, a manifest of sha256s; ONNX graphs with --onnx. Reading commands and
+    ddream.load() take it as they take a state dir.
+
+    Example: ddream export my-digits --onnx   (then: ddream sample --state-dir my-digits)
+    """
+    from ddream.stages.export import export
+
+    dev = cs.device_for(device, seed)
+    result = export(
+        StateDir(state_dir), out, onnx=onnx, force=force, data_dir=data_dir, device=dev,
+        seed=seed, say=cs.say(quiet),
+    )  # fmt: skip
+    if not quiet:
+        typer.echo(f"exported {state_dir} to {result['out']}: {', '.join(result['files'])}")
 
 
 @app.command("serve")

@@ -53,7 +53,8 @@ StateDirOpt = Annotated[
     typer.Option(
         "--state-dir",
         envvar="DDREAM_STATE_DIR",
-        help="Experiment folder holding state.json and artifacts.",
+        help="Experiment folder holding state.json and artifacts (reading commands also take a "
+        "folder `ddream export` wrote).",
     ),
 ]
 DeviceOpt = Annotated[
@@ -323,5 +324,28 @@ HostOpt = Annotated[
     str,
     typer.Option(
         "--host", help="Address to bind; 0.0.0.0 makes the page reachable from the network."
+    ),
+]
+ExportOutArg = Annotated[
+    Path, typer.Argument(help="The model folder to write (new or empty; --force replaces it).")
+]
+OnnxOpt = Annotated[
+    bool,
+    typer.Option(
+        "--onnx",
+        help="Also write generator.onnx, encoder.onnx and decoder.onnx, checked against torch "
+        "(needs pip install 'ddream[export]').",
+    ),
+]
+ReplaceOpt = Annotated[
+    bool,
+    typer.Option("--force", help="Replace OUT when it is not empty (once the new one is done)."),
+]
+ExportDataDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="MNIST folder for the card's reconstruction figure (default: the state dir's "
+        "download cache; without test digits the card has no such figure).",
     ),
 ]

@@ -104,3 +104,16 @@ def eval_table(state_dir, result: dict[str, Any]) -> None:
         f"{result['extractor_test_accuracy']:.2%}.",
         highlight=False,
     )
+
+
+def reconstruct_lines(results: dict | list[dict]) -> str:
+    """`ddream reconstruct`'s report: the --test figure's mean PSNR, or one line per image file."""
+    if isinstance(results, dict):
+        return (
+            f"{results['n']} test digits through the autoencoder's own decoder, mean PSNR "
+            f"{results['psnr']:.2f} dB: {results['output']}"
+        )
+    return "\n".join(
+        f"{r['input']}: PSNR {r['psnr']:.2f} dB (autoencoder's decoder) -> {r['output']}"
+        for r in results
+    )

@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +21,8 @@ from typing import Any
 
 from ddream import __version__
 from ddream.errors import BadInput, DDreamError, StateBusy
+from ddream.files import atomic_write_bytes, sha256_file
+from ddream.manifest import is_export, read_manifest
 
 STATE_FORMAT = 1
 
@@ -49,48 +49,6 @@ STAGE = {s.name: s for s in STAGE_TABLE}
 STAGES = tuple(STAGE)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old file or the whole new one, never a part."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def versions() -> dict[str, str]:
     import torch
 
@@ -113,6 +71,12 @@ class StateDir:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
         self._lock_fd: int | None = None
+        self._manifest: dict[str, Any] | None = None
+
+    @property
+    def exported(self) -> bool:
+        """A folder `ddream export` wrote: read-only, its records in manifest.json."""
+        return is_export(self.root)
 
     # ---- paths -------------------------------------------------------------------------------
     @property
@@ -134,6 +98,10 @@ class StateDir:
         flock is released by the kernel when the holder dies, so a lock left by a killed process is
         simply taken over.
         """
+        if self.exported:
+            raise BadInput(
+                f"{self.root} is an exported model folder, read-only; train in a state dir"
+            )
         created = not self.root.exists()
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -178,6 +146,10 @@ class StateDir:
 
     # ---- records -----------------------------------------------------------------------------
     def read(self) -> dict[str, Any]:
+        if self.exported:  # every file checked against the manifest, once
+            if self._manifest is None:
+                self._manifest = read_manifest(self.root)
+            return {"format": STATE_FORMAT, "stages": self._manifest["stages"]}
         if not self.state_file.exists():
             return {"format": STATE_FORMAT, "stages": {}}
         try:
@@ -270,7 +242,9 @@ class StateDir:
         data = self.read()["stages"]
         rec = data.get(stage)
         if rec is None:
-            return StageView(stage, "missing", "not run yet", None)
+            return StageView(
+                stage, "missing", "not exported" if self.exported else "not run yet", None
+            )
         if rec.get("status") != "done":
             return StageView(
                 stage, "partial", f"epoch {rec.get('epoch', 0)} of {rec.get('epochs', '?')}", rec
@@ -279,7 +253,7 @@ class StateDir:
         if problem:
             return StageView(stage, "corrupt", problem, rec)
         upstream = STAGE[stage].upstream
-        if upstream:
+        if upstream and not self.exported:  # an export carries its models, not their inputs
             up_stage, up_output = upstream
             up = data.get(up_stage)
             up_sha = (

@@ -64,7 +64,8 @@ def test_importing_ddream_imports_no_torch():
 @pytest.mark.parametrize(
     "module",
     ["ddream.api", "ddream.demo", "ddream.sampler", "ddream.stages.sample", "ddream.stages.reconstruct",
-     "ddream.stages.evaluate", "ddream.stages.encode"],
+     "ddream.stages.evaluate", "ddream.stages.encode", "ddream.stages.export",
+     "ddream.stages.onnx_export"],
 )  # fmt: skip
 def test_inference_never_imports_the_training_loop(module):
     code = f"import sys, {module}; print('ddream.train' in sys.modules, 'typer' in sys.modules)"

@@ -11,7 +11,7 @@ import torch
 from ddream.checkpoint import BadArtifact, load_tensors
 from ddream.config import AEConfig, DiTConfig, from_dict
 from ddream.data import Split, load_split, resolve_data_dir
-from ddream.errors import NotBuilt
+from ddream.errors import BadInput, NotBuilt
 from ddream.models.autoencoder import AutoEncoder
 from ddream.models.dit import DiT
 from ddream.state import STAGE, STAGES, StateDir
@@ -162,6 +162,11 @@ def load_student(state: StateDir, device: torch.device) -> Student:
 def load_dataset(
     state: StateDir, data_dir: Path | None, dataset: str = "mnist"
 ) -> tuple[Split, Split]:
-    """Both splits of a dataset, from --data-dir or the state dir's download cache."""
+    """Both splits of a dataset, from --data-dir or the state dir's download cache (an exported
+    model folder has none, and takes no download)."""
+    if data_dir is None and state.exported:
+        raise BadInput(
+            f"{state.root} is an exported model folder and holds no data; give --data-dir"
+        )
     folder = resolve_data_dir(data_dir, state.root, dataset)
     return load_split(folder, "train", dataset), load_split(folder, "test", dataset)

@@ -99,6 +99,9 @@ def load_or_train_classifier(
             model = DigitClassifier().to(device)
             model.load_state_dict(tensors)
             return model.eval(), meta["test_accuracy"]
+    if state.exported:  # read-only: trained for this run alone
+        say("training the evaluation classifier (an exported folder keeps none)")
+        return train_classifier(train, test, device, progress=say)
     say("training the evaluation classifier (cached in the state dir)")
     model, acc = train_classifier(train, test, device, progress=say)
     save_tensors(
@@ -242,7 +245,8 @@ def evaluate(
         "extractor": EXTRACTOR,
         "extractor_test_accuracy": round(clf_acc, 4),
     }
-    write_report(state, result)
+    if not state.exported:  # an exported folder keeps the report it was exported with
+        write_report(state, result)
     return result
 
 
@@ -253,7 +257,7 @@ def report_path(state: StateDir) -> Path:
 def write_report(state: StateDir, result: dict[str, Any]) -> None:
     """The last evaluation, kept beside the classifier so that `ddream serve` can say how good the
     model is without scoring it again."""
-    from ddream.state import atomic_write_bytes
+    from ddream.files import atomic_write_bytes
 
     report = {**result, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     report_path(state).parent.mkdir(parents=True, exist_ok=True)
