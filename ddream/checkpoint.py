@@ -26,12 +26,17 @@ class BadArtifact(DDreamError):
     """A file ddream wrote earlier that is now missing, truncated, altered or foreign."""
 
 
-def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> str:
-    """Write tensors + JSON metadata atomically; returns the file's sha256."""
+def tensor_bytes(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> bytes:
+    """Tensors + JSON metadata as the bytes of a safetensors file."""
     clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     # One metadata key holding sorted JSON: safetensors keeps metadata in a hash map whose order
     # changes from process to process, and the same weights must give the same file and sha256.
-    data = st_save(clean, metadata={META_KEY: json.dumps(meta, sort_keys=True)})
+    return st_save(clean, metadata={META_KEY: json.dumps(meta, sort_keys=True)})
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> str:
+    """Write tensors + JSON metadata atomically; returns the file's sha256."""
+    data = tensor_bytes(tensors, meta)
     atomic_write_bytes(path, data)
     return hashlib.sha256(data).hexdigest()
 

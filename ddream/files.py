@@ -44,6 +44,10 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

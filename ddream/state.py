@@ -21,7 +21,7 @@ from typing import Any
 
 from ddream import __version__
 from ddream.errors import BadInput, DDreamError, StateBusy
-from ddream.files import atomic_write_bytes, sha256_file
+from ddream.files import atomic_write_bytes, sha256_bytes, sha256_file
 from ddream.manifest import is_export, read_manifest
 
 STATE_FORMAT = 1
@@ -62,7 +62,8 @@ class StageView:
     name: str
     status: str  # done | partial | stale | missing | corrupt
     detail: str
-    record: dict[str, Any] | None
+    record: dict[str, Any] | None  # for a stage in progress: the finished one readers use, if any
+    interrupted: bool = False  # done, but a newer run of it stopped before it was complete
 
 
 class StateDir:
@@ -208,6 +209,12 @@ class StateDir:
             "versions": versions(),
             "argv": sys.argv[1:],
         }
+        # The finished model this run will replace stays usable until the new one is complete:
+        # readers fall back to it while this record is not done (see `view`).
+        old = self.record(stage) or {}
+        previous = old if old.get("status") == "done" else old.get("previous")
+        if previous:
+            record["previous"] = {k: v for k, v in previous.items() if k != "history"}
         self.write_record(stage, record)
         return record
 
@@ -218,13 +225,30 @@ class StateDir:
         }
         record["status"] = "done"
         record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        record.pop("previous", None)
+        record.pop("closing", None)
         self.write_record(stage, record)
 
+    def install_outputs(
+        self, stage: str, record: dict[str, Any], files: dict[str, tuple[Path, bytes]]
+    ) -> None:
+        """Put a finished run's files in place and mark its record done, so that at every instant
+        a reader finds a whole model, the previous one or the new one: the new files' sha256 go
+        into the record first ("closing"), then the files (each atomically), then the done record."""
+        record["closing"] = {
+            name: {"path": str(path.relative_to(self.root)), "sha256": sha256_bytes(data)}
+            for name, (path, data) in files.items()
+        }
+        self.write_record(stage, record)
+        for path, data in files.values():
+            atomic_write_bytes(path, data)
+        self.finish_record(stage, record, {name: path for name, (path, _) in files.items()})
+
     def output_sha(self, stage: str, name: str) -> str | None:
-        rec = self.record(stage)
-        if not rec or rec.get("status") != "done":
+        view = self.view(stage)
+        if view.status != "done":
             return None
-        return rec["outputs"].get(name, {}).get("sha256")
+        return view.record["outputs"].get(name, {}).get("sha256")
 
     # ---- derived views ------------------------------------------------------------------------
     def verify_outputs(self, record: dict[str, Any]) -> str | None:
@@ -245,24 +269,38 @@ class StateDir:
             return StageView(
                 stage, "missing", "not exported" if self.exported else "not run yet", None
             )
+        newer = ""
         if rec.get("status") != "done":
-            return StageView(
-                stage, "partial", f"epoch {rec.get('epoch', 0)} of {rec.get('epochs', '?')}", rec
-            )
+            run = f"epoch {rec.get('epoch', 0)} of {rec.get('epochs', '?')}"
+            usable = self._usable(rec)
+            if usable is None:
+                return StageView(stage, "partial", run, rec)
+            if usable is rec.get("previous"):
+                newer = f"a newer run stopped at {run}; `ddream {STAGE[stage].command}` resumes it"
+            rec = usable
         problem = self.verify_outputs(rec)
         if problem:
             return StageView(stage, "corrupt", problem, rec)
         upstream = STAGE[stage].upstream
         if upstream and not self.exported:  # an export carries its models, not their inputs
             up_stage, up_output = upstream
-            up = data.get(up_stage)
-            up_sha = (
-                up and up.get("status") == "done" and up["outputs"].get(up_output, {}).get("sha256")
-            )
+            up = self.view(up_stage)
+            finished = up.record if up.status in ("done", "corrupt", "stale") else None
+            up_sha = finished and finished["outputs"].get(up_output, {}).get("sha256")
             if rec["inputs"].get(up_stage) != up_sha:
                 return StageView(stage, "stale", f"made from an older {up_stage} output", rec)
             # A corrupt or deleted upstream file does not spoil what was made from it (the record
             # still names the sha256 it was made from): a DiT samples without the latents files.
-            if self.view(up_stage).status not in ("done", "corrupt"):
+            if up.status not in ("done", "corrupt"):
                 return StageView(stage, "stale", f"{up_stage} is not done and fresh", rec)
-        return StageView(stage, "done", "", rec)
+        return StageView(stage, "done", newer, rec, bool(newer))
+
+    def _usable(self, rec: dict[str, Any]) -> dict[str, Any] | None:
+        """The finished model a record not done still offers: its new files when they were all put
+        in place before the record was closed, else the model it is replacing, if whole."""
+        closing, previous = rec.get("closing"), rec.get("previous")
+        if closing and self.verify_outputs({"outputs": closing}) is None:
+            return {**rec, "status": "done", "outputs": closing}
+        if previous and previous.get("outputs") and self.verify_outputs(previous) is None:
+            return previous
+        return None

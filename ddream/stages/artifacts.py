@@ -18,11 +18,12 @@ from ddream.state import STAGE, STAGES, StateDir
 
 
 def done_output(state: StateDir, stage: str, name: str) -> tuple[Path, str]:
-    """Path and recorded sha256 of a finished stage's output, or a one-line 'run X first'."""
-    rec = state.record(stage)
-    if not rec or rec.get("status") != "done" or name not in rec.get("outputs", {}):
-        raise NotBuilt(f"no finished {stage} stage in {state.root}; {_what_to_run(state, stage)}")
+    """Path and recorded sha256 of a finished stage's output, or a one-line 'run X first'. While a
+    newer run of the stage is unfinished, the finished one it will replace."""
     view = state.view(stage)
+    rec = view.record
+    if view.status in ("missing", "partial") or name not in rec.get("outputs", {}):
+        raise NotBuilt(f"no finished {stage} stage in {state.root}; {_what_to_run(state, stage)}")
     if view.status == "stale":
         raise NotBuilt(
             f"the {stage} stage in {state.root} is stale ({view.detail}); "
@@ -154,7 +155,7 @@ def load_student(state: StateDir, device: torch.device) -> Student:
     mean, std = torch.tensor(meta["latent_mean"]), torch.tensor(meta["latent_std"])
     stats = Latents(torch.empty(0), torch.empty(0), mean, std, meta["ae_sha256"])
     decoder, dec_meta = None, None
-    if "decoder" in state.record("distill").get("outputs", {}):
+    if "decoder" in state.view("distill").record.get("outputs", {}):
         decoder, dec_meta, _ = load_model(state, "distill", "decoder", device)
     return Student(model, stats, meta, decoder, dec_meta)
 

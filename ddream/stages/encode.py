@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from ddream.checkpoint import save_tensors
+from ddream.checkpoint import tensor_bytes
 from ddream.data import Split, to_model
 from ddream.errors import BadInput
 from ddream.models.autoencoder import AutoEncoder
@@ -62,19 +62,20 @@ def encode(
     z_test = encode_split(ae, test, device)
     mean = z_train.mean(dim=(0, 2, 3))
     std = z_train.std(dim=(0, 2, 3)).clamp_min(1e-6)
-    paths = {}
+    files = {}
     for name, z, split in (("train", z_train, train), ("test", z_test, test)):
-        paths[name] = state.path("latents", f"{name}.safetensors")
-        save_tensors(
-            paths[name],
-            {"latents": z, "labels": split.labels, "mean": mean, "std": std},
-            {
-                "kind": "ddream-latents",
-                "ae_sha256": ae_sha,
-                "data": inputs["data"],
-                "mean": mean.tolist(),
-                "std": std.tolist(),
-            },
+        files[name] = (
+            state.path("latents", f"{name}.safetensors"),
+            tensor_bytes(
+                {"latents": z, "labels": split.labels, "mean": mean, "std": std},
+                {
+                    "kind": "ddream-latents",
+                    "ae_sha256": ae_sha,
+                    "data": inputs["data"],
+                    "mean": mean.tolist(),
+                    "std": std.tolist(),
+                },
+            ),
         )
     elapsed = time.perf_counter() - t0
     record["metrics"] = {
@@ -86,5 +87,5 @@ def encode(
     }
     record["wall_time"] = round(elapsed, 2)
     record["epoch"] = 1
-    state.finish_record(STAGE, record, paths)
+    state.install_outputs(STAGE, record, files)
     return {"skipped": False, "metrics": record["metrics"], "wall_time": record["wall_time"]}

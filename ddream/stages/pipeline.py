@@ -103,6 +103,7 @@ def whole_run(state: StateDir, profile: Profile) -> Plan:
         + dis.epochs * pairs * sec["distill"],
     }
     for stage in expected:
-        if state.view(stage).status == "done":
+        view = state.view(stage)
+        if view.status == "done" and not view.interrupted:  # an interrupted rerun resumes
             expected[stage] = 0.0
     return Plan(expected)

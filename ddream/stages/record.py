@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from ddream.checkpoint import save_tensors
+from ddream.checkpoint import tensor_bytes
 from ddream.distributed import SINGLE, Dist
 from ddream.state import StateDir
 
@@ -79,10 +79,6 @@ def close_stage(
     if not dist.main:
         dist.barrier()
         return {"skipped": False, "metrics": {}}
-    outputs = {}
-    for name, (path, tensors, file_meta) in files.items():
-        save_tensors(path, tensors, file_meta)
-        outputs[name] = path
     record.update(notes or {})
     record["metrics"] = {
         **(result.history[-1] if result.history else {}),
@@ -91,14 +87,15 @@ def close_stage(
     record["history"] = result.history
     record["wall_time"] = round(result.wall_time, 2)
     record["epoch"] = record["epochs"]
-    state.finish_record(stage, record, outputs)
+    written = {name: (path, tensor_bytes(t, meta)) for name, (path, t, meta) in files.items()}
+    state.install_outputs(stage, record, written)
     resume.unlink(missing_ok=True)
     dist.barrier()
     return {
         "skipped": False,
         "metrics": record["metrics"],
         "wall_time": record["wall_time"],
-        "model": str(outputs["model"]),
+        "model": str(files["model"][0]),
     }
 
 
