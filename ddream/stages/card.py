@@ -127,8 +127,8 @@ digits = gen.run(None, {{"noise": noise, "label": labels}})[0]   # uint8 (80, 28
 ```
 
 `encoder.onnx` (uint8 digits -> latents) and `decoder.onnx` (latents -> uint8 digits) hold the
-autoencoder. Each graph was checked against ddream's torch sampler on {n} digits at export: at most
-{worst} grey level(s) apart.
+autoencoder. Each graph was checked against ddream's torch sampler on {n} digits at export: their
+pixels were at most {worst} grey level apart.
 """
 
 
@@ -142,19 +142,24 @@ def model_card(
     dataset = (report or {}).get("dataset") or "mnist"
     onnx = config.get("onnx")
     sampler = config["sampler"]
+    c, size, _ = config["latent_shape"]
+    steps = sampler["steps"]
     pictures = "| new digits, one class a row (seed 0) |"
     cells = "| ![samples](samples.png) |"
     if reconstruction:
-        pictures += f" test digits (odd rows) over their reconstructions, PSNR {reconstruction['psnr']} dB |"
+        pictures += (
+            f" {reconstruction['n']} test digits (odd rows) over their reconstructions (PSNR "
+            f"{reconstruction['psnr']} dB) |"
+        )
         cells += " ![reconstructions](reconstructions.png) |"
     parts = [
         front_matter(dataset, onnx is not None),
-        f"# ddream: {dataset} digits in {sampler['steps']} network pass"
-        f"{'' if sampler['steps'] == 1 else 'es'}\n",
+        f"# ddream: {dataset} digits in {steps} network pass{'' if steps == 1 else 'es'}\n",
         "A rectified-flow latent diffusion model made with ddream: an F-16 autoencoder (28x28 digits padded to "
-        f"32x32 -> a {'x'.join(map(str, config['latent_shape']))} latent) and a class-conditional "
+        f"32x32 -> a {size}x{size}x{c} latent) and a class-conditional "
         "DiT trained with rectified flow on its latents, distilled into a student that draws a "
-        f"digit in {sampler['steps']} Euler step(s) with guidance {sampler['guidance']} baked in. "
+        f"digit in {steps} Euler step{'' if steps == 1 else 's'} with guidance "
+        f"{sampler['guidance']} baked in. "
         "The DiT itself (the teacher) is included for guided multi-step sampling.\n",
         "\n".join([pictures, "| --- |" + (" --- |" if reconstruction else ""), cells]) + "\n",
         "## How good\n",
