@@ -17,7 +17,7 @@ import torch
 
 from ddream.errors import BadInput
 from ddream.runtime import pick_device, sampling_dtype
-from ddream.sampler import Sampler, SampleRequest, class_rows
+from ddream.sampler import API_NAMES, Sampler, SampleRequest, class_rows
 from ddream.stages.artifacts import Latents, load_ae, load_latents
 from ddream.stages.reconstruct import round_trip
 from ddream.state import StateDir
@@ -54,12 +54,11 @@ class Model:
     ) -> torch.Tensor:
         """n digits, uint8 (n, 28, 28), laid out class by class as `ddream sample` draws them;
         the same seed gives the same digits. steps/cfg None: the model's own defaults."""
-        classes = tuple(int(c) for c in classes)
-        if not classes or not all(0 <= c <= 9 for c in classes) or n < 1:
-            raise BadInput("sample: give classes in 0-9 and n >= 1")
         sampler = self.sampler(model)
+        classes = _as_tuple(classes)
         req = SampleRequest(n=n, classes=classes, steps=steps, cfg=cfg, seed=seed, model=model)
-        labels, _ = class_rows(n, classes)
+        req = sampler.resolve(req, API_NAMES)  # every value checked as the command line checks it
+        labels, _ = class_rows(req.n, req.classes)
         images, _ = sampler.generate(labels, req)
         return images.cpu()
 
@@ -84,15 +83,28 @@ class Model:
         return latents
 
 
+def _as_tuple(values: Any) -> tuple:
+    """classes=3 means (3,); any other iterable but a string, its items; the sampler checks them."""
+    if isinstance(values, (str, bytes)):
+        return (values,)
+    try:
+        return tuple(values)
+    except TypeError:
+        return (values,)
+
+
 def _framed(item: Any) -> torch.Tensor:
     if isinstance(item, (str, Path)):
         return read_user_image(Path(item))
     return read_user_array(np.asarray(item), name="the image")
 
 
-def load(state_dir: str | Path = "ddream-state", device: str = "auto") -> Model:
-    """The models of a state dir, ready to sample and reconstruct."""
-    return Model(state_dir, device)
+def load(
+    state_dir: str | Path = "ddream-state", device: str = "auto", dtype: str = "auto"
+) -> Model:
+    """The models of a state dir (or an exported model folder), ready to sample and reconstruct;
+    `dtype`: what sampling computes in (auto: bf16 where the hardware has it, fp32, bf16)."""
+    return Model(state_dir, device, dtype)
 
 
 def to_pil(images: torch.Tensor) -> list:

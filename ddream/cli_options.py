@@ -66,7 +66,10 @@ DeviceOpt = Annotated[
     ),
 ]
 SeedOpt = Annotated[
-    int, typer.Option("--seed", help="Seed for every random draw; same seed, same result.")
+    int,
+    typer.Option(
+        "--seed", min=0, max=2**63 - 1, help="Seed for every random draw; same seed, same result."
+    ),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or chatter.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]

@@ -9,7 +9,6 @@ temporary folder.
 
 from __future__ import annotations
 
-import math
 import shutil
 import tempfile
 import threading
@@ -22,6 +21,9 @@ import numpy as np
 import torch
 
 from ddream.errors import BadInput, DDreamError
+from ddream.limits import MAX_GUIDANCE
+from ddream.limits import number as bounded_float
+from ddream.limits import whole as bounded_int
 from ddream.render import grid, write_gif
 from ddream.sampler import Sampler, SampleRequest, class_rows, morph_images
 from ddream.stages.artifacts import load_ae
@@ -31,32 +33,10 @@ from ddream.userimage import read_user_array, read_user_image
 
 MAX_COUNT = 400
 MAX_STEPS = 50
-MAX_GUIDANCE = 10.0
 MAX_SEED = 2**31 - 1
 ROW_DIGITS = 8  # digits in a morph row and in the Draw tab's row of the class meant
 MAX_FRAMES = 40
 KEEP_FILES = 64  # GIFs kept in the temporary folder; older ones are removed
-
-
-def bounded_int(value: Any, name: str, lo: int, hi: int) -> int:
-    """An integer control's value, or one line saying what it must be."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise BadInput(f"{name}: give a whole number from {lo} to {hi}") from None
-    if not math.isfinite(number) or number != int(number) or not lo <= number <= hi:
-        raise BadInput(f"{name} {value}: give a whole number from {lo} to {hi}")
-    return int(number)
-
-
-def bounded_float(value: Any, name: str, lo: float, hi: float) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise BadInput(f"{name}: give a number from {lo} to {hi}") from None
-    if not math.isfinite(number) or not lo <= number <= hi:
-        raise BadInput(f"{name} {value}: give a number from {lo} to {hi}")
-    return number
 
 
 def unset(value: Any) -> bool:

@@ -17,6 +17,7 @@ from ddream.config import SampleConfig, to_dict
 from ddream.data import model_to_uint8
 from ddream.errors import BadInput
 from ddream.flow import guidance_at, sample_ode
+from ddream.limits import MAX_DIGITS, MAX_GUIDANCE, MAX_SEED, MAX_STEPS, number, whole
 from ddream.models.dit import DiT
 from ddream.models.fused_decoder import inference_decoder
 from ddream.runtime import autocast, sampling_dtype, seeded
@@ -48,6 +49,26 @@ def class_rows(n: int, classes: tuple[int, ...]) -> tuple[torch.Tensor, int]:
     per_class = math.ceil(n / len(classes))
     labels = torch.tensor(classes).repeat_interleave(per_class)[:n]
     return labels, min(per_class, 20)
+
+
+CLI_NAMES = {"n": "--n", "classes": "--class", "seed": "--seed", "steps": "--steps", "cfg": "--cfg"}
+API_NAMES = {"n": "n", "classes": "classes", "seed": "seed", "steps": "steps", "cfg": "cfg"}
+
+
+def checked_request(req: SampleRequest, num_classes: int, names: dict[str, str]) -> dict[str, Any]:
+    """The request's values checked against ddream's one set of limits (limits.py), whatever door
+    they came in by, each named as that door names it; returns them as plain ints and floats."""
+    if not isinstance(req.classes, (tuple, list)) or not req.classes:
+        raise BadInput(f"{names['classes']}: give at least one class")
+    top = num_classes - 1
+    steps, cfg = req.steps, req.cfg
+    return {
+        "n": whole(req.n, names["n"], 1, MAX_DIGITS),
+        "classes": tuple(whole(c, names["classes"], 0, top) for c in req.classes),
+        "seed": whole(req.seed, names["seed"], 0, MAX_SEED),
+        "steps": None if steps is None else whole(steps, names["steps"], 1, MAX_STEPS),
+        "cfg": None if cfg is None else number(cfg, names["cfg"], 0.0, MAX_GUIDANCE),
+    }
 
 
 class Sampler:
@@ -106,9 +127,10 @@ class Sampler:
         defaults = {"steps": st.meta["steps"], "cfg": st.meta["cfg"], "solver": "euler"}
         return cls(st.model, decoder, st.stats, device, "student", defaults, name, dtype)
 
-    def resolve(self, req: SampleRequest) -> SampleRequest:
+    def resolve(self, req: SampleRequest, names: dict[str, str] = CLI_NAMES) -> SampleRequest:
         """The request with unset steps/cfg/solver taken from the model; options that do not apply
         to the student are refused with one line."""
+        req = dataclasses.replace(req, **checked_request(req, self.dit.cfg.num_classes, names))
         if req.dtype not in ("auto", self.dtype):
             raise BadInput(f"--dtype {req.dtype}: this sampler was loaded for {self.dtype}")
         if self.kind == "student":
@@ -239,6 +261,11 @@ class Sampler:
 
 STUDENT_MAX_STEPS = 2
 STUDENT_GIF_FRAMES = 12
+
+
+def gif_frames(sampler: Sampler, req: SampleRequest) -> int:
+    """Frames of the trajectory GIF of a resolved request."""
+    return STUDENT_GIF_FRAMES if sampler.kind == "student" else req.steps + 1
 
 
 def straight_path(points: list[torch.Tensor], frames: int) -> list[torch.Tensor]:

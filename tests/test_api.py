@@ -44,7 +44,7 @@ def test_reconstruct_gives_the_cli_s_psnr(trained_state, tmp_path, cli):
 
 def test_bad_requests_and_missing_stages_are_one_line_errors(trained_state, tmp_path):
     model = ddream.load(trained_state, device="cpu")
-    with pytest.raises(BadInput, match="classes in 0-9"):
+    with pytest.raises(BadInput, match="classes 12: give a whole number from 0 to 9"):
         model.sample(classes=[12])
     with pytest.raises(BadInput, match="train or test"):
         model.latents("validation")

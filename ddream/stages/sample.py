@@ -9,8 +9,9 @@ from typing import Any
 
 import torch
 
+from ddream.limits import check_picture
 from ddream.render import grid, write_gif, write_npz, write_png
-from ddream.sampler import Sampler, SampleRequest, class_rows, morph_images
+from ddream.sampler import Sampler, SampleRequest, class_rows, gif_frames, morph_images
 from ddream.state import StateDir
 
 
@@ -29,6 +30,9 @@ def sample(
     sampler = Sampler.from_state(state, device, req.model, req.dtype)
     req = sampler.resolve(req)
     labels, ncols = class_rows(req.n, req.classes)
+    if grid_path is not None or gif_path is not None:  # before any work, not after it
+        frames = gif_frames(sampler, req) if gif_path is not None else 1
+        check_picture(req.n, ncols, scale, frames)
     row_labels = [str(int(labels[i])) for i in range(0, req.n, ncols)] if labels_on else None
     t0 = time.perf_counter()
     images, traj = sampler.generate(labels, req, keep_trajectory=gif_path is not None)
@@ -76,6 +80,10 @@ def morph(
     """A GIF that morphs from `start` to `end`: two classes (same noise, the conditional velocities
     mixed), or two seeds (same class, the noise slerped). Each frame holds req.n digits."""
     sampler = Sampler.from_state(state, device, req.model, req.dtype)
+    req = sampler.resolve(req)
+    check_picture(req.n, min(req.n, 10), scale, 2 * frames - 2 if gif_path is not None else 1)
+    if grid_path is not None:  # one row per digit, one column per frame
+        check_picture(req.n * frames, frames, scale)
     weights = torch.linspace(0.0, 1.0, frames).tolist()
     strip = morph_images(sampler, req, start, end, between, weights)
     pictures = [grid(images, min(len(images), 10), scale=scale) for images in strip]
