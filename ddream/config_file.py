@@ -92,9 +92,13 @@ def _coerce(default: Any, value: Any, where: str) -> Any:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
     elif isinstance(default, tuple):
+        whole = _whole_tuple(default)  # widths, block counts
+        allowed = int if whole else (int, float)
         ok = isinstance(value, list) and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+            isinstance(v, allowed) and not isinstance(v, bool) for v in value
         )
+        if ok and default and not whole:
+            value = [float(v) for v in value]
         value = tuple(value) if ok else value
     else:
         ok = isinstance(value, kind)
@@ -103,7 +107,7 @@ def _coerce(default: Any, value: Any, where: str) -> Any:
             bool: "true or false",
             int: "a whole number",
             float: "a number",
-            tuple: "a list of numbers",
+            tuple: "a list of whole numbers" if _whole_tuple(default) else "a list of numbers",
             str: "a string",
         }.get(kind, kind.__name__)
         raise BadInput(f"{where} = {value!r}: expected {want}")
@@ -130,3 +134,8 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, str):
         return json.dumps(value)
     return str(value)
+
+
+def _whole_tuple(default: Any) -> bool:
+    """A tuple setting of whole numbers (widths, block counts), by its default."""
+    return isinstance(default, tuple) and bool(default) and all(type(v) is int for v in default)

@@ -236,9 +236,14 @@ class Demo:
             size = f"{r.size_bytes / 1024:.0f} KB" if r.size_bytes else ""
             wall = f"{r.wall_time:.0f} s" if r.wall_time else ""
             lines.append(f"| {r.stage} | {r.status} | {r.metrics} | {size} | {wall} |")
-        report = read_report(self.state)
+        try:
+            report, broken = read_report(self.state), None
+        except DDreamError as e:  # the page still starts, and says what to do
+            report, broken = None, str(e)
         lines.append("")
-        if report is None:
+        if broken:
+            lines.append(broken)
+        elif report is None:
             lines.append("No `ddream eval` yet: run `ddream eval` to score this model.")
         else:
             g, rec = report.get("generation", {}), report.get("reconstruction", {})

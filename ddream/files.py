@@ -44,6 +44,21 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+def check_writable(folder: Path) -> None:
+    """Make `folder` if need be and write a scratch file in it; one line when that fails, so that
+    a command finds out before its work rather than after it."""
+    from ddream.errors import BadInput
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise BadInput(
+            f"cannot write into {folder} ({e.strerror}); check its permissions"
+        ) from None
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

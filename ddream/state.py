@@ -55,6 +55,42 @@ def versions() -> dict[str, str]:
     return {"ddream": __version__, "torch": torch.__version__, "python": platform.python_version()}
 
 
+_AFRESH = "mend it, or move the file away to start afresh"
+# what readers rely on in a record: field -> (type, what it should be)
+_RECORD_FIELDS = {
+    "status": (str, "a string"),
+    "config": (dict, "a table"),
+    "inputs": (dict, "a table"),
+    "outputs": (dict, "a table"),
+    "metrics": (dict, "a table"),
+    "epoch": (int, "a whole number"),
+    "epochs": (int, "a whole number"),
+    "wall_time": ((int, float), "a number"),
+    "previous": (dict, "a record"),
+    "closing": (dict, "a table"),
+}
+
+
+def _record_problem(record: Any) -> str | None:
+    """What is wrong with a (hand-edited) stage record, or None."""
+    if not isinstance(record, dict):
+        return "is not a table"
+    for field, (kind, what) in _RECORD_FIELDS.items():
+        if field in record and (
+            not isinstance(record[field], kind) or isinstance(record[field], bool)
+        ):
+            return f"has {field} = {record[field]!r}, not {what}"
+    for table in ("outputs", "closing"):
+        for name, out in record.get(table, {}).items():
+            if not (
+                isinstance(out, dict)
+                and isinstance(out.get("path"), str)
+                and isinstance(out.get("sha256"), str)
+            ):
+                return f"has a damaged {table} entry {name!r} (it needs a path and a sha256)"
+    return _record_problem(record["previous"]) if "previous" in record else None
+
+
 @dataclass
 class StageView:
     """What `status` and `all` need to know of one stage, derived from its record and the disk."""
@@ -161,11 +197,18 @@ class StateDir:
             ) from None
         if not isinstance(data, dict) or not isinstance(data.get("stages"), dict):
             raise DDreamError(f"{self.state_file} is not a ddream state file")
-        if data.get("format", 0) > STATE_FORMAT:
+        fmt = data.get("format", 0)
+        if not isinstance(fmt, int) or isinstance(fmt, bool):
+            raise DDreamError(f"{self.state_file}: 'format' is {fmt!r}, not a number; {_AFRESH}")
+        if fmt > STATE_FORMAT:
             raise DDreamError(
                 f"{self.state_file} was written by a newer ddream (format "
                 f"{data['format']}); upgrade ddream to use it"
             )
+        for stage, record in data["stages"].items():
+            problem = _record_problem(record)
+            if problem:
+                raise DDreamError(f"{self.state_file}: the {stage} record {problem}; {_AFRESH}")
         return data
 
     def record(self, stage: str) -> dict[str, Any] | None:

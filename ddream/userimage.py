@@ -16,6 +16,7 @@ import torch
 from ddream.errors import BadInput
 
 MAX_PIXELS = 40_000_000  # larger images are refused before they are decoded
+FORMATS = ("PNG", "JPEG", "BMP", "GIF")  # the formats ddream documents; Pillow tries no others
 
 
 def read_user_image(path: Path, invert: bool | None = None) -> torch.Tensor:
@@ -36,7 +37,7 @@ def read_user_image(path: Path, invert: bool | None = None) -> torch.Tensor:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+            with Image.open(path, formats=FORMATS) as im:
                 w, h = im.size
                 if w * h > MAX_PIXELS:
                     raise BadInput(
@@ -47,6 +48,8 @@ def read_user_image(path: Path, invert: bool | None = None) -> torch.Tensor:
                     raise BadInput(f"{path} is {w}x{h} pixels; too small to hold a digit")
                 frame = next(iter(ImageSequence.Iterator(im)))  # first frame of an animation
                 gray = _grayscale(frame)
+        if not np.isfinite(gray).all():
+            raise BadInput(f"{path} holds pixels that are not numbers (NaN or infinite)")
     except BadInput:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):

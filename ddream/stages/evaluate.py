@@ -21,6 +21,8 @@ import torch.nn.functional as F
 
 from ddream.checkpoint import load_tensors, save_tensors
 from ddream.data import Split, to_model, to_unit
+from ddream.errors import DDreamError
+from ddream.files import check_writable
 from ddream.metrics import frechet_distance, precision_recall, psnr, ssim
 from ddream.models.classifier import DigitClassifier
 from ddream.runtime import autocast, seeded, training_dtype
@@ -99,6 +101,8 @@ def load_or_train_classifier(
             model = DigitClassifier().to(device)
             model.load_state_dict(tensors)
             return model.eval(), meta["test_accuracy"]
+    if not state.exported:  # found now, not after a minute of training
+        check_writable(path.parent)
     if state.exported:  # read-only: trained for this run alone
         say("training the evaluation classifier (an exported folder keeps none)")
         return train_classifier(train, test, device, progress=say)
@@ -265,9 +269,24 @@ def write_report(state: StateDir, result: dict[str, Any]) -> None:
 
 
 def read_report(state: StateDir) -> dict[str, Any] | None:
-    """The last `ddream eval` of this state dir, or None (never run, or unreadable)."""
-    try:
-        report = json.loads(report_path(state).read_text())
-    except (OSError, ValueError):
+    """The last `ddream eval` of this state dir, None when it was never run; a damaged report is
+    one line naming the file."""
+    path = report_path(state)
+    if not path.exists():
         return None
-    return report if isinstance(report, dict) else None
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        report = None
+    tables = ("generation", "reconstruction", "real_floor")
+    if not isinstance(report, dict) or not all(
+        isinstance(report.get(t, {}), dict)
+        and all(_is_number(v) for v in report.get(t, {}).values())
+        for t in tables
+    ):
+        raise DDreamError(f"{path} is damaged; run `ddream eval` again (or delete it)")
+    return report
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
