@@ -474,7 +474,7 @@ def serve_cmd(
 
     Example: ddream serve --state-dir ddream-state   # then open http://127.0.0.1:7860
     """
-    from ddream.page import LOCAL_HOSTS, import_gradio, serve
+    from ddream.page import LOCAL_HOSTS, import_gradio, run_page
 
     import_gradio()  # one line on how to install it, before any model is loaded
     if host not in LOCAL_HOSTS:
@@ -486,7 +486,7 @@ def serve_cmd(
     try:
         if not quiet:
             typer.echo(f"ddream serve: {state_dir} on http://{host}:{port} (Ctrl-C stops it)")
-        serve(demo, host, port, quiet=quiet)
+        run_page(demo, host, port, quiet=quiet)
     finally:
         demo.close()
 

@@ -36,7 +36,33 @@ MAX_STEPS = 50
 MAX_SEED = 2**31 - 1
 ROW_DIGITS = 8  # digits in a morph row and in the Draw tab's row of the class meant
 MAX_FRAMES = 40
-KEEP_FILES = 64  # GIFs kept in the temporary folder; older ones are removed
+# The page's temporary folder (its GIFs, and Gradio's copies of what it serves when `ddream serve`
+# puts Gradio's cache there): at most KEEP_FILES files and TEMP_BYTES in all, the oldest removed
+# first, but never a file younger than IN_FLIGHT_S: a request may still be serving it.
+KEEP_FILES = 64
+TEMP_BYTES = 256 * 2**20
+IN_FLIGHT_S = 120.0
+
+
+def prune(folder: Path, keep: int, max_bytes: int, in_flight_s: float) -> None:
+    """Remove the oldest files under `folder` until at most `keep` files and `max_bytes` remain,
+    sparing those younger than `in_flight_s` (a request in flight may still read them)."""
+    files = []
+    for p in folder.rglob("*"):
+        try:
+            if p.is_file():
+                st = p.stat()
+                files.append((st.st_mtime, st.st_size, p))
+        except OSError:  # removed meanwhile by another request
+            continue
+    files.sort()
+    count, total = len(files), sum(size for _, size, _ in files)
+    now = time.time()
+    for mtime, size, p in files:
+        if (count <= keep and total <= max_bytes) or now - mtime < in_flight_s:
+            break
+        p.unlink(missing_ok=True)
+        count, total = count - 1, total - size
 
 
 def unset(value: Any) -> bool:
@@ -89,9 +115,7 @@ class Demo:
         return self.samplers[model]
 
     def _new_file(self, suffix: str) -> Path:
-        old = sorted(self.workdir.iterdir(), key=lambda p: p.stat().st_mtime)
-        for p in old[: max(0, len(old) - KEEP_FILES + 1)]:
-            p.unlink(missing_ok=True)
+        prune(self.workdir, KEEP_FILES - 1, TEMP_BYTES, IN_FLIGHT_S)
         return self.workdir / f"{uuid.uuid4().hex}{suffix}"
 
     def _request(self, sampler: Sampler, **fields: Any) -> SampleRequest:

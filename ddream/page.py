@@ -12,7 +12,7 @@ from functools import wraps
 from typing import Any
 
 from ddream.demo import MAX_COUNT, MAX_FRAMES, MAX_GUIDANCE, MAX_SEED, MAX_STEPS, Demo
-from ddream.errors import BadInput, DDreamError
+from ddream.errors import BadInput, DDreamError, Interrupted
 
 INSTALL_HINT = "ddream serve needs Gradio: pip install 'ddream[serve]' (in a checkout: pip install -e '.[serve]')"
 MAX_UPLOAD = "10mb"
@@ -20,6 +20,10 @@ MAX_UPLOAD = "10mb"
 # older than an hour, so a page left running does not fill the disk (all go when it restarts)
 CACHE_PRUNE = (3600, 3600)
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+# What a drawing may be: the browser's pad sends WebP or PNG of 280x280; a script may send anything,
+# so the header is read first and nothing else is decoded (no layers, no background).
+SKETCH_FORMATS = ("PNG", "WEBP", "JPEG", "BMP", "GIF")
+SKETCH_PIXELS = 4_000_000
 
 
 def import_gradio():
@@ -48,9 +52,51 @@ def on_page(fn: Callable, gr) -> Callable:
             raise gr.Error(str(e), print_exception=False) from None
         except Exception as e:  # the page shows a line; the server log keeps the details
             print(f"ddream serve: {fn.__name__} failed: {type(e).__name__}: {e}", file=sys.stderr)
-            raise gr.Error(f"something went wrong ({type(e).__name__}: {e})") from None
+            raise gr.Error(  # no server paths or internals on the page
+                f"something went wrong ({type(e).__name__}); the server's log says more"
+            ) from None
 
     return handler
+
+
+def composite_only(sketch, gr):
+    """Make a gr.Sketchpad read the composite alone: layers (which the pad sends none of) are refused
+    and the background ignored before Gradio decodes them, and the composite's size and format are
+    read from its header before it is decoded. (Set on the instance: a subclass of a Gradio
+    component would make Gradio write a .pyi file beside this module.)"""
+    from io import BytesIO
+
+    from PIL import Image
+
+    convert = sketch.convert_and_format_image
+
+    def preprocess(payload):
+        if payload is None:
+            return None
+        data = payload
+        if payload.id is not None:  # sent in parts beforehand
+            data = sketch.blob_storage.pop(payload.id, None)
+            if data is None:
+                return None
+        if any(layer is not None for layer in data.layers or []):
+            raise gr.Error("send the drawing as one composite picture, without layers")
+        return {"background": None, "layers": [], "composite": checked(data.composite)}
+
+    def checked(file):
+        if file is None:
+            return None
+        source = BytesIO(file) if isinstance(file, (bytes, bytearray)) else file.path
+        try:
+            with Image.open(source, formats=SKETCH_FORMATS) as im:  # the header alone
+                w, h = im.size
+        except Exception:
+            raise gr.Error("the drawing is not a picture (PNG or WebP)") from None
+        if w * h > SKETCH_PIXELS:
+            raise gr.Error(f"the drawing is {w}x{h} pixels; at most {SKETCH_PIXELS:,}")
+        return convert(file, flatten_on_white=True)
+
+    sketch.preprocess = preprocess
+    return sketch
 
 
 def build(demo: Demo):
@@ -106,6 +152,7 @@ def build(demo: Demo):
                         layers=False,
                         elem_id="sketch",
                     )
+                    composite_only(sketch, gr)
                     upload = gr.File(
                         label="...or upload an image",
                         file_types=["image"],
@@ -157,6 +204,34 @@ def build(demo: Demo):
             refresh = gr.Button("Refresh")
         refresh.click(on_page(demo.model_card, gr), None, card, api_name="model")
     return page
+
+
+def run_page(demo: Demo, host: str, port: int, quiet: bool = False) -> None:
+    """`ddream serve`'s process: Pillow refuses images over userimage's limit before decoding them,
+    Gradio keeps its copies in the page's own temporary folder (pruned with the page's files, see
+    demo.prune), and SIGTERM stops the page like Ctrl-C, so that the caller removes that folder."""
+    import signal
+
+    from PIL import Image
+
+    from ddream.userimage import MAX_PIXELS
+
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS // 2  # Pillow refuses at twice its limit
+    os.environ["GRADIO_TEMP_DIR"] = str(demo.workdir / "gradio")
+
+    stopped = []
+
+    def stop(signum, frame):
+        stopped.append(signum)
+        raise KeyboardInterrupt  # Gradio closes its server on it
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        serve(demo, host, port, block=True, quiet=quiet)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if stopped:
+        raise Interrupted("the page stopped (SIGTERM)", signal.SIGTERM)
 
 
 def serve(demo: Demo, host: str, port: int, *, block: bool = True, quiet: bool = False):

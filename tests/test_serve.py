@@ -394,3 +394,90 @@ def test_a_real_browser_generates_and_reconstructs_a_drawing(served, tmp_path):
         assert Image.open(io.BytesIO((tmp_path / "page.png").read_bytes())).size[0] > 0
     finally:
         driver.quit()
+
+
+# ---- what the page lets in and keeps ------------------------------------------------------------------
+def test_the_temporary_folder_keeps_a_bounded_count_and_size_sparing_files_in_flight(tmp_path):
+    import time as clock
+
+    from ddream.demo import prune
+
+    now = clock.time()
+    for i in range(10):
+        p = tmp_path / ("sub" if i % 2 else "") / f"f{i}.gif"
+        p.parent.mkdir(exist_ok=True)
+        p.write_bytes(b"x" * 1000)
+        age = 1000 - 100 * i  # f0 oldest; f9 and f8 younger than the in-flight window
+        os.utime(p, (now - age, now - age))
+    prune(tmp_path, keep=6, max_bytes=10_000, in_flight_s=250)
+    assert sorted(p.name for p in tmp_path.rglob("*.gif")) == [f"f{i}.gif" for i in range(4, 10)]
+    prune(tmp_path, keep=100, max_bytes=2500, in_flight_s=250)
+    left = sorted(p.name for p in tmp_path.rglob("*.gif"))
+    assert left == ["f8.gif", "f9.gif"]  # over the size cap, but in flight: spared
+
+
+def test_the_pad_takes_a_composite_alone_checked_before_it_is_decoded(tmp_path):
+    gr = pytest.importorskip("gradio")
+    from gradio.components.image_editor import EditorData
+    from gradio.data_classes import FileData
+
+    from ddream.page import composite_only
+
+    pad = composite_only(gr.Sketchpad(type="numpy", image_mode="RGBA", layers=False), gr)
+    Image.fromarray(stroke()).save(tmp_path / "ok.png")
+    Image.new("L", (6000, 6000)).save(tmp_path / "huge.png")  # small file, 36 megapixels
+    (tmp_path / "eps.png").write_text("%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 9 9\n")
+
+    def payload(composite, layers=()):
+        files = [FileData(path=str(tmp_path / name)) for name in layers]
+        return EditorData(background=None, layers=files, composite=FileData(path=str(composite)))
+
+    value = pad.preprocess(payload(tmp_path / "ok.png"))
+    assert value["composite"].shape == (280, 280, 4) and value["layers"] == []
+    with pytest.raises(gr.Error, match="without layers"):
+        pad.preprocess(payload(tmp_path / "ok.png", ["huge.png"] * 3))
+    with pytest.raises(gr.Error, match="6000x6000 pixels"):
+        pad.preprocess(payload(tmp_path / "huge.png"))
+    with pytest.raises(gr.Error, match="not a picture"):
+        pad.preprocess(payload(tmp_path / "eps.png"))
+
+
+def test_a_surprise_on_the_page_shows_no_server_path():
+    gr = pytest.importorskip("gradio")
+    from ddream.page import on_page
+
+    def handler():
+        raise RuntimeError("/srv/secret/ddream-state/dit/model.safetensors went away")
+
+    with pytest.raises(gr.Error) as info:
+        on_page(handler, gr)()
+    assert "RuntimeError" in str(info.value) and "/srv" not in str(info.value)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_page_and_removes_its_temporary_folder(trained_state, tmp_path):
+    pytest.importorskip("gradio")
+    import subprocess
+    import time as clock
+
+    from conftest import ddream_command
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    port = free_port()
+    env = {**os.environ, "TMPDIR": str(temp)}
+    cmd = ddream_command("serve", "--state-dir", trained_state, "--port", port, "--quiet")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = clock.time() + 180  # importing torch and Gradio on a busy machine
+    while clock.time() < deadline and proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            clock.sleep(0.5)
+    assert proc.poll() is None, proc.communicate()[1]
+    assert [p.name[:13] for p in temp.glob("ddream-serve-*")] == ["ddream-serve-"]
+    proc.send_signal(15)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "stopped (SIGTERM)" in err, err
+    assert not any(p.name.startswith("ddream-serve-") for p in temp.iterdir())
