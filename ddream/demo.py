@@ -41,7 +41,7 @@ MAX_FRAMES = 40
 # first, but never a file younger than IN_FLIGHT_S: a request may still be serving it.
 KEEP_FILES = 64
 TEMP_BYTES = 256 * 2**20
-IN_FLIGHT_S = 120.0
+IN_FLIGHT_S = 30.0
 
 
 def prune(folder: Path, keep: int, max_bytes: int, in_flight_s: float) -> None:

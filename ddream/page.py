@@ -79,7 +79,9 @@ def composite_only(sketch, gr):
             if data is None:
                 return None
         if any(layer is not None for layer in data.layers or []):
-            raise gr.Error("send the drawing as one composite picture, without layers")
+            raise gr.Error(
+                "send the drawing as one composite picture, without layers", print_exception=False
+            )
         return {"background": None, "layers": [], "composite": checked(data.composite)}
 
     def checked(file):
@@ -90,9 +92,13 @@ def composite_only(sketch, gr):
             with Image.open(source, formats=SKETCH_FORMATS) as im:  # the header alone
                 w, h = im.size
         except Exception:
-            raise gr.Error("the drawing is not a picture (PNG or WebP)") from None
+            raise gr.Error(
+                "the drawing is not a picture (PNG or WebP)", print_exception=False
+            ) from None
         if w * h > SKETCH_PIXELS:
-            raise gr.Error(f"the drawing is {w}x{h} pixels; at most {SKETCH_PIXELS:,}")
+            raise gr.Error(
+                f"the drawing is {w}x{h} pixels; at most {SKETCH_PIXELS:,}", print_exception=False
+            )
         return convert(file, flatten_on_white=True)
 
     sketch.preprocess = preprocess
