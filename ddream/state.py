@@ -56,19 +56,11 @@ def versions() -> dict[str, str]:
 
 
 _AFRESH = "mend it, or move the file away to start afresh"
-# what readers rely on in a record: field -> (type, what it should be)
-_RECORD_FIELDS = {
-    "status": (str, "a string"),
-    "config": (dict, "a table"),
-    "inputs": (dict, "a table"),
-    "outputs": (dict, "a table"),
-    "metrics": (dict, "a table"),
-    "epoch": (int, "a whole number"),
-    "epochs": (int, "a whole number"),
-    "wall_time": ((int, float), "a number"),
-    "previous": (dict, "a record"),
-    "closing": (dict, "a table"),
-}
+_RECORD_FIELDS = {  # what readers rely on in a record: field -> (type, what it should be)
+    "status": (str, "a string"), "epoch": (int, "a whole number"), "epochs": (int, "a whole number"),
+    "wall_time": ((int, float), "a number"), "previous": (dict, "a record"),
+    **{name: (dict, "a table") for name in ("config", "inputs", "outputs", "metrics", "closing")},
+}  # fmt: skip
 
 
 def _record_problem(record: Any) -> str | None:
@@ -262,15 +254,11 @@ class StateDir:
         return record
 
     def finish_record(self, stage: str, record: dict[str, Any], outputs: dict[str, Path]) -> None:
-        record["outputs"] = {
-            name: {"path": str(p.relative_to(self.root)), "sha256": sha256_file(p)}
-            for name, p in outputs.items()
+        """Mark the record done with its outputs, hashed now."""
+        hashed = {
+            name: {"path": self._rel(p), "sha256": sha256_file(p)} for name, p in outputs.items()
         }
-        record["status"] = "done"
-        record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        record.pop("previous", None)
-        record.pop("closing", None)
-        self.write_record(stage, record)
+        self._close_record(stage, record, hashed)
 
     def install_outputs(
         self, stage: str, record: dict[str, Any], files: dict[str, tuple[Path, bytes]]
@@ -279,13 +267,24 @@ class StateDir:
         a reader finds a whole model, the previous one or the new one: the new files' sha256 go
         into the record first ("closing"), then the files (each atomically), then the done record."""
         record["closing"] = {
-            name: {"path": str(path.relative_to(self.root)), "sha256": sha256_bytes(data)}
+            name: {"path": self._rel(path), "sha256": sha256_bytes(data)}
             for name, (path, data) in files.items()
         }
         self.write_record(stage, record)
         for path, data in files.values():
             atomic_write_bytes(path, data)
-        self.finish_record(stage, record, {name: path for name, (path, _) in files.items()})
+        self._close_record(stage, record, record["closing"])
+
+    def _close_record(self, stage: str, record: dict[str, Any], outputs: dict[str, Any]) -> None:
+        record["outputs"] = outputs
+        record["status"] = "done"
+        record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        record.pop("previous", None)
+        record.pop("closing", None)
+        self.write_record(stage, record)
+
+    def _rel(self, path: Path) -> str:
+        return str(path.relative_to(self.root))
 
     def output_sha(self, stage: str, name: str) -> str | None:
         view = self.view(stage)
