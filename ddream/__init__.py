@@ -2,7 +2,7 @@
 Python API (`ddream.load`, `ddream.grid`, `ddream.to_pil`; see ddream/api.py). Importing ddream
 imports no torch: the API loads it when first called."""
 
-__version__ = "0.1.0"
+from ddream.version import __version__
 
 __all__ = ["load", "grid", "to_pil", "__version__"]
 

@@ -14,12 +14,12 @@ from typing import Annotated
 
 import typer
 
-from ddream import __version__
 from ddream import cli_options as o
 from ddream import cli_settings as cs
 from ddream.errors import BadInput
 from ddream.reports import eval_table, reconstruct_lines, sample_line, stage_line, status_table
 from ddream.state import StateDir
+from ddream.version import __version__
 
 app = typer.Typer(
     name="ddream",

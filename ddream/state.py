@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ddream import __version__
 from ddream.errors import BadInput, DDreamError, StateBusy
 from ddream.files import atomic_write_bytes, sha256_bytes, sha256_file
 from ddream.manifest import is_export, read_manifest
+from ddream.version import __version__
 
 STATE_FORMAT = 1
 

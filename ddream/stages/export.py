@@ -29,7 +29,6 @@ from typing import Any
 
 import torch
 
-from ddream import __version__
 from ddream.config import to_dict
 from ddream.errors import BadInput
 from ddream.manifest import MANIFEST, write_manifest
@@ -40,6 +39,7 @@ from ddream.stages.evaluate import read_report
 from ddream.stages.reconstruct import reconstruct_test
 from ddream.stages.sample import sample
 from ddream.state import STAGE, StateDir
+from ddream.version import __version__
 
 # the stage outputs a model folder carries: (stage, output)
 EXPORTED = (("ae", "model"), ("dit", "model"), ("distill", "model"), ("distill", "decoder"))
