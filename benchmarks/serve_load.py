@@ -1,7 +1,7 @@
 """The page under load, as a client sees it: `ddream serve` in its own process, then (1) the heaviest
 single requests the controls allow, one at a time, each with the server's resident memory sampled
-every 20 ms (peak over idle); (2) a drawing sent with 6000x6000 layers and background (refused before
-decoding); (3) N concurrent requests, counting the ones that failed; (4) the size of the page's
+every 20 ms (peak over idle); (2) drawings sent with a 6000x6000 background and layers (never
+decoded; more than one layer refused); (3) N concurrent requests, counting the ones that failed; (4) the size of the page's
 temporary folder afterwards.
 
     python benchmarks/serve_load.py --state-dir /work/runs/main [--concurrent 300]
@@ -102,6 +102,9 @@ def main() -> None:
             "draw (a 280x280 composite)": (
                 ({"background": None, "layers": [], "composite": handle_file(stroke)}, None, "3"),
                 "/draw"),
+            "draw with a 6000x6000 background and layer (neither decoded)": (
+                ({"background": handle_file(huge), "layers": [handle_file(huge)],
+                  "composite": handle_file(stroke)}, None, "3"), "/draw"),
             "draw with 6000x6000 layers x8 and background (refused)": (
                 ({"background": handle_file(huge), "layers": [handle_file(huge)] * 8,
                   "composite": handle_file(stroke)}, None, "3"), "/draw"),

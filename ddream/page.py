@@ -60,9 +60,9 @@ def on_page(fn: Callable, gr) -> Callable:
 
 
 def composite_only(sketch, gr):
-    """Make a gr.Sketchpad read the composite alone: layers (which the pad sends none of) are refused
-    and the background ignored before Gradio decodes them, and the composite's size and format are
-    read from its header before it is decoded. (Set on the instance: a subclass of a Gradio
+    """Make a gr.Sketchpad read the composite alone: its background and its one layer are never
+    decoded (more layers are refused), and the composite's size and format are read from its header
+    before it is decoded. (Set on the instance: a subclass of a Gradio
     component would make Gradio write a .pyi file beside this module.)"""
     from io import BytesIO
 
@@ -78,9 +78,10 @@ def composite_only(sketch, gr):
             data = sketch.blob_storage.pop(payload.id, None)
             if data is None:
                 return None
-        if any(layer is not None for layer in data.layers or []):
+        if len(data.layers or []) > 1:  # the pad draws on one layer; more come from a script
             raise gr.Error(
-                "send the drawing as one composite picture, without layers", print_exception=False
+                "send the drawing as one composite picture, with at most one layer",
+                print_exception=False,
             )
         return {"background": None, "layers": [], "composite": checked(data.composite)}
 

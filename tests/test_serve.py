@@ -434,7 +434,13 @@ def test_the_pad_takes_a_composite_alone_checked_before_it_is_decoded(tmp_path):
 
     value = pad.preprocess(payload(tmp_path / "ok.png"))
     assert value["composite"].shape == (280, 280, 4) and value["layers"] == []
-    with pytest.raises(gr.Error, match="without layers"):
+    # what the browser's pad sends: a background and its one layer, neither of them decoded
+    browser = payload(tmp_path / "ok.png", ["huge.png"])
+    browser.background = FileData(path=str(tmp_path / "huge.png"))
+    value = pad.preprocess(browser)
+    assert value["background"] is None and value["layers"] == []
+    assert value["composite"].shape == (280, 280, 4)
+    with pytest.raises(gr.Error, match="at most one layer"):
         pad.preprocess(payload(tmp_path / "ok.png", ["huge.png"] * 3))
     with pytest.raises(gr.Error, match="6000x6000 pixels"):
         pad.preprocess(payload(tmp_path / "huge.png"))
