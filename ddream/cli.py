@@ -428,7 +428,7 @@ def status_cmd(as_json: o.JsonOpt = False, state_dir: o.StateDirOpt = o.DEFAULT_
         report = {"state_dir": str(state_dir), "next": nxt, "stages": stages, "run": run}
         typer.echo(json.dumps(report, indent=2))
     else:
-        status_table(state_dir, rows, nxt, run)
+        status_table(state_dir, rows, nxt, run, state.exported)
 
 
 @app.command("export")

@@ -43,7 +43,9 @@ def sample_line(result: dict[str, Any]) -> str:
     )
 
 
-def status_table(state_dir, rows, nxt: str | None, run: dict | None) -> None:
+def status_table(
+    state_dir, rows, nxt: str | None, run: dict | None, exported: bool = False
+) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -54,7 +56,8 @@ def status_table(state_dir, rows, nxt: str | None, run: dict | None) -> None:
         "missing": "dim",
         "corrupt": "red",
     }
-    table = Table(title=f"ddream state: {state_dir}")
+    what = "exported model folder (read-only)" if exported else "state"
+    table = Table(title=f"ddream {what}: {state_dir}")
     for col in ("stage", "status", "detail", "metrics", "size", "wall time"):
         table.add_column(col)
     for r in rows:

@@ -127,6 +127,7 @@ def test_status_and_reading_commands_take_the_folder_and_writers_refuse_it(
     rows = {r["stage"]: r["status"] for r in json.loads(status.out)["stages"]}
     assert rows == {"ae": "done", "encode": "missing", "dit": "done", "distill": "done"}
     assert json.loads(status.out)["next"] is None
+    assert "exported model folder (read-only)" in cli("status", "--state-dir", exported).out
     out = tmp_path / "recon.png"
     assert cli("reconstruct", "--test", 10, "--out", out, "--data-dir", mnist_dir,
                "--state-dir", exported, "--device", "cpu", "-q").code == 0  # fmt: skip
