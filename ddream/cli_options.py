@@ -332,23 +332,9 @@ HostOpt = Annotated[
 ExportOutArg = Annotated[
     Path, typer.Argument(help="The model folder to write (new or empty; --force replaces it).")
 ]
-OnnxOpt = Annotated[
-    bool,
-    typer.Option(
-        "--onnx",
-        help="Also write generator.onnx, encoder.onnx and decoder.onnx, checked against torch "
-        "(needs pip install 'ddream[export]').",
-    ),
-]
-ReplaceOpt = Annotated[
-    bool,
-    typer.Option("--force", help="Replace OUT when it is not empty (once the new one is done)."),
-]
-ExportDataDirOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--data-dir",
-        help="MNIST folder for the card's reconstruction figure (default: the state dir's "
-        "download cache; without test digits the card has no such figure).",
-    ),
-]
+_ONNX = "Also write generator/encoder/decoder.onnx, checked against torch (the export extra)."
+OnnxOpt = Annotated[bool, typer.Option("--onnx", help=_ONNX)]
+_REPLACE = "Replace OUT when it is not empty (once the new one is done)."
+ReplaceOpt = Annotated[bool, typer.Option("--force", help=_REPLACE)]
+_TEST_DIGITS = "MNIST folder with the test digits the card's reconstruction figure shows."
+ExportDataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help=_TEST_DIGITS)]
