@@ -53,6 +53,15 @@ def test_a_retrain_stopped_midway_leaves_the_previous_model_in_use(state, cli):
     assert record["status"] == "done" and "previous" not in record and record["epochs"] == 40
 
 
+def test_a_state_dir_with_a_stopped_retrain_exports_the_previous_model(state, tmp_path, cli):
+    before = digits(state)
+    with stop_after(2):
+        cli("train-dit", "--epochs", "40", "--force", "--state-dir", state, *QUICK)
+    assert StateDir(state).record("dit")["status"] == "running"
+    assert cli("export", tmp_path / "out", "--state-dir", state, "--device", "cpu", "-q").code == 0
+    assert torch.equal(digits(tmp_path / "out"), before)
+
+
 def test_a_retrain_that_fails_at_once_leaves_the_previous_model_in_use(state, cli, monkeypatch):
     before = digits(state, "student")
 

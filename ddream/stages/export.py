@@ -118,7 +118,8 @@ def _fill(
     seed: int,
     say: Callable[[str], None],
 ) -> dict[str, Any]:
-    records = state.read()["stages"]
+    # the finished records (while a newer run of a stage is unfinished, the model it would replace)
+    records = {stage: state.view(stage).record for stage, _ in EXPORTED}
     stages: dict[str, Any] = {}
     for stage, output in EXPORTED:
         if output not in records[stage]["outputs"]:
