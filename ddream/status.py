@@ -83,8 +83,9 @@ def recorded_profile(state: StateDir, base: Any) -> tuple[Any, list[str]]:
 
     changes: dict[str, Any] = {}
     for stage, tables in RECORDED_TABLES.items():
-        rec = state.record(stage) or {}
-        if rec.get("status") != "done":
+        view = state.view(stage)  # done and finished, or the finished one a newer run replaces
+        rec = view.record or {}
+        if view.status not in ("done", "stale", "corrupt"):
             continue
         for table, key in tables.items():
             if key in rec.get("config", {}):
