@@ -77,7 +77,7 @@ class Scorer:
     def __init__(self, state: Path, data_dir: Path) -> None:
         import torch
 
-        from ddream.stages.artifacts import load_ae_with_dataset, load_dataset
+        from ddream.artifacts import load_ae_with_dataset, load_dataset
         from ddream.stages.evaluate import features, load_or_train_classifier
         from ddream.state import StateDir
 

@@ -37,11 +37,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=12)
     args = ap.parse_args()
 
+    from ddream.artifacts import load_ae, load_latents
     from ddream.data import load_split, to_model, to_unit
     from ddream.metrics import frechet_distance, psnr
     from ddream.models.autoencoder import Decoder
     from ddream.models.fused_decoder import Chunked, FusedDecoder
-    from ddream.stages.artifacts import load_ae, load_latents
     from ddream.stages.evaluate import features
     from ddream.state import StateDir
 

@@ -72,7 +72,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=10)
     args = ap.parse_args()
 
-    from ddream.stages.artifacts import load_student
+    from ddream.artifacts import load_student
     from ddream.state import StateDir
 
     torch.manual_seed(0)

@@ -25,11 +25,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=4)
     args = ap.parse_args()
 
+    from ddream.artifacts import load_ae
     from ddream.data import model_to_uint8
     from ddream.models.fused_decoder import Chunked, FusedDecoder
     from ddream.render import write_npz
     from ddream.sampler import Sampler, class_rows
-    from ddream.stages.artifacts import load_ae
     from ddream.state import StateDir
 
     cpu = torch.device("cpu")

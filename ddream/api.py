@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ddream.artifacts import Latents, load_ae, load_latents
 from ddream.errors import BadInput
 from ddream.runtime import pick_device, sampling_dtype
 from ddream.sampler import API_NAMES, Sampler, SampleRequest, class_rows
-from ddream.stages.artifacts import Latents, load_ae, load_latents
 from ddream.stages.reconstruct import round_trip
 from ddream.state import StateDir
 from ddream.userimage import read_user_array, read_user_image

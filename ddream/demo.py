@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from ddream.artifacts import load_ae
 from ddream.errors import BadInput, DDreamError
 from ddream.limits import MAX_GUIDANCE
 from ddream.limits import number as bounded_float
 from ddream.limits import whole as bounded_int
 from ddream.render import grid, write_gif
 from ddream.sampler import Sampler, SampleRequest, class_rows, morph_images
-from ddream.stages.artifacts import load_ae
 from ddream.stages.reconstruct import round_trip
 from ddream.state import StateDir
 from ddream.userimage import read_user_array, read_user_image

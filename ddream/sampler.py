@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from ddream.artifacts import Latents, load_ae, load_dit, load_student
 from ddream.checkpoint import BadArtifact
 from ddream.config import SampleConfig, to_dict
 from ddream.data import model_to_uint8
@@ -21,7 +22,6 @@ from ddream.limits import MAX_DIGITS, MAX_GUIDANCE, MAX_SEED, MAX_STEPS, number,
 from ddream.models.dit import DiT
 from ddream.models.fused_decoder import inference_decoder
 from ddream.runtime import autocast, sampling_dtype, seeded
-from ddream.stages.artifacts import Latents, load_ae, load_dit, load_student
 from ddream.state import StateDir
 
 MODELS = ("auto", "student", "teacher")

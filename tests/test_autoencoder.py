@@ -128,11 +128,11 @@ def test_the_samplers_channels_last_decoding_draws_the_same_digits():
     """Sampler decodes with channels-last convolutions for speed; the digits must not change."""
     import copy
 
+    from ddream.artifacts import Latents
     from ddream.config import DiTConfig
     from ddream.data import to_uint8, to_unit
     from ddream.models.dit import DiT
     from ddream.sampler import Sampler
-    from ddream.stages.artifacts import Latents
 
     torch.manual_seed(0)
     cfg = AEConfig(widths=(4, 8, 16, 16, 16), latent_channels=4)

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from ddream.artifacts import Latents
 from ddream.checkpoint import read_metadata
 from ddream.config import DistillConfig, DiTConfig
 from ddream.flow import sample_ode
@@ -14,7 +15,6 @@ from ddream.models.dit import DiT
 from ddream.pairs import sample_t_ushape, teacher_pairs
 from ddream.runtime import seeded
 from ddream.sampler import STUDENT_GIF_FRAMES
-from ddream.stages.artifacts import Latents
 from ddream.stages.distill import DistillTask
 from ddream.state import StateDir
 

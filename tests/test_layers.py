@@ -16,7 +16,7 @@ LAYERS = {
             "stages.export", "stages.onnx_export", "stages.card", "stages.pipeline"],
     "train": ["stages.train_ae", "stages.encode", "stages.train_dit", "stages.distill", "pairs",
               "stages.record", "train", "distributed", "stages.__init__"],
-    "files": ["stages.artifacts", "state", "manifest", "checkpoint", "status"],
+    "files": ["artifacts", "state", "manifest", "checkpoint", "status"],
     "core": ["config", "presets", "config_file", "models", "flow", "metrics", "data", "userimage",
              "render", "runtime", "progress", "errors", "limits", "files", "version"],
 }  # fmt: skip

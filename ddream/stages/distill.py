@@ -26,6 +26,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ddream.artifacts import Latents, load_ae, load_dit, load_latents
 from ddream.checkpoint import (
     flatten_optimizer,
     prefixed,
@@ -42,7 +43,6 @@ from ddream.models.dit import DiT
 from ddream.models.fused_decoder import inference_decoder
 from ddream.pairs import distill_t, load_or_draw_pairs, pairs_key, teacher_pairs
 from ddream.runtime import autocast, seeded
-from ddream.stages.artifacts import Latents, load_ae, load_dit, load_latents
 from ddream.stages.record import StageRun
 from ddream.state import StateDir
 from ddream.train import EMA, scheduled_lr

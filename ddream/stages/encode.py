@@ -9,12 +9,12 @@ from typing import Any
 
 import torch
 
+from ddream.artifacts import load_ae_with_dataset, load_dataset
 from ddream.checkpoint import tensor_bytes
 from ddream.data import Split, to_model
 from ddream.errors import BadInput
 from ddream.models.autoencoder import AutoEncoder
 from ddream.runtime import autocast
-from ddream.stages.artifacts import load_ae_with_dataset, load_dataset
 from ddream.stages.record import open_stage
 from ddream.state import StateDir
 

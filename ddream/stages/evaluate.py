@@ -19,6 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ddream.artifacts import load_ae_with_dataset, load_dataset
 from ddream.checkpoint import load_tensors, save_tensors
 from ddream.data import Split, to_model, to_unit
 from ddream.errors import DDreamError
@@ -27,7 +28,6 @@ from ddream.metrics import frechet_distance, precision_recall, psnr, ssim
 from ddream.models.classifier import DigitClassifier
 from ddream.runtime import autocast, seeded, training_dtype
 from ddream.sampler import Sampler, SampleRequest
-from ddream.stages.artifacts import load_ae_with_dataset, load_dataset
 from ddream.state import StateDir
 
 EXTRACTOR = "ddream DigitClassifier (3 conv + fc, 128-d penultimate features)"

@@ -29,11 +29,11 @@ from typing import Any
 
 import torch
 
+from ddream.artifacts import done_output
 from ddream.config import to_dict
 from ddream.errors import BadInput
 from ddream.manifest import MANIFEST, write_manifest
 from ddream.sampler import Sampler, SampleRequest
-from ddream.stages.artifacts import done_output
 from ddream.stages.card import model_card
 from ddream.stages.evaluate import read_report
 from ddream.stages.reconstruct import reconstruct_test

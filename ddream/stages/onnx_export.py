@@ -19,11 +19,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from ddream.artifacts import load_ae, load_student
 from ddream.data import PAD
 from ddream.errors import BadInput, DDreamError
 from ddream.models.dit import DiT
 from ddream.sampler import Sampler, SampleRequest
-from ddream.stages.artifacts import load_ae, load_student
 
 OPSET = 17
 CHECK_DIGITS = 1000  # digits compared with torch at export time

@@ -8,12 +8,12 @@ from typing import Any
 
 import torch
 
+from ddream.artifacts import load_ae, load_ae_with_dataset, load_dataset
 from ddream.data import to_model, to_uint8, to_unit
 from ddream.metrics import psnr
 from ddream.models.autoencoder import AutoEncoder
 from ddream.render import check_output, grid, write_png
 from ddream.runtime import autocast
-from ddream.stages.artifacts import load_ae, load_ae_with_dataset, load_dataset
 from ddream.state import StateDir
 from ddream.userimage import read_user_image
 

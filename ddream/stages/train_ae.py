@@ -14,6 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ddream.artifacts import load_dataset
 from ddream.checkpoint import (
     flatten_optimizer,
     prefixed,
@@ -27,7 +28,6 @@ from ddream.metrics import psnr
 from ddream.models.autoencoder import AutoEncoder
 from ddream.models.discriminator import PatchDiscriminator
 from ddream.runtime import autocast, seeded
-from ddream.stages.artifacts import load_dataset
 from ddream.stages.record import StageRun
 from ddream.state import StateDir
 from ddream.train import scheduled_lr

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from ddream.artifacts import load_latents
 from ddream.checkpoint import (
     flatten_optimizer,
     prefixed,
@@ -20,7 +21,6 @@ from ddream.errors import BadInput
 from ddream.flow import flow_loss, sample_t
 from ddream.models.dit import DiT
 from ddream.runtime import autocast, seeded
-from ddream.stages.artifacts import load_latents
 from ddream.stages.record import StageRun
 from ddream.state import StateDir
 from ddream.train import EMA, scheduled_lr
