@@ -493,6 +493,6 @@ def serve_cmd(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app; known errors become one line on stderr and an exit code."""
-    from ddream.errors import run_cli
+    from ddream.reports import run_cli
 
     run_cli(app, sys.argv[1:] if argv is None else argv)
