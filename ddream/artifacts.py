@@ -14,7 +14,8 @@ from ddream.data import Split, load_split, resolve_data_dir
 from ddream.errors import BadInput, NotBuilt
 from ddream.models.autoencoder import AutoEncoder
 from ddream.models.dit import DiT
-from ddream.state import STAGE, STAGES, StateDir
+from ddream.registry import OUTPUT_KINDS, STAGE, STAGES
+from ddream.state import StateDir
 
 
 def done_output(state: StateDir, stage: str, name: str) -> tuple[Path, str]:
@@ -69,8 +70,6 @@ MODEL_KINDS = {
     "ddream-student": ("student", DiT, DiTConfig),
     "ddream-decoder": ("decoder", None, AEConfig),
 }
-STAGE_KINDS = {("ae", "model"): "ddream-ae", ("dit", "model"): "ddream-dit"}
-STAGE_KINDS |= {("distill", "model"): "ddream-student", ("distill", "decoder"): "ddream-decoder"}
 
 
 def load_model(
@@ -81,7 +80,7 @@ def load_model(
     sha256."""
     path, sha = done_output(state, stage, output)
     tensors, meta = load_tensors(path, sha, device)
-    kind = STAGE_KINDS[(stage, output)]
+    kind = OUTPUT_KINDS[(stage, output)]
     name, module, settings = MODEL_KINDS[kind]
     if meta.get("kind") != kind:
         raise BadArtifact(f"{path} is not a ddream {name}")

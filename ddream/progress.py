@@ -91,20 +91,6 @@ class Progress:
 
 
 # ---- the whole run (`ddream all`) ---------------------------------------------------------------------
-# Seconds per unit of work on the development machine (2-core AMD EPYC), measured by a whole default
-# `ddream all` on 2026-11-29 (BENCHMARKS.md, benchmarks/quality.py): autoencoder 511 s for 22 epochs
-# of 60,000, encode 6 s for 70,000 digits, DiT 101 s for 10 epochs; distill (an earlier run of the
-# same day) 37 s for 60,000 12-step teacher pairs and 93 s for 15 epochs. Any other machine is
-# measured as it goes: the plan scales the stages still to come by how this one compares.
-REFERENCE_SECONDS = {
-    "ae": 511 / (22 * 60_000),  # per image-epoch
-    "encode": 6 / 70_000,  # per digit
-    "dit": 101 / (10 * 60_000),  # per latent-epoch
-    "pairs": 37 / (60_000 * 12),  # per pair and teacher step
-    "distill": 93 / (15 * 60_000),  # per pair-epoch
-}
-
-
 def clock(seconds: float) -> str:
     seconds = max(0.0, seconds)
     return f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:{int(seconds % 60):02d}"

@@ -22,31 +22,10 @@ from typing import Any
 from ddream.errors import BadInput, DDreamError, StateBusy
 from ddream.files import atomic_write_bytes, sha256_bytes, sha256_file
 from ddream.manifest import is_export, read_manifest
+from ddream.registry import STAGE
 from ddream.version import __version__
 
 STATE_FORMAT = 1
-
-
-@dataclass(frozen=True)
-class Stage:
-    """One stage of the pipeline: its name in state.json, the command that runs it, the outputs
-    its record names, and the (stage, output) it is made from."""
-
-    name: str
-    command: str
-    outputs: tuple[str, ...]
-    upstream: tuple[str, str] | None
-
-
-# The one table of stages, in pipeline order: state, artifacts, `ddream all` and `status` read it.
-STAGE_TABLE = (
-    Stage("ae", "train-ae", ("model",), None),
-    Stage("encode", "encode", ("train", "test"), ("ae", "model")),
-    Stage("dit", "train-dit", ("model",), ("encode", "train")),
-    Stage("distill", "distill", ("model",), ("dit", "model")),
-)
-STAGE = {s.name: s for s in STAGE_TABLE}
-STAGES = tuple(STAGE)
 
 
 def versions() -> dict[str, str]:
@@ -118,6 +97,10 @@ class StateDir:
 
     def path(self, *parts: str) -> Path:
         return self.root.joinpath(*parts)
+
+    def output_path(self, stage: str, output: str) -> Path:
+        """Where a stage's output lives (registry.py names every file)."""
+        return self.root / next(o.path for o in STAGE[stage].outputs if o.name == output)
 
     # ---- lock --------------------------------------------------------------------------------
     @contextlib.contextmanager

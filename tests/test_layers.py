@@ -18,7 +18,7 @@ LAYERS = {
               "stages.record", "train", "distributed", "stages.__init__"],
     "files": ["artifacts", "state", "manifest", "checkpoint", "status"],
     "core": ["config", "presets", "config_file", "models", "flow", "metrics", "data", "userimage",
-             "render", "runtime", "progress", "errors", "limits", "files", "version"],
+             "render", "runtime", "progress", "errors", "limits", "files", "version", "registry"],
 }  # fmt: skip
 ORDER = list(reversed(LAYERS))  # core first
 
@@ -74,3 +74,35 @@ def test_the_guard_sees_an_import_inside_a_function():
     tree = ast.parse("def f():\n    from ddream.cli import app\n    import ddream.sampler\n")
     assert imported(tree) == ["cli", "sampler"]
     assert ORDER.index(layer_of("cli")) > ORDER.index(layer_of("flow"))
+
+
+def stage_lists(tree: ast.AST, names: set[str]) -> list[int]:
+    """Lines of literal tuples, lists, sets and dict keys that name two stages or more."""
+    found = []
+    for node in ast.walk(tree):
+        items = node.keys if isinstance(node, ast.Dict) else getattr(node, "elts", None)
+        if not isinstance(node, (ast.Tuple, ast.List, ast.Set, ast.Dict)) or items is None:
+            continue
+        named = {i.value for i in items if isinstance(i, ast.Constant) and i.value in names}
+        if len(named) >= 2:
+            found.append(node.lineno)
+    return found
+
+
+# Names that are not lists of stages, though they share stage names: the settings tables [ae], [dit],
+# [distill] (config.SECTIONS), and the distill record's inputs, which name the stages it reads.
+NOT_STAGE_LISTS = {"config": 1, "stages.distill": 1}
+
+
+def test_the_stages_are_listed_in_the_registry_alone():
+    from ddream.registry import STAGES
+
+    names = set(STAGES)
+    listed = {
+        module_name(p): lines
+        for p in sorted(PACKAGE.rglob("*.py"))
+        if module_name(p) != "registry" and (lines := stage_lists(ast.parse(p.read_text()), names))
+    }
+    extra = {m: lines for m, lines in listed.items() if len(lines) > NOT_STAGE_LISTS.get(m, 0)}
+    assert extra == {}, f"list stages through ddream/registry.py, not here: {extra}"
+    assert stage_lists(ast.parse('x = {"ae": 1, "dit": 2}\ny = ("ae", "b")'), names) == [1]

@@ -59,7 +59,7 @@ def _pct(d: dict) -> str:
 
 def _training_section(stages: dict[str, Any]) -> str:
     rows = ["| stage | what | schedule | result | wall time |", "| --- | --- | --- | --- | --- |"]
-    ae, dit, distill = (stages.get(s, {}) for s in ("ae", "dit", "distill"))
+    ae, dit, distill = stages.get("ae", {}), stages.get("dit", {}), stages.get("distill", {})
     ae_train = ae.get("config", {}).get("train", {})
     rows.append(
         f"| autoencoder | F-16, 32x32 -> {_latent(ae)} latent, DC-AE shortcuts, GAN loss | "

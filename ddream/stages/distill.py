@@ -43,7 +43,7 @@ from ddream.models.dit import DiT
 from ddream.models.fused_decoder import inference_decoder
 from ddream.pairs import distill_t, load_or_draw_pairs, pairs_key, teacher_pairs
 from ddream.runtime import autocast, seeded
-from ddream.stages.record import StageRun
+from ddream.stages.record import PipelineRun, StageRun
 from ddream.state import StateDir
 from ddream.train import EMA, scheduled_lr
 
@@ -284,13 +284,11 @@ def distill(
         )
 
     def files(task: DistillTask, result) -> tuple[dict, dict]:
-        out = {
-            "model": (state.path("distill", "student.safetensors"), task.ema.shadow, student_meta)
-        }
+        out = {"model": (state.output_path(STAGE, "model"), task.ema.shadow, student_meta)}
         if task.decoder is not None:
             last = result.history[-1] if result.history else {}
             out["decoder"] = (
-                state.path("distill", "decoder.safetensors"),
+                state.output_path(STAGE, "decoder"),
                 task.decoder.state_dict(),
                 {
                     "kind": "ddream-decoder",
@@ -306,3 +304,11 @@ def distill(
     if not keep_pairs:
         pairs_path.unlink(missing_ok=True)
     return done
+
+
+def run_stage(run: PipelineRun) -> dict[str, Any]:
+    """The student as `ddream all` distils it."""
+    return distill(
+        run.state, run.profile.distill, device=run.device, seed=run.seed, quiet=run.quiet,
+        discard_stale=True,
+    )  # fmt: skip

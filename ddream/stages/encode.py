@@ -15,7 +15,7 @@ from ddream.data import Split, to_model
 from ddream.errors import BadInput
 from ddream.models.autoencoder import AutoEncoder
 from ddream.runtime import autocast
-from ddream.stages.record import open_stage
+from ddream.stages.record import PipelineRun, open_stage
 from ddream.state import StateDir
 
 STAGE = "encode"
@@ -65,7 +65,7 @@ def encode(
     files = {}
     for name, z, split in (("train", z_train, train), ("test", z_test, test)):
         files[name] = (
-            state.path("latents", f"{name}.safetensors"),
+            state.output_path(STAGE, name),
             tensor_bytes(
                 {"latents": z, "labels": split.labels, "mean": mean, "std": std},
                 {
@@ -89,3 +89,8 @@ def encode(
     record["epoch"] = 1
     state.install_outputs(STAGE, record, files)
     return {"skipped": False, "metrics": record["metrics"], "wall_time": record["wall_time"]}
+
+
+def run_stage(run: PipelineRun) -> dict[str, Any]:
+    """The latents as `ddream all` encodes them."""
+    return encode(run.state, data_dir=run.data_dir, device=run.device)

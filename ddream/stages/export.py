@@ -33,16 +33,17 @@ from ddream.artifacts import done_output
 from ddream.config import to_dict
 from ddream.errors import BadInput
 from ddream.manifest import MANIFEST, write_manifest
+from ddream.registry import STAGE, STAGE_TABLE
 from ddream.sampler import Sampler, SampleRequest
 from ddream.stages.card import model_card
 from ddream.stages.evaluate import read_report
 from ddream.stages.reconstruct import reconstruct_test
 from ddream.stages.sample import sample
-from ddream.state import STAGE, StateDir
+from ddream.state import StateDir
 from ddream.version import __version__
 
 # the stage outputs a model folder carries: (stage, output)
-EXPORTED = (("ae", "model"), ("dit", "model"), ("distill", "model"), ("distill", "decoder"))
+EXPORTED = tuple((s.name, o.name) for s in STAGE_TABLE for o in s.outputs if o.exported)
 EVAL_FILES = ("eval/report.json", "eval/classifier.safetensors")
 RECONSTRUCTED = 30  # test digits in the card's reconstruction figure
 
@@ -66,7 +67,7 @@ def check_complete(state: StateDir) -> None:
     """Every stage a model folder carries is done and fresh, or one line naming the first that is not."""
     if not state.state_file.exists():
         raise BadInput(f"{state.root} holds no trained model (no state.json); run `ddream all`")
-    for stage in ("ae", "dit", "distill"):
+    for stage in dict(EXPORTED):
         view = state.view(stage)
         if view.status != "done":
             raise BadInput(

@@ -60,6 +60,19 @@ def open_stage(
     return None if record["status"] == "done" and record["inputs"] == inputs else record
 
 
+@dataclass(frozen=True)
+class PipelineRun:
+    """What `ddream all` hands every stage's `run_stage` (registry.py names each stage's module)."""
+
+    state: StateDir
+    profile: Any  # config.Profile
+    data_dir: Path | None
+    dataset: str
+    device: torch.device
+    seed: int
+    quiet: bool
+
+
 Files = dict[str, tuple[Path, dict[str, torch.Tensor], dict[str, Any]]]
 
 

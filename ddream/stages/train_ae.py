@@ -28,7 +28,7 @@ from ddream.metrics import psnr
 from ddream.models.autoencoder import AutoEncoder
 from ddream.models.discriminator import PatchDiscriminator
 from ddream.runtime import autocast, seeded
-from ddream.stages.record import StageRun
+from ddream.stages.record import PipelineRun, StageRun
 from ddream.state import StateDir
 from ddream.train import scheduled_lr
 
@@ -238,5 +238,13 @@ def train_ae(
     run = StageRun(state, STAGE, "ae", seed, quiet, force, discard_stale, dist)
     return run.train(
         config, inputs, cfg.epochs + cfg.finetune_epochs, cfg.checkpoint_every, make_task,
-        lambda task, _: ({"model": (state.path("ae", "model.safetensors"), task.ae.state_dict(), meta)}, None),
+        lambda task, _: ({"model": (state.output_path(STAGE, "model"), task.ae.state_dict(), meta)}, None),
+    )  # fmt: skip
+
+
+def run_stage(run: PipelineRun) -> dict[str, Any]:
+    """The autoencoder as `ddream all` trains it."""
+    return train_ae(
+        run.state, run.profile.ae, run.profile.ae_train, data_dir=run.data_dir, dataset=run.dataset,
+        device=run.device, seed=run.seed, quiet=run.quiet, discard_stale=True,
     )  # fmt: skip

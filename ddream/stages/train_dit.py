@@ -21,7 +21,7 @@ from ddream.errors import BadInput
 from ddream.flow import flow_loss, sample_t
 from ddream.models.dit import DiT
 from ddream.runtime import autocast, seeded
-from ddream.stages.record import StageRun
+from ddream.stages.record import PipelineRun, StageRun
 from ddream.state import StateDir
 from ddream.train import EMA, scheduled_lr
 
@@ -187,5 +187,13 @@ def train_dit(
     run = StageRun(state, STAGE, "dit", seed, quiet, force, discard_stale, dist)
     return run.train(
         config, inputs, cfg.epochs, cfg.checkpoint_every, make_task,
-        lambda task, _: ({"model": (state.path("dit", "model.safetensors"), task.ema.shadow, meta)}, None),
+        lambda task, _: ({"model": (state.output_path(STAGE, "model"), task.ema.shadow, meta)}, None),
+    )  # fmt: skip
+
+
+def run_stage(run: PipelineRun) -> dict[str, Any]:
+    """The DiT as `ddream all` trains it."""
+    return train_dit(
+        run.state, run.profile.dit, run.profile.dit_train, device=run.device, seed=run.seed,
+        quiet=run.quiet, sample_cfg=run.profile.sample, discard_stale=True,
     )  # fmt: skip

@@ -1,0 +1,103 @@
+"""The one table of ddream's stages: each one's name in state.json, the command that runs it, the module
+that does it, every file it makes (and the kind its metadata names), the (stage, output) it is made
+from, the settings tables its record keeps, how its record reads in `ddream status`, and what its work
+costs on the development machine. state, pipeline, status, the loaders and the exporter read it:
+adding a stage is a row here and its module under ddream/stages/."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Output:
+    """A file a stage makes: its name in the record, its path in the state dir, its metadata kind."""
+
+    name: str
+    path: str
+    kind: str
+    exported: bool = (
+        True  # carried by `ddream export` (the latents are not: they train, not sample)
+    )
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # in state.json
+    command: str  # the `ddream` command that runs it alone
+    module: str  # ddream.stages.<module>.run_stage runs it inside `ddream all`
+    outputs: tuple[Output, ...]  # every file; a run may leave out the optional decoder
+    upstream: tuple[str, str] | None  # the (stage, output) it is made from
+    tables: tuple[tuple[str, str], ...]  # settings tables its record keeps: (table, key in config)
+    metrics: Callable[[dict[str, Any]], str]  # its last metrics as `ddream status` shows them
+    cost: Callable[[Any], float]  # a Profile's work, in development-machine seconds
+
+    def describe(self, metrics: dict[str, Any]) -> str:
+        """The status line's metrics; empty for metrics missing or of the wrong type (hand-edited)."""
+        try:
+            return self.metrics(metrics)
+        except (KeyError, TypeError, ValueError):
+            return ""
+
+
+# Seconds per unit of work on the development machine (2-core AMD EPYC), measured by a whole default
+# `ddream all` on 2026-11-29 (BENCHMARKS.md, benchmarks/quality.py): autoencoder 511 s for 22 epochs
+# of 60,000, encode 6 s for 70,000 digits, DiT 101 s for 10 epochs; distill (an earlier run of the
+# same day) 37 s for 60,000 12-step teacher pairs and 93 s for 15 epochs. Any other machine is
+# measured as it goes: progress.Plan scales the stages still to come by how this one compares.
+def _images(p) -> int:
+    return p.ae_train.train_limit or 60_000  # an MNIST-like training split
+
+
+def _distill_cost(p) -> float:
+    d = p.distill
+    trained = min(d.train_limit or d.pairs, d.pairs)
+    return d.pairs * d.teacher_steps * 37 / (60_000 * 12) + d.epochs * trained * 93 / (15 * 60_000)
+
+
+def _distill_metrics(m: dict[str, Any]) -> str:
+    text = f"1-step mse {m['val_mse']:.4f}"
+    return text + (f", decoder {m['decoder_psnr']:.2f} dB" if "decoder_psnr" in m else "")
+
+
+STAGE_TABLE = (
+    Stage(
+        "ae", "train-ae", "train_ae",
+        (Output("model", "ae/model.safetensors", "ddream-ae"),),
+        None,
+        (("ae", "model"), ("ae_train", "train")),
+        lambda m: f"test PSNR {m['test_psnr']:.2f} dB",
+        lambda p: (p.ae_train.epochs + p.ae_train.finetune_epochs) * _images(p) * 511 / (22 * 60_000),
+    ),
+    Stage(
+        "encode", "encode", "encode",
+        (Output("train", "latents/train.safetensors", "ddream-latents", exported=False),
+         Output("test", "latents/test.safetensors", "ddream-latents", exported=False)),
+        ("ae", "model"),
+        (),
+        lambda m: f"{m['train']} + {m['test']} latents {tuple(m['latent_shape'])}",
+        lambda p: (_images(p) + (p.ae_train.test_limit or 10_000)) * 6 / 70_000,
+    ),
+    Stage(
+        "dit", "train-dit", "train_dit",
+        (Output("model", "dit/model.safetensors", "ddream-dit"),),
+        ("encode", "train"),
+        (("dit", "model"), ("dit_train", "train"), ("sample", "sample")),
+        lambda m: f"val loss {m['val_loss']:.4f}",
+        lambda p: p.dit_train.epochs * (p.dit_train.train_limit or _images(p)) * 101 / (10 * 60_000),
+    ),
+    Stage(
+        "distill", "distill", "distill",
+        (Output("model", "distill/student.safetensors", "ddream-student"),
+         Output("decoder", "distill/decoder.safetensors", "ddream-decoder")),
+        ("dit", "model"),
+        (("distill", "distill"),),
+        _distill_metrics,
+        _distill_cost,
+    ),
+)  # fmt: skip
+STAGE = {s.name: s for s in STAGE_TABLE}
+STAGES = tuple(STAGE)
+OUTPUT_KINDS = {(s.name, o.name): o.kind for s in STAGE_TABLE for o in s.outputs}
