@@ -23,29 +23,31 @@ GIF_SIDE = 65_535  # the GIF format's own limit on a frame's width and height
 
 def whole(value: Any, name: str, lo: int, hi: int) -> int:
     """A whole number in [lo, hi] (an int, or a float or string that reads as one), or one line."""
-    if isinstance(value, bool):
-        raise BadInput(f"{name}: give a whole number from {lo} to {hi}, not {value}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise BadInput(f"{name}: give a whole number from {lo} to {hi}") from None
-    if isinstance(value, int) and not lo <= value <= hi:  # exact for ints beyond float's range
-        raise BadInput(f"{name} {value}: give a whole number from {lo} to {hi}")
-    if not math.isfinite(number) or number != int(number) or not lo <= number <= hi:
-        raise BadInput(f"{name} {value}: give a whole number from {lo} to {hi}")
-    return int(value) if isinstance(value, int) else int(number)
+    what = "a whole number"
+    if isinstance(value, int) and not isinstance(value, bool):  # exact, beyond a float's precision
+        if lo <= value <= hi:
+            return value
+        raise BadInput(f"{name} {value}: give {what} from {lo} to {hi}")
+    x = _read(value, name, what, lo, hi)
+    if x != int(x):
+        raise BadInput(f"{name} {value}: give {what} from {lo} to {hi}")
+    return int(x)
 
 
 def number(value: Any, name: str, lo: float, hi: float) -> float:
     """A finite number in [lo, hi], or one line."""
+    return _read(value, name, "a number", lo, hi)
+
+
+def _read(value: Any, name: str, what: str, lo: float, hi: float) -> float:
     if isinstance(value, bool):
-        raise BadInput(f"{name}: give a number from {lo} to {hi}, not {value}")
+        raise BadInput(f"{name}: give {what} from {lo} to {hi}, not {value}")
     try:
         x = float(value)
     except (TypeError, ValueError, OverflowError):
-        raise BadInput(f"{name}: give a number from {lo} to {hi}") from None
+        raise BadInput(f"{name}: give {what} from {lo} to {hi}") from None
     if not math.isfinite(x) or not lo <= x <= hi:
-        raise BadInput(f"{name} {value}: give a number from {lo} to {hi}")
+        raise BadInput(f"{name} {value}: give {what} from {lo} to {hi}")
     return x
 
 
