@@ -113,7 +113,7 @@ def encode_cmd(
 
     dev = cs.device_for(device, 0)
     state = StateDir(state_dir)
-    with state.locked("encode"):
+    with cs.writing(state, "encode"):
         result = encode(state, data_dir=data_dir, device=dev, force=force)
     stage_line("encode", result, quiet)
 
@@ -188,8 +188,7 @@ def distill_cmd(
     cfg = cs.settings(ctx).distill
     dev = cs.device_for(device, seed)
     state = StateDir(state_dir)
-    with state.locked("distill"):
-        state.write_run("distill", cs.options(ctx))
+    with cs.writing(state, "distill", ctx):
         result = distill(state, cfg, device=dev, seed=seed, quiet=quiet, force=force)
     stage_line("distill", result, quiet)
 
@@ -378,8 +377,7 @@ def all_cmd(
     prof = cs.settings(ctx)
     dev = cs.device_for(device, seed)
     state = StateDir(state_dir)
-    with state.locked("all"):
-        state.write_run("all", cs.options(ctx))
+    with cs.writing(state, "all", ctx):
         summary = run_all(
             state, prof, data_dir=data_dir, dataset=dataset, device=dev, seed=seed, quiet=quiet,
             say=cs.say(quiet),

@@ -3,6 +3,7 @@ tables, flags), the device, and a training stage run alone or as one rank under 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
@@ -170,13 +171,21 @@ def device_for(device: str, seed: int):
     return pick_device(device)
 
 
+@contextlib.contextmanager
+def writing(state, command: str, ctx: typer.Context | None = None):
+    """Every command that writes a state dir: its lock held throughout, and (given the command's
+    context) its effective options recorded for `ddream status`."""
+    with state.locked(command):
+        if ctx is not None:
+            state.write_run(command, options(ctx))
+        yield state
+
+
 def run_training_command(ctx, command: str, state_dir: Path, device: str, seed: int, batch: int,
                          quiet: bool, train) -> dict | None:  # fmt: skip
     """Run a training stage alone or as one rank under torchrun: rank 0 holds the state dir's lock
     and records the run's options; every rank leaves the process group at the end. Returns the
     stage's result on rank 0 (None elsewhere)."""
-    import contextlib
-
     import torch
 
     from ddream.distributed import init_from_env, shutdown
@@ -187,9 +196,7 @@ def run_training_command(ctx, command: str, state_dir: Path, device: str, seed: 
     dist = init_from_env(pick_device(device), (batch,))
     state = StateDir(state_dir)
     try:
-        with state.locked(command) if dist.main else contextlib.nullcontext():
-            if dist.main:
-                state.write_run(command, options(ctx))
+        with writing(state, command, ctx) if dist.main else contextlib.nullcontext():
             result = train(state, dist)
     except BaseException:
         shutdown(dist, clean=False)
