@@ -7,9 +7,11 @@ import subprocess
 import sys
 import time
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 from conftest import ddream_command
+from PIL import Image
 
 from ddream import train
 from ddream.state import StateDir
@@ -28,8 +30,13 @@ def test_all_makes_every_stage_and_pictures(trained_state, cli):
     report = json.loads(res.out)
     assert [s["status"] for s in report["stages"]] == ["done"] * 4
     assert report["next"] is None
-    assert (trained_state / "samples.png").stat().st_size > 0
-    assert (trained_state / "samples.gif").stat().st_size > 0
+    grid = np.asarray(Image.open(trained_state / "samples.png"))
+    assert (
+        grid.shape == (10 * 30 + 2, 10 * 30 + 2 + 14) and grid.std() > 10
+    )  # a class a row, labelled
+    frames = iio.imread(trained_state / "samples.gif", index=None)
+    assert len(frames) == 12 and frames.shape[1:3] == grid.shape  # the student's straight path
+    assert frames[0].std() > 0 and not np.array_equal(frames[0], frames[-1])
     table = cli("status", "--state-dir", trained_state)
     assert table.code == 0 and "test PSNR" in table.out and "val loss" in table.out
 

@@ -114,7 +114,9 @@ def test_bf16_sampling_runs_in_bf16_and_draws_nearly_the_fp32_digits(trained_sta
     assert seen and set(seen) == {torch.bfloat16}  # the decoder did compute in bf16
     assert a.dtype == b.dtype == torch.uint8 and a.float().std() > 10
     diff = (a.int() - b.int()).abs().float()
-    assert diff.mean() < 3  # grey levels: a rounding difference, not other digits
+    # grey levels: a rounding difference, not other digits (the real model: 0.2 on average, 99% of
+    # pixels within 3; CHANGELOG, BENCHMARKS)
+    assert diff.mean() < 0.5 and (diff <= 3).float().mean() >= 0.99
     with pytest.raises(BadInput, match="loaded for bf16"):
         bf16.generate(labels, SampleRequest(n=40, dtype="fp32"))
 
