@@ -26,7 +26,14 @@ from common import Scorer, best
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--state", type=Path, required=True, help="a trained default state dir")
+    ap.add_argument(
+        "--state-dir",
+        "--state",
+        dest="state",
+        type=Path,
+        required=True,
+        help="a trained default state dir",
+    )
     ap.add_argument("--data-dir", type=Path, required=True)
     ap.add_argument("--old-state", type=Path, help="also time this state dir's decoder")
     ap.add_argument("--drop", type=int, nargs="+", default=[1])

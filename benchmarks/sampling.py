@@ -86,7 +86,14 @@ def old_commit_rate(commit: str, state: Path, n: int) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", type=Path, required=True)
-    ap.add_argument("--state", type=Path, required=True, help="a trained default state dir")
+    ap.add_argument(
+        "--state-dir",
+        "--state",
+        dest="state",
+        type=Path,
+        required=True,
+        help="a trained default state dir",
+    )
     ap.add_argument("--baseline", type=Path, help="a trained digitdreamer-preset state dir")
     ap.add_argument("--old-commit", default="a95463b")
     ap.add_argument(

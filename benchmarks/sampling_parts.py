@@ -20,7 +20,7 @@ from common import best
 @torch.inference_mode()
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--state", type=Path, required=True)
+    ap.add_argument("--state-dir", "--state", dest="state", type=Path, required=True)
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--repeats", type=int, default=4)
     args = ap.parse_args()
