@@ -70,17 +70,10 @@ def unset(value: Any) -> bool:
     return value is None or value == "" or value == 0
 
 
-def page_words(message: str) -> str:
-    """The sampler's refusals name CLI options; on the page they name the controls."""
-    for cli, page in (
-        ("--model teacher", "the teacher model"),
-        ("--cfg-interval", "a guidance interval"),
-        ("--cfg", "guidance"),
-        ("--steps", "steps"),
-        ("--solver", "solver"),
-    ):
-        message = message.replace(cli, page)
-    return message
+# the page's words for a request's values (sampler.CLI_NAMES has the command line's)
+PAGE_NAMES = {"n": "count", "classes": "class", "seed": "seed", "steps": "steps", "cfg": "guidance",
+              "solver": "solver", "cfg_interval": "a guidance interval", "dtype": "dtype",
+              "teacher": "the teacher model"}  # fmt: skip
 
 
 class Demo:
@@ -119,10 +112,7 @@ class Demo:
         return self.workdir / f"{uuid.uuid4().hex}{suffix}"
 
     def _request(self, sampler: Sampler, **fields: Any) -> SampleRequest:
-        try:
-            return sampler.resolve(SampleRequest(model=sampler.kind, **fields))
-        except BadInput as e:
-            raise BadInput(page_words(str(e))) from None
+        return sampler.resolve(SampleRequest(model=sampler.kind, **fields), PAGE_NAMES)
 
     # ---- tabs ------------------------------------------------------------------------------------
     def generate(

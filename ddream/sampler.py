@@ -51,8 +51,14 @@ def class_rows(n: int, classes: tuple[int, ...]) -> tuple[torch.Tensor, int]:
     return labels, min(per_class, 20)
 
 
-CLI_NAMES = {"n": "--n", "classes": "--class", "seed": "--seed", "steps": "--steps", "cfg": "--cfg"}
-API_NAMES = {"n": "n", "classes": "classes", "seed": "seed", "steps": "steps", "cfg": "cfg"}
+# How each entry point names a request's values in its one-line refusals (the page has its own, in
+# demo.py): the sampler words no message for one door only.
+CLI_NAMES = {"n": "--n", "classes": "--class", "seed": "--seed", "steps": "--steps", "cfg": "--cfg",
+             "solver": "--solver", "cfg_interval": "--cfg-interval", "dtype": "--dtype",
+             "teacher": "--model teacher"}  # fmt: skip
+API_NAMES = {"n": "n", "classes": "classes", "seed": "seed", "steps": "steps", "cfg": "cfg",
+             "solver": "solver", "cfg_interval": "cfg_interval", "dtype": "dtype",
+             "teacher": 'model="teacher"'}  # fmt: skip
 
 
 def checked_request(req: SampleRequest, num_classes: int, names: dict[str, str]) -> dict[str, Any]:
@@ -132,28 +138,30 @@ class Sampler:
         to the student are refused with one line."""
         req = dataclasses.replace(req, **checked_request(req, self.dit.cfg.num_classes, names))
         if req.dtype not in ("auto", self.dtype):
-            raise BadInput(f"--dtype {req.dtype}: this sampler was loaded for {self.dtype}")
+            raise BadInput(
+                f"{names['dtype']} {req.dtype}: this sampler was loaded for {self.dtype}"
+            )
         if self.kind == "student":
-            baked = self.defaults["cfg"]
+            baked, teacher = self.defaults["cfg"], names["teacher"]
             if req.cfg is not None and not math.isclose(req.cfg, baked):
                 raise BadInput(
-                    f"--cfg {req.cfg}: the student has guidance {baked} baked in; "
-                    "use --model teacher for other guidance"
+                    f"{names['cfg']} {req.cfg}: the student has guidance {baked} baked in; "
+                    f"use {teacher} for other guidance"
                 )
             if req.solver is not None and req.solver != "euler":
                 raise BadInput(
-                    f"--solver {req.solver}: the student takes straight Euler steps; "
-                    "use --model teacher for the ODE solvers"
+                    f"{names['solver']} {req.solver}: the student takes straight Euler steps; "
+                    f"use {teacher} for the ODE solvers"
                 )
             if req.cfg_interval is not None:
                 raise BadInput(
-                    "--cfg-interval: the student has its guidance baked in; "
-                    "use --model teacher to limit guidance to an interval"
+                    f"{names['cfg_interval']}: the student has its guidance baked in; "
+                    f"use {teacher} to limit guidance to an interval"
                 )
             if req.steps is not None and req.steps > STUDENT_MAX_STEPS:
                 raise BadInput(
-                    f"--steps {req.steps}: the student draws in 1 or {STUDENT_MAX_STEPS} "
-                    "steps; use --model teacher for more"
+                    f"{names['steps']} {req.steps}: the student draws in 1 or {STUDENT_MAX_STEPS} "
+                    f"steps; use {teacher} for more"
                 )
         return dataclasses.replace(
             req,
