@@ -72,6 +72,31 @@ def sample_ode(
     return x, trajectory
 
 
+def cfg_mix(v_cond: torch.Tensor, v_null: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance: the null velocity moved `scale` times as far as the class pulls it
+    (scale 1: the conditional velocity)."""
+    return v_null + scale * (v_cond - v_null)
+
+
+def guided_velocity(
+    model, labels: torch.Tensor, cfg: float, interval: tuple[float, float] | None, rows: int, cast
+) -> Velocity:
+    """v(x, t) of a class-conditional model for these labels, guided by `cfg` wherever guidance_at
+    says (cfg 1: the conditional pass alone), one call of `model.forward_with_cfg` per slice of
+    `rows` rows, each inside the context `cast()` makes (autocast). The sampler's teacher and
+    student and the distillation's teacher pairs all draw through it."""
+
+    def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        scale = guidance_at(float(t[0]), cfg, interval)
+        parts = []
+        for xs, ts, ys in zip(x.split(rows), t.split(rows), labels.split(rows), strict=True):
+            with cast():
+                parts.append(model.forward_with_cfg(xs, ts, ys, scale).float())
+        return torch.cat(parts)
+
+    return velocity
+
+
 def guidance_at(t: float, cfg: float, interval: tuple[float, float] | None) -> float:
     """The guidance scale at time t: `cfg` inside the interval (Kynkaanniemi et al. 2024: guidance
     only where it helps), 1 (the conditional velocity alone) outside it; no interval: always."""

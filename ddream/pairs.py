@@ -11,7 +11,7 @@ import torch
 
 from ddream.checkpoint import load_tensors, save_tensors
 from ddream.config import CHOICES, DistillConfig, fingerprint
-from ddream.flow import guidance_at, sample_ode
+from ddream.flow import guided_velocity, sample_ode
 from ddream.models.dit import DiT
 from ddream.runtime import autocast, seeded
 
@@ -56,11 +56,8 @@ def teacher_pairs(
     out = []
     for i in range(0, n, batch):
         y = labels[i : i + batch].to(device)
-
-        def velocity(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor = y) -> torch.Tensor:
-            scale = guidance_at(float(t[0]), guidance, interval)
-            with autocast(device):
-                return teacher.forward_with_cfg(x, t, y, scale).float()
+        # the whole batch in one call, computing as training does
+        velocity = guided_velocity(teacher, y, guidance, interval, len(y), lambda: autocast(device))
 
         z, _ = sample_ode(
             velocity, noise[i : i + batch].to(device), cfg.teacher_steps, cfg.teacher_solver

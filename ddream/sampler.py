@@ -17,7 +17,7 @@ from ddream.checkpoint import BadArtifact
 from ddream.config import SampleConfig, to_dict
 from ddream.data import model_to_uint8
 from ddream.errors import BadInput
-from ddream.flow import guidance_at, sample_ode
+from ddream.flow import cfg_mix, guidance_at, guided_velocity, sample_ode
 from ddream.limits import MAX_DIGITS, MAX_GUIDANCE, MAX_SEED, MAX_STEPS, number, whole
 from ddream.models.dit import DiT
 from ddream.models.fused_decoder import inference_decoder
@@ -196,20 +196,9 @@ class Sampler:
         rows = (
             (2048 if self.dtype == "bf16" else 1024) if self.device.type == "cpu" else len(labels)
         )
-
-        def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            scale = guidance_at(float(t[0]), req.cfg, req.cfg_interval)
-            parts = []
-            for xs, ts, ys in zip(x.split(rows), t.split(rows), labels.split(rows), strict=True):
-                with autocast(self.device, self.dtype):
-                    if self.kind == "student":
-                        v = self.dit(xs, ts, ys)
-                    else:
-                        v = self.dit.forward_with_cfg(xs, ts, ys, scale)
-                parts.append(v.float())
-            return torch.cat(parts)
-
-        return velocity
+        cfg = 1.0 if self.kind == "student" else req.cfg  # the student's is in its weights
+        cast = lambda: autocast(self.device, self.dtype)  # noqa: E731
+        return guided_velocity(self.dit, labels, cfg, req.cfg_interval, rows, cast)
 
     @torch.inference_mode()
     def generate(
@@ -255,9 +244,7 @@ class Sampler:
             mixed = (1 - w) * parts[0] + w * parts[1]
             if student:
                 return mixed
-            return parts[2] + guidance_at(float(t[0]), req.cfg, req.cfg_interval) * (
-                mixed - parts[2]
-            )
+            return cfg_mix(mixed, parts[2], guidance_at(float(t[0]), req.cfg, req.cfg_interval))
 
         z, _ = sample_ode(velocity, noise, req.steps, req.solver)
         return self.decode(z)

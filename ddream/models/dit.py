@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ddream.config import DiTConfig
+from ddream.flow import cfg_mix
 
 
 # ---- embedding layers ------------------------------------------------------------------------
@@ -200,4 +201,4 @@ class DiT(nn.Module):
         null = torch.full_like(y, self.cfg.num_classes)
         v = self(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]))
         v_cond, v_null = v.chunk(2)
-        return v_null + cfg_scale * (v_cond - v_null)
+        return cfg_mix(v_cond, v_null, cfg_scale)
