@@ -300,11 +300,24 @@ def served(demo):
     page.close()
 
 
-def test_the_page_prunes_gradios_copies_of_what_it_served(demo):
+def test_the_page_prunes_its_files_and_gradios_copies_of_what_it_served(demo):
+    import time as clock
+
+    from ddream.demo import IN_FLIGHT_S, KEEP_FILES
     from ddream.page import CACHE_PRUNE, build
 
-    every, older_than = build(demo).delete_cache
+    every, older_than = build(demo).delete_cache  # Gradio's own cache, wherever it is, by age
     assert (every, older_than) == CACHE_PRUNE and 0 < every <= 3600 and 0 < older_than <= 86400
+    copies = demo.workdir / "gradio" / "abc"  # where `ddream serve` has Gradio keep its copies
+    copies.mkdir(parents=True, exist_ok=True)
+    old = clock.time() - 2 * IN_FLIGHT_S
+    for i in range(KEEP_FILES + 10):
+        p = copies / f"old{i}.png"
+        p.write_bytes(b"x")
+        os.utime(p, (old, old))
+    demo.generate(["1"], 2, 0, "student", 0, 0)  # writes a GIF, pruning first
+    left = [p for p in demo.workdir.rglob("*") if p.is_file()]
+    assert len(left) <= KEEP_FILES and any(p.suffix == ".gif" for p in left)
 
 
 def test_a_taken_port_is_one_line(demo):
@@ -381,17 +394,20 @@ def _browser_or_skip():
 
 
 @pytest.mark.slow
-def test_a_real_browser_generates_and_reconstructs_a_drawing(served, tmp_path):
+def test_a_real_browser_generates_and_reconstructs_a_drawing(served, demo, tmp_path):
     browser = _browser_or_skip()
     driver = browser.open_browser()
     try:
         driver.get(served)
         shown = browser.generate(driver)
-        assert shown["width"] > 100 and "digits from the student" in shown["caption"]
+        page_default, _, _ = demo.generate([str(k) for k in range(10)], 40, 0, "student", 0, 0)
+        assert shown["width"] == page_default.shape[1]  # the grid the controls' defaults draw
+        assert "digits from the student" in shown["caption"]
         drawn = browser.draw_and_reconstruct(driver)
         assert drawn["caption"].startswith("PSNR ") and "draws as a 3" in drawn["caption"]
         driver.save_screenshot(str(tmp_path / "page.png"))
-        assert Image.open(io.BytesIO((tmp_path / "page.png").read_bytes())).size[0] > 0
+        page = np.asarray(Image.open(io.BytesIO((tmp_path / "page.png").read_bytes())).convert("L"))
+        assert page.shape[1] == 1280 and page.std() > 10  # the whole window, not a blank page
     finally:
         driver.quit()
 
