@@ -1,7 +1,9 @@
 """DiT shape sweep: retrain only the DiT of a finished state dir in several shapes, then score each
-with `ddream eval` (FID, class accuracy, precision, recall, sampling speed), side by side in one run.
+teacher with `ddream eval` (FID, class accuracy, precision, recall, sampling speed) at the teacher's
+own default sampler unless --steps/--cfg/--solver say otherwise, side by side in one run.
 
     python benchmarks/dit_shapes.py --state-dir STATE --data-dir ../shared/data/mnist
+    (the table in BENCHMARKS.md was made with --steps 12 --solver euler --cfg 1.25, then the defaults)
 """
 
 from __future__ import annotations
@@ -9,10 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
+
+from common import ddream, timed_ddream
 
 SHAPES = {  # name: train-dit options
     "w128 d6 p1 (4 tokens)": ["--width", "128", "--depth", "6", "--patch-size", "1"],
@@ -25,12 +26,6 @@ SHAPES = {  # name: train-dit options
 }
 
 
-def ddream(*args: str) -> str:
-    return subprocess.run(
-        [sys.executable, "-m", "ddream", *args], check=True, capture_output=True, text=True
-    ).stdout
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -39,17 +34,20 @@ def main() -> None:
     ap.add_argument("--data-dir", type=Path, required=True)
     ap.add_argument("--work", type=Path, default=Path("/tmp/ddream-bench-dit-shapes"))
     ap.add_argument("--n", type=int, default=2000)
-    ap.add_argument("--cfg", type=float, default=1.25)
-    ap.add_argument("--steps", type=int, default=12)
-    ap.add_argument("--solver", default="euler")
+    ap.add_argument("--cfg", type=float, help="default: the teacher's own")
+    ap.add_argument("--steps", type=int, help="default: the teacher's own")
+    ap.add_argument("--solver", help="default: the teacher's own")
     ap.add_argument(
         "--only", nargs="*", help="shape names to run (their first words, e.g. 'w64 d6 p2')"
     )
     args = ap.parse_args()
     shapes = {k: v for k, v in SHAPES.items() if not args.only or k.split(" (")[0] in args.only}
+    sampler = []  # the teacher's own steps, solver and guidance unless given
+    for flag, value in (("--steps", args.steps), ("--solver", args.solver), ("--cfg", args.cfg)):
+        sampler += [flag, str(value)] if value is not None else []
     print(
         f"| DiT | train-dit (10 epochs) | FID | class acc. | precision | recall | digits/s ({args.n}, "
-        f"{args.steps} {args.solver} steps, cfg {args.cfg}) |"
+        f"teacher, {' '.join(sampler) or 'its own sampler'}) |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, opts in shapes.items():
@@ -59,31 +57,16 @@ def main() -> None:
         shutil.copytree(args.state_dir, state, ignore=shutil.ignore_patterns("dit", "eval"))
         if (args.state_dir / "eval").exists():  # one feature extractor for every row
             shutil.copytree(args.state_dir / "eval", state / "eval")
-        t0 = time.perf_counter()
-        ddream(
+        train_s, _ = timed_ddream(
             "train-dit", "--state-dir", str(state), "--device", "cpu", "--quiet", "--force", *opts
         )
-        train_s = time.perf_counter() - t0
         r = json.loads(
             ddream(
-                "eval",
-                "--state-dir",
-                str(state),
-                "--data-dir",
-                str(args.data_dir),
-                "--n",
-                str(args.n),
-                "--cfg",
-                str(args.cfg),
-                "--steps",
-                str(args.steps),
-                "--solver",
-                args.solver,
-                "--device",
-                "cpu",
-                "--json",
+                "eval", "--state-dir", str(state), "--data-dir", str(args.data_dir), "--n",
+                str(args.n), "--model", "teacher", *sampler, "--device", "cpu", "--json",
+                capture=True,
             )
-        )
+        )  # fmt: skip
         g = r["generation"]
         print(
             f"| {name} | {train_s:.0f} s | {g['fid']:.2f} | {g['class_accuracy']:.2%} | {g['precision']:.3f} | "

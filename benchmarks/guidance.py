@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import subprocess
-import sys
 from pathlib import Path
+
+from common import ddream
 
 
 def main() -> None:
@@ -37,37 +37,12 @@ def main() -> None:
         args.solver, args.steps, args.cfg, args.interval
     ):
         lo, hi = interval.split(",")
-        out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "ddream",
-                "eval",
-                "--state-dir",
-                str(args.state_dir),
-                "--data-dir",
-                str(args.data_dir),
-                "--n",
-                str(args.n),
-                "--steps",
-                str(steps),
-                "--cfg",
-                str(cfg),
-                "--solver",
-                solver,
-                "--model",
-                "teacher",
-                "--cfg-interval",
-                lo,
-                hi,
-                "--device",
-                "cpu",
-                "--json",
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
+        out = ddream(
+            "eval", "--state-dir", str(args.state_dir), "--data-dir", str(args.data_dir),
+            "--n", str(args.n), "--steps", str(steps), "--cfg", str(cfg), "--solver", solver,
+            "--model", "teacher", "--cfg-interval", lo, hi, "--device", "cpu", "--json",
+            capture=True,
+        )  # fmt: skip
         r = json.loads(out)
         g = r["generation"]
         print(
