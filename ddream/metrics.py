@@ -7,6 +7,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ddream.runtime import ROWS
+
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-image PSNR in dB of two (N, H, W) batches in [0, 1]; capped at 100 dB for exact matches."""
@@ -49,7 +51,7 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
     return float((mu_r - mu_f).pow(2).sum() + s_r.trace() + s_f.trace() - 2 * middle)
 
 
-def _kth_radius(x: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
+def _kth_radius(x: torch.Tensor, k: int, chunk: int = ROWS["distances"]) -> torch.Tensor:
     """Distance from each row of x to its k-th nearest other row."""
     out = []
     for i in range(0, len(x), chunk):
@@ -59,7 +61,7 @@ def _kth_radius(x: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
 
 
 def _covered(
-    points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, chunk: int = 2048
+    points: torch.Tensor, centres: torch.Tensor, radii: torch.Tensor, chunk: int = ROWS["distances"]
 ) -> torch.Tensor:
     """For each point: does it fall inside any centre's ball?"""
     hits = []

@@ -13,7 +13,7 @@ from ddream.checkpoint import load_tensors, save_tensors
 from ddream.config import CHOICES, DistillConfig, fingerprint
 from ddream.flow import guided_velocity, sample_ode
 from ddream.models.dit import DiT
-from ddream.runtime import autocast, seeded
+from ddream.runtime import ROWS, autocast, seeded, training_dtype
 
 
 def sample_t_ushape(n: int, gen: torch.Generator, a: float = 4.0) -> torch.Tensor:
@@ -44,7 +44,7 @@ def teacher_pairs(
     tag: str,
     device: torch.device,
     progress: Any = None,
-    batch: int = 2000,
+    batch: int = ROWS["draw"],
     interval: tuple[float, float] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Noise, balanced classes, and the latents that the guided teacher draws from them (guidance
@@ -57,7 +57,8 @@ def teacher_pairs(
     for i in range(0, n, batch):
         y = labels[i : i + batch].to(device)
         # the whole batch in one call, computing as training does
-        velocity = guided_velocity(teacher, y, guidance, interval, len(y), lambda: autocast(device))
+        cast = lambda: autocast(device, training_dtype(device))  # noqa: E731  (pairs train the student)
+        velocity = guided_velocity(teacher, y, guidance, interval, len(y), cast)
 
         z, _ = sample_ode(
             velocity, noise[i : i + batch].to(device), cfg.teacher_steps, cfg.teacher_solver

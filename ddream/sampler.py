@@ -21,7 +21,7 @@ from ddream.flow import cfg_mix, guidance_at, guided_velocity, sample_ode
 from ddream.limits import MAX_DIGITS, MAX_GUIDANCE, MAX_SEED, MAX_STEPS, number, whole
 from ddream.models.dit import DiT
 from ddream.models.fused_decoder import inference_decoder
-from ddream.runtime import autocast, sampling_dtype, seeded
+from ddream.runtime import autocast, rows_per_call, sampling_dtype, seeded
 from ddream.state import StateDir
 
 MODELS = ("auto", "student", "teacher")
@@ -193,9 +193,7 @@ class Sampler:
         """v(x, t) for these labels: the student's one row a digit (guidance is in its weights), or
         the teacher's guided pair of rows. On a CPU the DiT runs ~1.5x faster on slices of 1,024
         rows, whose activations stay in cache; in bf16, ~1.1x faster again on 2,048 (BENCHMARKS.md)."""
-        rows = (
-            (2048 if self.dtype == "bf16" else 1024) if self.device.type == "cpu" else len(labels)
-        )
+        rows = rows_per_call("dit", self.device, self.dtype) or len(labels)
         cfg = 1.0 if self.kind == "student" else req.cfg  # the student's is in its weights
         cast = lambda: autocast(self.device, self.dtype)  # noqa: E731
         return guided_velocity(self.dit, labels, cfg, req.cfg_interval, rows, cast)

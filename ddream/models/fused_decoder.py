@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ddream.models.autoencoder import Decoder
+from ddream.runtime import rows_per_call
 
 
 def fold_duplication(conv: nn.Conv2d) -> nn.Conv2d:
@@ -156,4 +157,4 @@ def inference_decoder(decoder: nn.Module, device: torch.device) -> nn.Module:
         fast = FusedDecoder(decoder)
     else:
         fast = decoder.eval().to(memory_format=torch.channels_last)
-    return Chunked(fast, 256 if device.type == "cpu" else 16384)
+    return Chunked(fast, rows_per_call("decoder", device))

@@ -14,7 +14,7 @@ from ddream.checkpoint import tensor_bytes
 from ddream.data import Split, to_model
 from ddream.errors import BadInput
 from ddream.models.autoencoder import AutoEncoder
-from ddream.runtime import autocast
+from ddream.runtime import ROWS, autocast
 from ddream.stages.record import PipelineRun, open_stage
 from ddream.state import StateDir
 
@@ -23,7 +23,7 @@ STAGE = "encode"
 
 @torch.inference_mode()
 def encode_split(
-    ae: AutoEncoder, split: Split, device: torch.device, batch: int = 2000
+    ae: AutoEncoder, split: Split, device: torch.device, batch: int = ROWS["encode"]
 ) -> torch.Tensor:
     """(N, C, 2, 2) float32 latents of a split's digits."""
     out = []

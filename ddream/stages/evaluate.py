@@ -26,7 +26,7 @@ from ddream.errors import DDreamError
 from ddream.files import check_writable
 from ddream.metrics import frechet_distance, precision_recall, psnr, ssim
 from ddream.models.classifier import DigitClassifier
-from ddream.runtime import autocast, seeded, training_dtype
+from ddream.runtime import ROWS, autocast, seeded, training_dtype
 from ddream.sampler import Sampler, SampleRequest
 from ddream.state import StateDir
 
@@ -69,7 +69,10 @@ def train_classifier(
 
 @torch.inference_mode()
 def features(
-    model: DigitClassifier, images01: torch.Tensor, device: torch.device, batch: int = 2000
+    model: DigitClassifier,
+    images01: torch.Tensor,
+    device: torch.device,
+    batch: int = ROWS["features"],
 ):
     """(features, predicted class) of (N, 28, 28) images in [0, 1]."""
     feats, preds = [], []
@@ -150,7 +153,7 @@ def balanced_labels(n: int) -> torch.Tensor:
 
 @torch.inference_mode()
 def generate(
-    sampler: Sampler, labels: torch.Tensor, req: SampleRequest, batch: int = 2000
+    sampler: Sampler, labels: torch.Tensor, req: SampleRequest, batch: int = ROWS["draw"]
 ) -> torch.Tensor:
     """(N, 28, 28) generated digits in [0, 1], in batches, seeded per batch."""
     out = []
@@ -164,7 +167,12 @@ def generate(
 # ---- the command ---------------------------------------------------------------------------------
 @torch.inference_mode()
 def reconstruction_scores(
-    encoder, decoder, test: Split, device: torch.device, batch: int = 1000, dtype: str | None = None
+    encoder,
+    decoder,
+    test: Split,
+    device: torch.device,
+    batch: int = ROWS["reconstruct"],
+    dtype: str | None = None,
 ) -> tuple[dict[str, float], torch.Tensor]:
     """PSNR and SSIM over the test split, and the reconstructions (N, 28, 28) in [0, 1]. The decoder
     computes in `dtype` (None: as training does), the encoder as training does."""

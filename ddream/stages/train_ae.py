@@ -27,7 +27,7 @@ from ddream.distributed import SINGLE, Dist
 from ddream.metrics import psnr
 from ddream.models.autoencoder import AutoEncoder
 from ddream.models.discriminator import PatchDiscriminator
-from ddream.runtime import autocast, seeded
+from ddream.runtime import ROWS, autocast, seeded
 from ddream.stages.record import PipelineRun, StageRun
 from ddream.state import StateDir
 from ddream.train import scheduled_lr
@@ -188,7 +188,9 @@ class AETask:
 
 
 @torch.inference_mode()
-def evaluate_psnr(ae: AutoEncoder, split: Split, device: torch.device, batch: int = 1000) -> float:
+def evaluate_psnr(
+    ae: AutoEncoder, split: Split, device: torch.device, batch: int = ROWS["reconstruct"]
+) -> float:
     """Mean per-image PSNR at 28x28 of a split's reconstructions."""
     was_training = ae.training
     ae.eval()
