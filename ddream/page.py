@@ -235,6 +235,9 @@ def run_page(demo: Demo, host: str, port: int, quiet: bool = False) -> None:
     previous = signal.signal(signal.SIGTERM, stop)
     try:
         serve(demo, host, port, block=True, quiet=quiet)
+    except KeyboardInterrupt:  # a SIGTERM while Gradio was still starting arrives here
+        if not stopped:
+            raise
     finally:
         signal.signal(signal.SIGTERM, previous)
     if stopped:
