@@ -9,6 +9,11 @@ import time
 from pathlib import Path
 
 
+def add_state_dir(ap, help: str = "a trained default state dir") -> None:
+    """--state-dir, as ddream spells it (--state, the older spelling, still read): args.state."""
+    ap.add_argument("--state-dir", "--state", dest="state", type=Path, required=True, help=help)
+
+
 def best(fn, repeats: int) -> float:
     """The fastest of `repeats` timed calls of fn, after one untimed warm-up call (seconds)."""
     fn()

@@ -21,19 +21,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import Scorer, best
+from common import Scorer, add_state_dir, best
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument(
-        "--state-dir",
-        "--state",
-        dest="state",
-        type=Path,
-        required=True,
-        help="a trained default state dir",
-    )
+    add_state_dir(ap)
     ap.add_argument("--data-dir", type=Path, required=True)
     ap.add_argument("--old-state", type=Path, help="also time this state dir's decoder")
     ap.add_argument("--drop", type=int, nargs="+", default=[1])

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import Scorer
+from common import Scorer, add_state_dir
 
 
 def parse_variant(text: str):
@@ -66,7 +66,7 @@ def score(state: Path, data: Path, n: int) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", type=Path, required=True)
-    ap.add_argument("--state-dir", "--state", dest="state", type=Path, required=True)
+    add_state_dir(ap)
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--variant", action="append", required=True)
     ap.add_argument("--n", type=int, default=10_000)

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import Scorer
+from common import Scorer, add_state_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 TEACHER = [("euler", 1), ("euler", 2), ("euler", 4), ("euler", 12), ("heun", 2), ("heun", 3)]
@@ -86,14 +86,7 @@ def old_commit_rate(commit: str, state: Path, n: int) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", type=Path, required=True)
-    ap.add_argument(
-        "--state-dir",
-        "--state",
-        dest="state",
-        type=Path,
-        required=True,
-        help="a trained default state dir",
-    )
+    add_state_dir(ap)
     ap.add_argument("--baseline", type=Path, help="a trained digitdreamer-preset state dir")
     ap.add_argument("--old-commit", default="a95463b")
     ap.add_argument(

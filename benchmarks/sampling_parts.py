@@ -14,13 +14,13 @@ import time
 from pathlib import Path
 
 import torch
-from common import best
+from common import add_state_dir, best
 
 
 @torch.inference_mode()
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--state-dir", "--state", dest="state", type=Path, required=True)
+    add_state_dir(ap)
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--repeats", type=int, default=4)
     args = ap.parse_args()
