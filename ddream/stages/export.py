@@ -146,8 +146,9 @@ def _fill(
         from ddream.stages.onnx_export import CHECK_DIGITS, export_onnx
 
         say(f"ONNX: generator, encoder and decoder, checked against torch on {CHECK_DIGITS} digits")
-        cpu = torch.device("cpu")
-        onnx_info = export_onnx(Sampler.student(state, cpu, "fp32"), state, folder, seed)
+        cpu = torch.device("cpu")  # the graphs are traced and checked on the CPU
+        on_cpu = sampler if sampler.device.type == "cpu" else Sampler.student(state, cpu, "fp32")
+        onnx_info = export_onnx(on_cpu, state, folder, seed)
 
     config = sampling_config(sampler, stages, onnx_info)
     (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
