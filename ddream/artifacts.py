@@ -86,7 +86,10 @@ def load_model(
         raise BadArtifact(f"{path} is not a ddream {name}")
     if module is None:  # a decoder alone
         from ddream.models.autoencoder import Decoder as module
-    model = module(from_dict(settings, meta["config"])).to(device)
+    settings = from_dict(settings, meta["config"])
+    # the guidance-conditioned student takes w as an input (its metadata names the range it learned)
+    dial = {"guidance_input": True} if kind == "ddream-student" and meta.get("cfg_range") else {}
+    model = module(settings, **dial).to(device)
     try:
         model.load_state_dict(tensors)
     except RuntimeError:

@@ -122,6 +122,14 @@ class DistillConfig:
     # 98.97%, against 5.08 and 98.62% at its default 1.25 everywhere (BENCHMARKS.md).
     teacher_cfg: float = 1.5
     teacher_cfg_interval: tuple[float, ...] = (0.0, 0.7)
+    # The student's guidance dial: the pairs are drawn at scales spread evenly over (LO, HI), one a
+    # pair, and the student takes the scale as an input (teacher_cfg is then its default);
+    # () = a student with teacher_cfg baked in, as before 0.2.
+    cfg_range: tuple[float, ...] = (1.0, 3.0)
+    # the one-step objective: l2 (regression on the teacher's latent), huber (pseudo-Huber on it,
+    # as in sCM and rectified flow++) or pixel (L2 between both latents decoded by the frozen
+    # autoencoder)
+    loss: str = "l2"
     # training t: one (t = 1 only: the one-step map itself) or ushape (reflow's U-shaped t, mass
     # near 0 and 1). Chosen by FID (BENCHMARKS.md): at one step, one 5.38 against ushape's 8.20.
     t_dist: str = "one"
@@ -206,6 +214,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "solver": ("euler", "heun"),
     "teacher_solver": ("euler", "heun"),
     "t_dist": ("one", "ushape"),
+    "loss": ("l2", "huber", "pixel"),
 }
 
 
@@ -328,6 +337,16 @@ _RULES: dict[type, tuple] = {
             and (
                 len(c.teacher_cfg_interval) != 2
                 or not 0 <= c.teacher_cfg_interval[0] <= c.teacher_cfg_interval[1] <= 1
+            )
+            else None
+        ),
+        lambda c: (
+            "cfg_range is () or (LO, HI) with 1 <= LO < HI, holding teacher_cfg"
+            if c.cfg_range
+            and (
+                len(c.cfg_range) != 2
+                or not 1 <= c.cfg_range[0] < c.cfg_range[1]
+                or not c.cfg_range[0] <= (c.teacher_cfg or c.cfg_range[0]) <= c.cfg_range[1]
             )
             else None
         ),

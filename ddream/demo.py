@@ -26,7 +26,14 @@ from ddream.limits import MAX_GUIDANCE
 from ddream.limits import number as bounded_float
 from ddream.limits import whole as bounded_int
 from ddream.render import grid, write_gif
-from ddream.sampler import Sampler, SampleRequest, class_rows, morph_images
+from ddream.sampler import (
+    Sampler,
+    SampleRequest,
+    class_rows,
+    dial_images,
+    dial_scales,
+    morph_images,
+)
 from ddream.stages.reconstruct import round_trip
 from ddream.state import StateDir
 from ddream.userimage import read_user_array, read_user_image
@@ -147,6 +154,23 @@ class Demo:
             f"in {seconds * 1000:.0f} ms"
         )
         return grid(images, ncols, scale=2, row_labels=row_labels), str(gif), caption
+
+    def dial(self, classes: Any, seed: Any, model: Any) -> tuple[np.ndarray, str]:
+        """The guidance dial: one digit per picked class (a column each) from the same noise, a row
+        per guidance scale over the range the model takes; and a caption naming the scales."""
+        picked = parse_classes(classes)
+        seed = bounded_int(seed, "seed", 0, MAX_SEED)
+        sampler = self.sampler(model)
+        scales = dial_scales(sampler)
+        req = self._request(sampler, n=len(picked), classes=picked, seed=seed)
+        with self.lock:
+            rows = dial_images(sampler, req, scales)
+        picture = grid(torch.cat(rows), len(picked), scale=2, row_labels=[f"{w:g}" for w in scales])
+        caption = (
+            f"the same noise at guidance {', '.join(f'{w:g}' for w in scales)} (a row each): "
+            "more guidance, cleaner and more alike digits; less, more varied ones"
+        )
+        return picture, caption
 
     def draw(
         self, sketch: Any, upload: Any, meant: Any, seed: Any = 0

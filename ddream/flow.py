@@ -79,25 +79,35 @@ def cfg_mix(v_cond: torch.Tensor, v_null: torch.Tensor, scale: float) -> torch.T
 
 
 def guided_velocity(
-    model, labels: torch.Tensor, cfg: float, interval: tuple[float, float] | None, rows: int, cast
+    model,
+    labels: torch.Tensor,
+    cfg: float | torch.Tensor,
+    interval: tuple[float, float] | None,
+    rows: int,
+    cast,
 ) -> Velocity:
-    """v(x, t) of a class-conditional model for these labels, guided by `cfg` wherever guidance_at
-    says (cfg 1: the conditional pass alone), one call of `model.forward_with_cfg` per slice of
-    `rows` rows, each inside the context `cast()` makes (autocast). The sampler's teacher and
-    student and the distillation's teacher pairs all draw through it."""
+    """v(x, t) of a class-conditional model for these labels, guided by `cfg` (one scale, or one a
+    row) wherever guidance_at says (cfg 1: the conditional pass alone), one call of
+    `model.forward_with_cfg` per slice of `rows` rows, each inside the context `cast()` makes
+    (autocast). The sampler's teacher and student and the distillation's teacher pairs all draw
+    through it."""
 
     def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         scale = guidance_at(float(t[0]), cfg, interval)
+        xs_, ts_, ys_ = x.split(rows), t.split(rows), labels.split(rows)
+        scales = scale.split(rows) if isinstance(scale, torch.Tensor) else [scale] * len(xs_)
         parts = []
-        for xs, ts, ys in zip(x.split(rows), t.split(rows), labels.split(rows), strict=True):
+        for xs, ts, ys, ss in zip(xs_, ts_, ys_, scales, strict=True):
             with cast():
-                parts.append(model.forward_with_cfg(xs, ts, ys, scale).float())
+                parts.append(model.forward_with_cfg(xs, ts, ys, ss).float())
         return torch.cat(parts)
 
     return velocity
 
 
-def guidance_at(t: float, cfg: float, interval: tuple[float, float] | None) -> float:
+def guidance_at(
+    t: float, cfg: float | torch.Tensor, interval: tuple[float, float] | None
+) -> float | torch.Tensor:
     """The guidance scale at time t: `cfg` inside the interval (Kynkaanniemi et al. 2024: guidance
     only where it helps), 1 (the conditional velocity alone) outside it; no interval: always."""
     if interval is None or interval[0] <= t <= interval[1]:

@@ -106,6 +106,17 @@ def composite_only(sketch, gr):
     return sketch
 
 
+def guidance_label(demo: Demo) -> str:
+    """The guidance slider's label: what 0 means, and the range the default model takes."""
+    sampler = demo.samplers[demo.default_model]
+    if sampler.kind != "student":
+        return "guidance (0: the model's own)"
+    if "cfg_range" not in sampler.defaults:
+        return f"guidance (0: the model's own; the student has {sampler.defaults['cfg']} baked in)"
+    lo, hi = sampler.defaults["cfg_range"]
+    return f"guidance (0: the model's own, {sampler.defaults['cfg']}; the student takes {lo:g} to {hi:g})"
+
+
 def build(demo: Demo):
     """The page as a gr.Blocks, every event named for gradio_client (/generate, /draw, ...)."""
     gr = import_gradio()
@@ -127,7 +138,7 @@ def build(demo: Demo):
                         0, MAX_STEPS, value=0, step=1, label="steps (0: the model's own)"
                     )
                     guidance = gr.Slider(
-                        0, MAX_GUIDANCE, value=0, step=0.05, label="guidance (0: the model's own)"
+                        0, MAX_GUIDANCE, value=0, step=0.05, label=guidance_label(demo)
                     )
                     with gr.Row():
                         go = gr.Button("Generate", variant="primary", elem_id="generate-button")
@@ -140,11 +151,24 @@ def build(demo: Demo):
                     anim = gr.Image(
                         label="how they formed", type="filepath", height=420, elem_id="generate-gif"
                     )
+                    dial_out = gr.Image(
+                        label="the guidance dial: the same noise, a row per scale",
+                        format="png",
+                        elem_id="generate-dial",
+                    )
+                    dial_caption = gr.Markdown(elem_id="dial-caption")
         inputs = [classes, count, seed, model, steps, guidance]
         outputs = [grid_out, anim, caption]
-        go.click(on_page(demo.generate, gr), inputs, outputs, api_name="generate")
+        draw_dial = on_page(demo.dial, gr), [classes, seed, model], [dial_out, dial_caption]
+        go.click(on_page(demo.generate, gr), inputs, outputs, api_name="generate").then(
+            *draw_dial, api_name="dial"
+        )
         surprise.click(lambda: random.randint(0, 99_999), None, seed, api_name="surprise").then(
             on_page(demo.generate, gr), inputs, outputs, api_name=False
+        ).then(*draw_dial, api_name=False)
+        # the page opens with digits already drawn, not on empty boxes
+        page.load(on_page(demo.generate, gr), inputs, outputs, api_name=False).then(
+            *draw_dial, api_name=False
         )
 
         with gr.Tab("Draw"):

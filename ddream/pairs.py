@@ -39,7 +39,7 @@ def teacher_pairs(
     teacher: DiT,
     n: int,
     cfg: DistillConfig,
-    guidance: float,
+    guidance: float | tuple[float, float],
     seed: int,
     tag: str,
     device: torch.device,
@@ -48,17 +48,25 @@ def teacher_pairs(
     interval: tuple[float, float] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Noise, balanced classes, and the latents that the guided teacher draws from them (guidance
-    applied for t in `interval` only, when one is given)."""
+    applied for t in `interval` only, when one is given). `guidance` is one scale, or a range
+    (LO, HI): then each pair gets its own scale, spread evenly over the range (a stratified draw),
+    kept as "cfg"."""
     shape = (teacher.cfg.latent_channels, teacher.cfg.latent_size, teacher.cfg.latent_size)
     noise = torch.randn((n, *shape), generator=seeded(seed, "distill", tag))
     labels = torch.arange(n) % teacher.cfg.num_classes
     labels = labels[torch.randperm(n, generator=seeded(seed, "distill-labels", tag))]
+    scales = None
+    if isinstance(guidance, tuple):
+        lo, hi = guidance
+        u = (torch.arange(n) + torch.rand(n, generator=seeded(seed, "distill-cfg", tag))) / n
+        scales = lo + (hi - lo) * u[torch.randperm(n, generator=seeded(seed, "distill-w", tag))]
     out = []
     for i in range(0, n, batch):
         y = labels[i : i + batch].to(device)
+        w = guidance if scales is None else scales[i : i + batch].to(device)
         # the whole batch in one call, computing as training does
         cast = lambda: autocast(device, training_dtype(device))  # noqa: E731  (pairs train the student)
-        velocity = guided_velocity(teacher, y, guidance, interval, len(y), cast)
+        velocity = guided_velocity(teacher, y, w, interval, len(y), cast)
 
         z, _ = sample_ode(
             velocity, noise[i : i + batch].to(device), cfg.teacher_steps, cfg.teacher_solver
@@ -66,11 +74,12 @@ def teacher_pairs(
         out.append(z.cpu())
         if progress is not None:
             progress(min(i + batch, n), n)
-    return {"noise": noise, "latents": torch.cat(out), "labels": labels}
+    pairs = {"noise": noise, "latents": torch.cat(out), "labels": labels}
+    return pairs if scales is None else {**pairs, "cfg": scales}
 
 
 def pairs_key(
-    teacher_sha: str, cfg: DistillConfig, guidance: float, interval: tuple, seed: int
+    teacher_sha: str, cfg: DistillConfig, guidance: float | tuple, interval: tuple, seed: int
 ) -> str:
     """What the teacher's pairs depend on: the teacher and how it samples, not how the student
     trains (so runs that differ only in training settings can share them)."""
@@ -83,7 +92,7 @@ def load_or_draw_pairs(
     path: Path,
     teacher: DiT,
     cfg: DistillConfig,
-    guidance: tuple[float, tuple],
+    guidance: tuple[float | tuple[float, float], tuple],
     seed: int,
     key: str,
     device: torch.device,

@@ -65,7 +65,8 @@ def _label_rows(
 ) -> np.ndarray:
     from PIL import Image, ImageDraw, ImageFont
 
-    margin = np.full((picture.shape[0], LABEL_WIDTH * scale), 40, dtype=np.uint8)
+    width = max(LABEL_WIDTH, 7 * max(len(t) for t in labels) + 4)  # "1.5" needs more than "7"
+    margin = np.full((picture.shape[0], width * scale), 40, dtype=np.uint8)
     canvas = Image.fromarray(np.concatenate([margin, picture], axis=1))
     draw = ImageDraw.Draw(canvas)
     try:
@@ -74,7 +75,7 @@ def _label_rows(
         font = ImageFont.load_default()
     for r, text in enumerate(labels):
         y = top + r * row_height + (row_height - top) // 2
-        draw.text((LABEL_WIDTH * scale // 2, y), text, fill=230, font=font, anchor="mm")
+        draw.text((width * scale // 2, y), text, fill=230, font=font, anchor="mm")
     return np.asarray(canvas)
 
 

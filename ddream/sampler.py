@@ -131,6 +131,8 @@ class Sampler:
             ae, _ = load_ae(state, device)
             decoder, name = ae.decoder, "autoencoder"
         defaults = {"steps": st.meta["steps"], "cfg": st.meta["cfg"], "solver": "euler"}
+        if st.meta.get("cfg_range"):  # guidance is the student's input, within the range it learned
+            defaults["cfg_range"] = tuple(st.meta["cfg_range"])
         return cls(st.model, decoder, st.stats, device, "student", defaults, name, dtype)
 
     def resolve(self, req: SampleRequest, names: dict[str, str] = CLI_NAMES) -> SampleRequest:
@@ -143,7 +145,13 @@ class Sampler:
             )
         if self.kind == "student":
             baked, teacher = self.defaults["cfg"], names["teacher"]
-            if req.cfg is not None and not math.isclose(req.cfg, baked):
+            dial = self.defaults.get("cfg_range")
+            if dial is not None and req.cfg is not None and not dial[0] <= req.cfg <= dial[1]:
+                raise BadInput(
+                    f"{names['cfg']} {req.cfg:g}: the student learned guidance {dial[0]:g} to "
+                    f"{dial[1]:g}; use {teacher} for others"
+                )
+            if dial is None and req.cfg is not None and not math.isclose(req.cfg, baked):
                 raise BadInput(
                     f"{names['cfg']} {req.cfg}: the student has guidance {baked} baked in; "
                     f"use {teacher} for other guidance"
@@ -155,8 +163,8 @@ class Sampler:
                 )
             if req.cfg_interval is not None:
                 raise BadInput(
-                    f"{names['cfg_interval']}: the student has its guidance baked in; "
-                    f"use {teacher} to limit guidance to an interval"
+                    f"{names['cfg_interval']}: the student's guidance interval is fixed by its "
+                    f"training; use {teacher} to limit guidance to an interval"
                 )
             if req.steps is not None and req.steps > STUDENT_MAX_STEPS:
                 raise BadInput(
@@ -194,7 +202,8 @@ class Sampler:
         the teacher's guided pair of rows. On a CPU the DiT runs ~1.5x faster on slices of 1,024
         rows, whose activations stay in cache; in bf16, ~1.1x faster again on 2,048 (BENCHMARKS.md)."""
         rows = rows_per_call("dit", self.device, self.dtype) or len(labels)
-        cfg = 1.0 if self.kind == "student" else req.cfg  # the student's is in its weights
+        # a student takes its guidance as an input (one pass), or has it in its weights
+        cfg = 1.0 if self.kind == "student" and not self.dit.guidance_input else req.cfg
         cast = lambda: autocast(self.device, self.dtype)  # noqa: E731
         return guided_velocity(self.dit, labels, cfg, req.cfg_interval, rows, cast)
 
@@ -234,10 +243,12 @@ class Sampler:
         rows = [labels_a, labels_b] + ([] if student else [torch.full_like(labels_a, self.null)])
         y = torch.cat(rows)
 
+        dial = torch.full_like(y, req.cfg, dtype=torch.float32) if self.dit.guidance_input else None
+
         def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             k = len(rows)
             with autocast(self.device, self.dtype):
-                v = self.dit(torch.cat([x] * k), torch.cat([t] * k), y).float()
+                v = self.dit(torch.cat([x] * k), torch.cat([t] * k), y, dial).float()
             parts = v.chunk(k)
             mixed = (1 - w) * parts[0] + w * parts[1]
             if student:
@@ -271,6 +282,25 @@ def straight_path(points: list[torch.Tensor], frames: int) -> list[torch.Tensor]
         w = s - i
         out.append((1 - w) * points[i] + w * points[i + 1])
     return out
+
+
+def dial_scales(sampler: Sampler, count: int = 5) -> list[float]:
+    """`count` guidance scales evenly over what the sampler takes: the student's learned range, or
+    1 to 3 for the teacher; a student with its guidance baked in has that one scale alone."""
+    if sampler.kind == "student" and "cfg_range" not in sampler.defaults:
+        return [float(sampler.defaults["cfg"])]
+    lo, hi = sampler.defaults.get("cfg_range", (1.0, 3.0))
+    return [round(lo + (hi - lo) * i / (count - 1), 3) for i in range(count)]
+
+
+def dial_images(sampler: Sampler, req: SampleRequest, scales: list[float]) -> list[torch.Tensor]:
+    """The same noise and classes drawn at each guidance scale: what turning the dial does. Each
+    entry holds req.n digits, uint8 (N, 28, 28)."""
+    labels, _ = class_rows(req.n, req.classes)
+    noise = sampler.noise(req.n, req.seed)
+    return [
+        sampler.generate(labels, dataclasses.replace(req, cfg=w), noise=noise)[0] for w in scales
+    ]
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, w: float) -> torch.Tensor:

@@ -1,8 +1,10 @@
 """The distill stage: reflow onto teacher pairs, the student as the default sampler, its artifacts."""
 
+import dataclasses
 import json
 
 import imageio.v3 as iio
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -14,7 +16,7 @@ from ddream.flow import sample_ode
 from ddream.models.dit import DiT
 from ddream.pairs import sample_t_ushape, teacher_pairs
 from ddream.runtime import seeded
-from ddream.sampler import STUDENT_GIF_FRAMES
+from ddream.sampler import STUDENT_GIF_FRAMES, Sampler
 from ddream.stages.distill import DistillTask
 from ddream.state import StateDir
 
@@ -64,7 +66,8 @@ def test_the_distill_record_names_its_teacher_and_the_student_describes_itself(t
     latents = read_metadata(trained_state / "latents" / "train.safetensors")
     assert meta["latent_mean"] == pytest.approx(latents["mean"])
     assert meta["latent_std"] == pytest.approx(latents["std"])
-    assert meta["steps"] == 1 and meta["cfg"] == 1.5  # the teacher guidance of the pairs
+    assert meta["steps"] == 1 and meta["cfg"] == 1.5  # the default of its guidance dial
+    assert meta["cfg_range"] == [1.0, 3.0]
     assert not (trained_state / "distill" / "resume.safetensors").exists()
     assert not (trained_state / "distill" / "pairs.safetensors").exists()
 
@@ -94,7 +97,8 @@ def test_sample_uses_the_student_by_default_and_the_teacher_on_request(
 @pytest.mark.parametrize(
     "args,match",
     [
-        (["--cfg", "2.0"], "baked in"),
+        (["--cfg", "3.5"], "learned guidance 1 to 3"),
+        (["--cfg", "0.5"], "learned guidance 1 to 3"),
         (["--steps", "3"], "1 or 2 steps"),
         (["--solver", "heun"], "Euler"),
         (["--model", "best"], "--model"),
@@ -144,8 +148,8 @@ def test_a_damaged_student_is_named_not_silently_replaced_by_the_teacher(
 
 
 def test_the_student_lands_where_one_step_of_its_own_velocity_says(trained_state):
-    """One student step is x0 = noise - v(noise, 1, class): no guidance row, no other pass."""
-    from ddream.sampler import Sampler, SampleRequest
+    """One student step is x0 = noise - v(noise, 1, class, w): no guidance row, no other pass."""
+    from ddream.sampler import SampleRequest
 
     sampler = Sampler.from_state(StateDir(trained_state), torch.device("cpu"))
     labels = torch.tensor([1, 7, 7, 3])
@@ -156,7 +160,8 @@ def test_the_student_lands_where_one_step_of_its_own_velocity_says(trained_state
     assert calls == [4]  # one pass, one row per digit
     noise = sampler.noise(4, 5)
     with torch.inference_mode():
-        z, _ = sample_ode(lambda x, t: sampler.dit(x, t, labels), noise, 1)
+        w = torch.full((4,), 1.5)  # the dial at its default
+        z, _ = sample_ode(lambda x, t: sampler.dit(x, t, labels, w), noise, 1)
     assert torch.equal(images, sampler.decode(z))
 
 
@@ -209,3 +214,139 @@ def test_the_small_decoder_learns_on_every_kth_student_step_only():
         assert changed == ("dec" in losses)
         stepped.append(changed)
     assert stepped == [True, False, False, True, False, False, True]
+
+
+# ---- the guidance dial ------------------------------------------------------------------------------
+def tiny_teacher() -> DiT:
+    torch.manual_seed(0)
+    teacher = DiT(DiTConfig(latent_channels=4, width=32, depth=2, heads=2))
+    for p in teacher.parameters():  # non-zero weights: guidance changes its digits
+        nn.init.normal_(p, std=0.15)
+    return teacher.eval()
+
+
+def test_a_new_dial_student_starts_as_its_teacher_at_every_scale():
+    teacher = tiny_teacher()
+    student = DiT(teacher.cfg, guidance_input=True)
+    missing, unexpected = student.load_state_dict(teacher.state_dict(), strict=False)
+    assert missing and all(k.startswith("w_embed.") for k in missing) and not unexpected
+    x, t, y = torch.randn(6, 4, 2, 2), torch.rand(6), torch.arange(6) % 10
+    for w in (1.0, 2.0, 3.0):
+        got = student(x, t, y, torch.full((6,), w))
+        assert torch.allclose(got, teacher(x, t, y), atol=1e-6)  # zero-initialised: no effect yet
+    with pytest.raises(ValueError, match="w is an input"):
+        student(x, t, y)
+    with pytest.raises(ValueError, match="w is an input"):
+        teacher(x, t, y, torch.ones(6))
+
+
+def test_pairs_over_a_range_are_each_drawn_at_their_own_scale():
+    teacher = tiny_teacher()
+    cfg = DistillConfig(pairs=40, teacher_steps=4)
+    cpu = torch.device("cpu")
+    pairs = teacher_pairs(teacher, 40, cfg, (1.0, 3.0), 0, "train", cpu, interval=(0.0, 0.7))
+    w = pairs["cfg"]
+    assert w.shape == (40,) and 1.0 <= float(w.min()) and float(w.max()) <= 3.0
+    # stratified: one scale in each fortieth of the range
+    assert torch.equal(((w - 1.0) / 2.0 * 40).floor().sort().values, torch.arange(40.0))
+    for i in (int(w.argmin()), int(w.argmax())):  # the same pair drawn alone at that scale
+        alone = teacher_pairs(teacher, 40, cfg, float(w[i]), 0, "train", cpu, interval=(0.0, 0.7))
+        assert torch.equal(alone["noise"][i], pairs["noise"][i])
+        assert torch.allclose(alone["latents"][i], pairs["latents"][i], atol=1e-5)
+    lo, hi = int(w.argmin()), int(w.argmax())
+    assert not torch.allclose(
+        pairs["latents"][lo],
+        teacher_pairs(teacher, 40, cfg, float(w[hi]), 0, "train", cpu, interval=(0.0, 0.7))[
+            "latents"
+        ][lo],
+    )
+
+
+def test_the_student_learns_the_teachers_map_at_every_scale_of_its_dial():
+    teacher = tiny_teacher()
+    cfg = DistillConfig(pairs=256, teacher_steps=8, batch_size=64, epochs=40, lr=2e-3)
+    cpu = torch.device("cpu")
+    pairs = teacher_pairs(teacher, 256, cfg, (1.0, 3.0), 0, "train", cpu)
+    student = DiT(teacher.cfg, guidance_input=True)
+    student.load_state_dict(teacher.state_dict(), strict=False)
+    stats = Latents(torch.empty(0), torch.empty(0), torch.zeros(4), torch.ones(4), "x")
+    task = DistillTask(
+        student, None, None, stats, cfg, pairs, {k: v[:64] for k, v in pairs.items()},
+        torch.empty(0), torch.empty(0), cpu, 0, 2.0,
+    )  # fmt: skip
+    ends = {w: teacher_pairs(teacher, 64, cfg, w, 0, "validation", cpu) for w in (1.0, 3.0)}
+
+    @torch.no_grad()
+    def one_step(w: float) -> torch.Tensor:
+        val = ends[w]
+        return val["noise"] - student(
+            val["noise"], torch.ones(64), val["labels"], torch.full((64,), w)
+        )
+
+    def err(w: float, target: float) -> float:
+        return float((one_step(w) - ends[target]["latents"]).pow(2).mean())
+
+    before = {w: err(w, w) for w in ends}  # the teacher's own single step, whatever w
+    order = torch.arange(256)
+    for step in range(cfg.epochs * 4):
+        task.step(0, step, order[(step % 4) * 64 : (step % 4 + 1) * 64])
+    student.eval()
+    for w, other in ((1.0, 3.0), (3.0, 1.0)):  # each end: the teacher's digits at that scale
+        assert err(w, w) < before[w] / 3, (w, before[w], err(w, w))
+        # and not those of the other end (a student blind to w would fail this at one end)
+        assert err(w, w) < 0.8 * err(w, other), (w, err(w, w), err(w, other))
+
+
+def test_the_dial_changes_the_digits_and_its_ends_work(trained_state, tmp_path, cli):
+    common = ["--state-dir", trained_state, "--device", "cpu", "--n", "20", "--json"]
+    digits = {}
+    for w in ("1", "1.5", "3"):
+        res = cli("sample", *common, "--cfg", w, "--npz", tmp_path / f"{w}.npz")
+        assert res.code == 0, res.err
+        assert json.loads(res.out)["cfg"] == float(w) and json.loads(res.out)["steps"] == 1
+        digits[w] = np.load(tmp_path / f"{w}.npz")["images"]
+    # the quick profile's student learns too little to move a grey level, but its velocity moves
+    # (a student blind to w would give the same bits; the tiny-model tests above show how far)
+    sampler = Sampler.from_state(StateDir(trained_state), torch.device("cpu"))
+    x, t, y = sampler.noise(20, 0), torch.ones(20), torch.arange(20) % 10
+    with torch.no_grad():
+        v1, v3 = (sampler.dit(x, t, y, torch.full((20,), w)) for w in (1.0, 3.0))
+    assert not torch.equal(v1, v3)
+    assert cli("sample", *common, "--npz", tmp_path / "d.npz").code == 0
+    assert np.array_equal(np.load(tmp_path / "d.npz")["images"], digits["1.5"])
+
+
+def test_the_python_api_takes_the_dial_and_refuses_outside_it(trained_state):
+    import ddream
+    from ddream.errors import BadInput
+
+    model = ddream.load(trained_state, device="cpu")
+    a, b = model.sample(classes=[3], n=4, cfg=1.0), model.sample(classes=[3], n=4, cfg=3.0)
+    assert a.shape == b.shape == (4, 28, 28)  # both ends of the range it learned
+    with pytest.raises(BadInput, match="cfg 3.5: the student learned guidance 1 to 3"):
+        model.sample(n=1, cfg=3.5)
+
+
+def test_a_student_with_guidance_baked_in_still_samples(trained_state, tmp_path, cli):
+    """A state dir of the previous release: its student has one guidance scale in its weights."""
+    import shutil
+
+    from ddream.presets import get_profile
+    from ddream.stages.distill import distill
+
+    state = tmp_path / "old"
+    shutil.copytree(trained_state, state)
+    prof = get_profile("quick")
+    distill(
+        StateDir(state), dataclasses.replace(prof.distill, cfg_range=()),
+        device=torch.device("cpu"), seed=0, quiet=True, force=True,
+    )  # fmt: skip
+    meta = read_metadata(state / "distill" / "student.safetensors")
+    assert "cfg_range" not in meta
+    res = cli(
+        "sample", "--state-dir", state, "--device", "cpu", "--json", "--npz", tmp_path / "o.npz"
+    )
+    assert res.code == 0, res.err
+    assert json.loads(res.out)["model"] == "student" and json.loads(res.out)["cfg"] == 1.5
+    res = cli("sample", "--state-dir", state, "--cfg", "2", "--grid", tmp_path / "g.png")
+    assert res.code == 2 and "baked in" in res.err and not (tmp_path / "g.png").exists()

@@ -53,7 +53,7 @@ def test_cfg_interval_option(trained_state, tmp_path, cli, interval, code):
     else:
         assert "--cfg-interval" in res.err and not (tmp_path / "x.npz").exists()
     student = cli("sample", "--state-dir", trained_state, "--cfg-interval", "0.2", "0.8")
-    assert student.code == 2 and "baked in" in student.err
+    assert student.code == 2 and "fixed by its training" in student.err
 
 
 def test_new_sampling_defaults_do_not_make_the_dit_stale(trained_state, tmp_path):

@@ -68,6 +68,25 @@ def test_generate_draws_a_labelled_grid_and_its_trajectory_deterministically(dem
     assert not np.array_equal(picture, other)
 
 
+def test_generate_turns_the_students_guidance_dial(demo):
+    _, _, caption = demo.generate([5], 4, 0, "student", 0, 2.5)
+    assert "from the student (1 euler step, guidance 2.5)" in caption
+
+
+def test_the_dial_draws_the_same_noise_a_row_per_scale(demo):
+    picture, caption = demo.dial(["3", "8"], 4, "student")
+    assert "guidance 1, 1.5, 2, 2.5, 3 (a row each)" in caption
+    assert picture.shape[0] == 2 * (5 * 30 + 2)  # five rows of 28 + 2 pad, zoom 2
+    again, _ = demo.dial(["8", "3"], 4, None)  # same classes, the default model: same picture
+    assert np.array_equal(picture, again)
+    teacher, caption = demo.dial(["3"], 4, "teacher")
+    assert "guidance 1, 1.5, 2, 2.5, 3" in caption
+    top, bottom = teacher[4 : 4 + 56], teacher[4 + 4 * 60 : 4 + 4 * 60 + 56]
+    assert not np.array_equal(top, bottom)  # the teacher's 1 and 3 draw other digits
+    with pytest.raises(BadInput, match="pick at least one class"):
+        demo.dial([], 0, "student")
+
+
 def test_generate_with_the_teacher_takes_its_steps_and_guidance(demo):
     _, gif, caption = demo.generate([5], 4, 0, "teacher", 3, 2.0)
     assert "from the teacher (3 heun steps, guidance 2.0)" in caption
@@ -90,7 +109,8 @@ def test_generate_with_the_teacher_takes_its_steps_and_guidance(demo):
         ((["1"], 4, 0, "teacher", 2, 11), "guidance 11"),
         ((["1"], 4, 0, "bogus", 0, 0), "model 'bogus'"),
         ((["1"], 4, 0, "student", 3, 0), "steps 3: the student draws in 1 or 2 steps"),
-        ((["1"], 4, 0, "student", 0, 2.5), "use the teacher model for other guidance"),
+        ((["1"], 4, 0, "student", 0, 3.5), "guidance 3.5: the student learned guidance 1 to 3"),
+        ((["1"], 4, 0, "student", 0, 0.5), "use the teacher model for others"),
     ],
 )
 def test_generate_refuses_bad_controls_in_one_line(demo, args, match):

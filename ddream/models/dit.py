@@ -116,10 +116,15 @@ class FinalLayer(nn.Module):
         return self.linear(modulate(self.norm(x), shift, scale))
 
 
+def _per_row(scale: float | torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """A guidance scale (one, or one a row) as one float a row, on y's device."""
+    return torch.as_tensor(scale, dtype=torch.float32, device=y.device).reshape(-1).expand(len(y))
+
+
 class DiT(nn.Module):
     """Velocity network v(x_t, t, y) for rectified flow on (B, C, S, S) latents."""
 
-    def __init__(self, cfg: DiTConfig) -> None:
+    def __init__(self, cfg: DiTConfig, guidance_input: bool = False) -> None:
         super().__init__()
         if cfg.latent_size % cfg.patch_size:
             raise ValueError(
@@ -135,6 +140,9 @@ class DiT(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, self.grid * self.grid, cfg.width))
         self.t_embed = TimestepEmbedder(cfg.width)
         self.y_embed = LabelEmbedder(cfg.num_classes, cfg.width)
+        # the guidance-conditioned student's dial: w - 1 embedded like t and added to the
+        # conditioning; its last layer starts at zero, so a new student starts as its teacher
+        self.w_embed = TimestepEmbedder(cfg.width) if guidance_input else None
         self.blocks = nn.ModuleList(
             DiTBlock(cfg.width, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth)
         )
@@ -158,6 +166,10 @@ class DiT(nn.Module):
         nn.init.zeros_(self.final.adaLN_modulation[-1].bias)
         nn.init.zeros_(self.final.linear.weight)
         nn.init.zeros_(self.final.linear.bias)
+        if self.w_embed is not None:
+            nn.init.normal_(self.w_embed.mlp[0].weight, std=0.02)
+            nn.init.zeros_(self.w_embed.mlp[2].weight)
+            nn.init.zeros_(self.w_embed.mlp[2].bias)
 
     def patchify(self, x: torch.Tensor) -> torch.Tensor:
         b, ch, _, _ = x.shape
@@ -171,9 +183,23 @@ class DiT(nn.Module):
         x = x.view(b, g, g, ch, p, p).permute(0, 3, 1, 4, 2, 5)
         return x.reshape(b, ch, g * p, g * p)
 
+    @property
+    def guidance_input(self) -> bool:
+        """Whether the guidance scale w is an input (the guidance-conditioned student)."""
+        return self.w_embed is not None
+
     def forward(
-        self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, *, dedupe: bool = True
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        y: torch.Tensor,
+        w: torch.Tensor | None = None,
+        *,
+        dedupe: bool = True,
     ) -> torch.Tensor:
+        """v(x, t, y), and w (one guidance scale a row) for a model that takes guidance as an input."""
+        if (w is None) == self.guidance_input:
+            raise ValueError("w is an input of the guidance-conditioned student, and of it alone")
         h = self.x_embed(self.patchify(x)) + self.pos_embed
         rows = None
         if dedupe and len(y) > 1:
@@ -182,23 +208,30 @@ class DiT(nn.Module):
             # distinct pair, not once per row (exact, gradients included; a third of the work).
             # A rectified-flow training batch draws a t per row, so its caller passes
             # dedupe=False: looking for shared pairs there would find none.
-            pairs, inverse = torch.unique(
-                torch.stack([t.float(), y.float()], dim=1), dim=0, return_inverse=True
-            )
+            keys = [t.float(), y.float()] + ([] if w is None else [w.float()])
+            pairs, inverse = torch.unique(torch.stack(keys, dim=1), dim=0, return_inverse=True)
             if 2 * len(pairs) <= len(y):
                 t, y, rows = pairs[:, 0].to(t.dtype), pairs[:, 1].long(), inverse
+                w = None if w is None else pairs[:, 2]
         c = self.t_embed(t) + self.y_embed(y)
+        if w is not None:
+            c = c + self.w_embed(w - 1.0)
         for block in self.blocks:
             h = block(h, c, rows)
         return self.unpatchify(self.final(h, c, rows))
 
     def forward_with_cfg(
-        self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, cfg_scale: float
+        self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, cfg_scale: float | torch.Tensor
     ) -> torch.Tensor:
-        """Guided velocity: the conditional and null passes as one batched forward."""
-        if cfg_scale == 1.0:
+        """Guided velocity: the conditional and null passes as one batched forward; the scale a
+        float or one per row. A model that takes guidance as an input gets it as w in one pass."""
+        if self.guidance_input:
+            return self(x, t, y, _per_row(cfg_scale, y))
+        if isinstance(cfg_scale, float) and cfg_scale == 1.0:
             return self(x, t, y)
         null = torch.full_like(y, self.cfg.num_classes)
         v = self(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]))
         v_cond, v_null = v.chunk(2)
+        if isinstance(cfg_scale, torch.Tensor):
+            cfg_scale = cfg_scale.view(-1, *([1] * (v.dim() - 1))).to(v)
         return cfg_mix(v_cond, v_null, cfg_scale)

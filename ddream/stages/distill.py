@@ -66,6 +66,8 @@ class DistillTask:
     test_latents: torch.Tensor  # standardised test latents: the decoder's validation
     device: torch.device
     seed: int
+    default_cfg: float = 1.0  # the student's default guidance (its validation pairs' scale)
+    pixel_decoder: torch.nn.Module | None = None  # the autoencoder's, frozen (loss "pixel")
 
     def __post_init__(self) -> None:
         self.n_train = len(self.pairs["labels"])
@@ -92,13 +94,15 @@ class DistillTask:
         idx = idx.to(self.device)
         gen = seeded(self.seed, "distill-step", global_step)
         eps, x0, y = self.pairs["noise"][idx], self.pairs["latents"][idx], self.pairs["labels"][idx]
+        w = self.pairs["cfg"][idx] if "cfg" in self.pairs else None
         t = distill_t(self.cfg.t_dist, len(idx), gen).to(self.device)
         self._set_lr(global_step)
         self.student.train()
         tb = t.view(-1, 1, 1, 1)
+        xt = (1 - tb) * x0 + tb * eps
         with autocast(self.device):
-            v = self.student((1 - tb) * x0 + tb * eps, t, y)
-        loss = F.mse_loss(v.float(), eps - x0)
+            v = self.student(xt, t, y, w)
+        loss = self.objective(v.float(), x0, eps, xt, tb)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.student.parameters(), 1.0)
@@ -108,6 +112,28 @@ class DistillTask:
         if self.decoder is not None and global_step % self.cfg.decoder_every == 0:
             losses["dec"] = self._decoder_step(x0, gen)
         return losses
+
+    def objective(
+        self,
+        v: torch.Tensor,
+        x0: torch.Tensor,
+        eps: torch.Tensor,
+        xt: torch.Tensor,
+        tb: torch.Tensor,
+    ) -> torch.Tensor:
+        """The student's loss against the straight path's velocity eps - x0 (cfg.loss)."""
+        target = eps - x0
+        if self.cfg.loss == "huber":  # pseudo-Huber, c as in sCM / iCT for this many dimensions
+            c = 0.00054 * v[0].numel() ** 0.5
+            return ((v - target).pow(2).flatten(1).sum(1) + c * c).sqrt().sub(c).mean()
+        if self.cfg.loss == "pixel":  # the end point of its step and the teacher's, both decoded
+            dec = self.pixel_decoder
+            with autocast(self.device):
+                ours = dec(self.stats.unstandardise(xt - tb * v)).float()
+                with torch.no_grad():
+                    theirs = dec(self.stats.unstandardise(x0)).float()
+            return F.mse_loss(ours, theirs)
+        return F.mse_loss(v, target)
 
     def _decoder_step(self, x0: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """The small decoder imitates the autoencoder's on the teacher's latents and as many
@@ -131,9 +157,12 @@ class DistillTask:
         """One-step latent error against the teacher on held-out pairs; the small decoder's PSNR
         against the autoencoder's decoder on the test latents."""
         student = self.ema_model()
+        w = None
+        if student.guidance_input:  # the validation pairs are drawn at the student's default w
+            w = torch.full((len(self.val["labels"]),), self.default_cfg, device=self.device)
         with autocast(self.device):
             z, _ = sample_ode(
-                lambda x, t: student(x, t, self.val["labels"]).float(), self.val["noise"], 1
+                lambda x, t: student(x, t, self.val["labels"], w).float(), self.val["noise"], 1
             )
         metrics = {"val_mse": round(float(F.mse_loss(z.float(), self.val["latents"])), 5)}
         if self.decoder is not None:
@@ -145,7 +174,7 @@ class DistillTask:
         return metrics
 
     def ema_model(self) -> DiT:
-        model = DiT(self.student.cfg).to(self.device)
+        model = DiT(self.student.cfg, self.student.guidance_input).to(self.device)
         model.load_state_dict(self.ema.shadow)
         return model.eval()
 
@@ -223,6 +252,7 @@ def distill(
     interval = tuple(
         cfg.teacher_cfg_interval or teacher.sample_defaults.get("cfg_interval", (0.0, 1.0))
     )
+    dial = tuple(cfg.cfg_range) or None  # the guidance scales the student learns to take
     dec_cfg = decoder_config(ae.cfg, cfg)
     config = {
         "distill": to_dict(cfg),
@@ -240,19 +270,22 @@ def distill(
         "ae_sha256": ae_sha,
         "method": "one-step distillation (t = 1)" if cfg.t_dist == "one" else "reflow (U-shaped t)",
         "teacher_sampler": (
-            f"{cfg.teacher_solver} {cfg.teacher_steps} steps, cfg {guidance} for t in "
+            f"{cfg.teacher_solver} {cfg.teacher_steps} steps, cfg "
+            f"{guidance if dial is None else f'{dial[0]} to {dial[1]}'} for t in "
             f"[{interval[0]}, {interval[1]}]"
         ),
         "cfg": guidance,
+        **({} if dial is None else {"cfg_range": list(dial)}),
         "steps": cfg.student_steps,
         "latent_mean": stats.mean.tolist(),
         "latent_std": stats.std.tolist(),
     }
 
     def make_task() -> DistillTask:
-        key = pairs_key(teacher_sha, cfg, guidance, interval, seed)
+        scales = guidance if dial is None else dial
+        key = pairs_key(teacher_sha, cfg, scales, interval, seed)
         pairs = load_or_draw_pairs(
-            pairs_path, teacher, cfg, (guidance, interval), seed, key, device, quiet
+            pairs_path, teacher, cfg, (scales, interval), seed, key, device, quiet
         )
         val = teacher_pairs(
             teacher, VALIDATION_PAIRS, cfg, guidance, seed, "validation", device, interval=interval
@@ -263,8 +296,10 @@ def distill(
         train_latents, _ = load_latents(state, "train")
         test_latents, _ = load_latents(state, "test")
         torch.manual_seed(seed)
-        student = DiT(teacher.cfg).to(device)
-        student.load_state_dict(teacher.state_dict())  # reflow starts from the teacher
+        student = DiT(teacher.cfg, guidance_input=dial is not None).to(device)
+        # reflow starts from the teacher (the dial's embedding starts at zero: no effect)
+        missing, _ = student.load_state_dict(teacher.state_dict(), strict=False)
+        assert all(k.startswith("w_embed.") for k in missing), missing
         decoder = None
         if dec_cfg is not None:
             decoder = Decoder(dec_cfg).to(device)
@@ -281,6 +316,8 @@ def distill(
             stats.standardise(test_latents.latents[:2000]).to(device),
             device,
             seed,
+            guidance,
+            ae.decoder.requires_grad_(False) if cfg.loss == "pixel" else None,
         )
 
     def files(task: DistillTask, result) -> tuple[dict, dict]:
