@@ -32,7 +32,10 @@ def parse_variant(text: str):
         if key not in fields:
             raise SystemExit(f"unknown setting {key!r}; known: {', '.join(fields)}")
         default = getattr(DistillConfig(), key)
-        changes[key] = type(default)(value) if not isinstance(default, tuple) else ()
+        if isinstance(default, tuple):  # a tuple as LO/HI (or empty: ())
+            changes[key] = tuple(type(default[0])(v) for v in value.split("/")) if value else ()
+        else:
+            changes[key] = type(default)(value)
     return name, changes
 
 
@@ -50,16 +53,21 @@ def copy_trained(src: Path, dst: Path) -> None:
     StateDir(dst).drop_record("distill")
 
 
-def score(state: Path, data: Path, n: int) -> list[dict]:
+def score(state: Path, data: Path, n: int, steps_list, cfgs) -> list[dict]:
+    """The student's scores at each step count and guidance scale (None: its default)."""
     from ddream.sampler import Sampler, SampleRequest
     from ddream.state import StateDir
 
     scorer = Scorer(state, data)
     sampler = Sampler.from_state(StateDir(state), torch.device("cpu"), "student")
     out = []
-    for steps in (1, 2):
-        g = scorer.score(sampler, sampler.resolve(SampleRequest(n=n, steps=steps)), n)
-        out.append({"steps": steps, **g.__dict__})
+    if "cfg_range" not in sampler.defaults:  # guidance baked in: its own scale alone
+        cfgs = [None]
+    for steps in steps_list:
+        for cfg in cfgs:
+            req = sampler.resolve(SampleRequest(n=n, steps=steps, cfg=cfg))
+            g = scorer.score(sampler, req, n)
+            out.append({"steps": steps, "cfg": req.cfg, **g.__dict__})
     return out
 
 
@@ -70,6 +78,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--variant", action="append", required=True)
     ap.add_argument("--n", type=int, default=10_000)
+    ap.add_argument("--steps", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--cfg", type=float, nargs="+", help="guidance scales (default: the student's)")
     args = ap.parse_args()
 
     from ddream.config import DistillConfig
@@ -96,15 +106,17 @@ def main() -> None:
             shutil.copy(kept, pairs_cache)
             kept.unlink()
         results[name] = {"changes": changes, "seconds": round(seconds, 1),
-                         "metrics": res["metrics"], "scores": score(state, args.data_dir, args.n)}  # fmt: skip
+                         "metrics": res["metrics"], "scores": score(state, args.data_dir, args.n, args.steps, args.cfg or [None])}  # fmt: skip
         (args.work / "results.json").write_text(json.dumps(results, indent=2))
         print(json.dumps({name: results[name]}), flush=True)
-    print("\n| variant | settings | distill s | steps | FID | class acc. | precision | recall |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(
+        "\n| variant | settings | distill s | steps | w | FID | class acc. | precision | recall |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, r in results.items():
         for s in r["scores"]:
             settings = ", ".join(f"{k}={v}" for k, v in r["changes"].items()) or "defaults"
-            print(f"| {name} | {settings} | {r['seconds']} | {s['steps']} | {s['fid']:.2f} | "
+            print(f"| {name} | {settings} | {r['seconds']} | {s['steps']} | {s['cfg']:g} | {s['fid']:.2f} | "
                   f"{s['class_accuracy']:.2%} | {s['precision']:.3f} | {s['recall']:.3f} |")  # fmt: skip
 
 

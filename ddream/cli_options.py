@@ -203,7 +203,7 @@ ModelOpt = Annotated[
     typer.Option(
         "--model",
         help="auto (the distilled student when `ddream distill` has run, else the teacher), "
-        "student (one network pass a digit, guidance baked in; 1-2 steps) or teacher (the DiT's "
+        "student (one network pass a digit, guidance an input; 1-2 steps) or teacher (the DiT's "
         "guided ODE: --steps, --solver, --cfg).",
     ),
 ]
@@ -227,7 +227,13 @@ StepsOpt = Annotated[
 ]
 CfgOpt = Annotated[
     float | None,
-    typer.Option("--cfg", help="Classifier-free guidance scale, 1 = none (default: the preset's)."),
+    typer.Option(
+        "--cfg",
+        help="Classifier-free guidance scale, 1 = none: the dial between varied digits (low) and "
+        "clean, alike ones (high). The student takes it in one pass within the range it learned "
+        "(the default model's: 1 to 2; a scale outside it is refused and names it); default: the "
+        "model's own.",
+    ),
 ]
 IntervalOpt = Annotated[
     tuple[float, float] | None,

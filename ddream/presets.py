@@ -55,8 +55,10 @@ PRESETS: dict[str, Profile] = {
         ),
         sample=SampleConfig(steps=12, cfg=2.0, solver="euler"),
         # not in DigitDreamer: a student of its DiT, at the preset's own guidance (it keeps its own
-        # plain decoder)
-        distill=DistillConfig(teacher_cfg=0.0, teacher_cfg_interval=(), decoder_widths=()),
+        # plain decoder; its guidance baked in, with the plain L2 objective, as before the dial)
+        distill=DistillConfig(
+            teacher_cfg=0.0, teacher_cfg_interval=(), decoder_widths=(), cfg_range=(), loss="l2"
+        ),
     ),
 }
 PROFILES = ("reference", "fast", "quick")

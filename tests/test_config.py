@@ -22,6 +22,8 @@ SPECIAL = {
     ("distill", "teacher_cfg_interval"): [0.1, 0.8],
     ("distill", "decoder_widths"): [4, 8, 16, 64, 64],
     ("distill", "student_steps"): 2,
+    ("distill", "teacher_cfg"): 1.8,  # within the dial's range
+    ("distill", "cfg_range"): [1.0, 2.5],
 }
 
 
@@ -133,6 +135,18 @@ def test_models_refuse_settings_that_do_not_validate():
 
     with pytest.raises(BadInput, match="latent channels 7"):
         AutoEncoder(AEConfig(latent_channels=7))
+
+
+@pytest.mark.parametrize(
+    "cfg_range,teacher_cfg",
+    [((2.0, 1.0), 1.4), ((0.5, 2.0), 1.4), ((1.0, 2.0), 2.5), ((1.0,), 1.4)],
+)
+def test_a_guidance_dial_that_is_no_range_or_misses_its_default_is_refused(cfg_range, teacher_cfg):
+    from ddream.config import DistillConfig
+
+    with pytest.raises(BadInput, match="cfg_range is"):
+        validate(DistillConfig(cfg_range=cfg_range, teacher_cfg=teacher_cfg))
+    validate(DistillConfig(cfg_range=(), teacher_cfg=teacher_cfg))  # baked in: any scale
 
 
 @pytest.mark.parametrize("preset", ["default", "digitdreamer"])

@@ -66,8 +66,8 @@ def test_the_distill_record_names_its_teacher_and_the_student_describes_itself(t
     latents = read_metadata(trained_state / "latents" / "train.safetensors")
     assert meta["latent_mean"] == pytest.approx(latents["mean"])
     assert meta["latent_std"] == pytest.approx(latents["std"])
-    assert meta["steps"] == 1 and meta["cfg"] == 1.5  # the default of its guidance dial
-    assert meta["cfg_range"] == [1.0, 3.0]
+    assert meta["steps"] == 1 and meta["cfg"] == 1.4  # the default of its guidance dial
+    assert meta["cfg_range"] == [1.0, 2.0]
     assert not (trained_state / "distill" / "resume.safetensors").exists()
     assert not (trained_state / "distill" / "pairs.safetensors").exists()
 
@@ -97,8 +97,8 @@ def test_sample_uses_the_student_by_default_and_the_teacher_on_request(
 @pytest.mark.parametrize(
     "args,match",
     [
-        (["--cfg", "3.5"], "learned guidance 1 to 3"),
-        (["--cfg", "0.5"], "learned guidance 1 to 3"),
+        (["--cfg", "2.5"], "learned guidance 1 to 2"),
+        (["--cfg", "0.5"], "learned guidance 1 to 2"),
         (["--steps", "3"], "1 or 2 steps"),
         (["--solver", "heun"], "Euler"),
         (["--model", "best"], "--model"),
@@ -160,7 +160,7 @@ def test_the_student_lands_where_one_step_of_its_own_velocity_says(trained_state
     assert calls == [4]  # one pass, one row per digit
     noise = sampler.noise(4, 5)
     with torch.inference_mode():
-        w = torch.full((4,), 1.5)  # the dial at its default
+        w = torch.full((4,), 1.4)  # the dial at its default
         z, _ = sample_ode(lambda x, t: sampler.dit(x, t, labels, w), noise, 1)
     assert torch.equal(images, sampler.decode(z))
 
@@ -300,7 +300,7 @@ def test_the_student_learns_the_teachers_map_at_every_scale_of_its_dial():
 def test_the_dial_changes_the_digits_and_its_ends_work(trained_state, tmp_path, cli):
     common = ["--state-dir", trained_state, "--device", "cpu", "--n", "20", "--json"]
     digits = {}
-    for w in ("1", "1.5", "3"):
+    for w in ("1", "1.4", "2"):
         res = cli("sample", *common, "--cfg", w, "--npz", tmp_path / f"{w}.npz")
         assert res.code == 0, res.err
         assert json.loads(res.out)["cfg"] == float(w) and json.loads(res.out)["steps"] == 1
@@ -310,10 +310,10 @@ def test_the_dial_changes_the_digits_and_its_ends_work(trained_state, tmp_path, 
     sampler = Sampler.from_state(StateDir(trained_state), torch.device("cpu"))
     x, t, y = sampler.noise(20, 0), torch.ones(20), torch.arange(20) % 10
     with torch.no_grad():
-        v1, v3 = (sampler.dit(x, t, y, torch.full((20,), w)) for w in (1.0, 3.0))
+        v1, v3 = (sampler.dit(x, t, y, torch.full((20,), w)) for w in (1.0, 2.0))
     assert not torch.equal(v1, v3)
     assert cli("sample", *common, "--npz", tmp_path / "d.npz").code == 0
-    assert np.array_equal(np.load(tmp_path / "d.npz")["images"], digits["1.5"])
+    assert np.array_equal(np.load(tmp_path / "d.npz")["images"], digits["1.4"])
 
 
 def test_the_python_api_takes_the_dial_and_refuses_outside_it(trained_state):
@@ -321,10 +321,10 @@ def test_the_python_api_takes_the_dial_and_refuses_outside_it(trained_state):
     from ddream.errors import BadInput
 
     model = ddream.load(trained_state, device="cpu")
-    a, b = model.sample(classes=[3], n=4, cfg=1.0), model.sample(classes=[3], n=4, cfg=3.0)
+    a, b = model.sample(classes=[3], n=4, cfg=1.0), model.sample(classes=[3], n=4, cfg=2.0)
     assert a.shape == b.shape == (4, 28, 28)  # both ends of the range it learned
-    with pytest.raises(BadInput, match="cfg 3.5: the student learned guidance 1 to 3"):
-        model.sample(n=1, cfg=3.5)
+    with pytest.raises(BadInput, match="cfg 2.5: the student learned guidance 1 to 2"):
+        model.sample(n=1, cfg=2.5)
 
 
 def test_a_student_with_guidance_baked_in_still_samples(trained_state, tmp_path, cli):
@@ -347,6 +347,6 @@ def test_a_student_with_guidance_baked_in_still_samples(trained_state, tmp_path,
         "sample", "--state-dir", state, "--device", "cpu", "--json", "--npz", tmp_path / "o.npz"
     )
     assert res.code == 0, res.err
-    assert json.loads(res.out)["model"] == "student" and json.loads(res.out)["cfg"] == 1.5
+    assert json.loads(res.out)["model"] == "student" and json.loads(res.out)["cfg"] == 1.4
     res = cli("sample", "--state-dir", state, "--cfg", "2", "--grid", tmp_path / "g.png")
     assert res.code == 2 and "baked in" in res.err and not (tmp_path / "g.png").exists()

@@ -61,7 +61,7 @@ def test_generate_draws_a_labelled_grid_and_its_trajectory_deterministically(dem
     assert picture.shape[0] == 2 * (2 * 30 + 2)  # two class rows of 28 + 2 pad, zoom 2
     frames = iio.imread(gif, index=None)
     assert len(frames) == 12  # the student's straight path, as `sample --gif` draws it
-    assert "6 digits from the student (1 euler step, guidance 1.5), seed 7" in caption
+    assert "6 digits from the student (1 euler step, guidance 1.4), seed 7" in caption
     again, _, _ = demo.generate(["8", "3"], 6, 7, "student", None, None)  # order, unset: same
     assert np.array_equal(picture, again)
     other, _, _ = demo.generate(["3", "8"], 6, 8, "student", 0, 0)
@@ -69,13 +69,13 @@ def test_generate_draws_a_labelled_grid_and_its_trajectory_deterministically(dem
 
 
 def test_generate_turns_the_students_guidance_dial(demo):
-    _, _, caption = demo.generate([5], 4, 0, "student", 0, 2.5)
-    assert "from the student (1 euler step, guidance 2.5)" in caption
+    _, _, caption = demo.generate([5], 4, 0, "student", 0, 1.75)
+    assert "from the student (1 euler step, guidance 1.75)" in caption
 
 
 def test_the_dial_draws_the_same_noise_a_row_per_scale(demo):
     picture, caption = demo.dial(["3", "8"], 4, "student")
-    assert "guidance 1, 1.5, 2, 2.5, 3 (a row each)" in caption
+    assert "guidance 1, 1.25, 1.5, 1.75, 2 (a row each)" in caption
     assert picture.shape[0] == 2 * (5 * 30 + 2)  # five rows of 28 + 2 pad, zoom 2
     again, _ = demo.dial(["8", "3"], 4, None)  # same classes, the default model: same picture
     assert np.array_equal(picture, again)
@@ -109,7 +109,7 @@ def test_generate_with_the_teacher_takes_its_steps_and_guidance(demo):
         ((["1"], 4, 0, "teacher", 2, 11), "guidance 11"),
         ((["1"], 4, 0, "bogus", 0, 0), "model 'bogus'"),
         ((["1"], 4, 0, "student", 3, 0), "steps 3: the student draws in 1 or 2 steps"),
-        ((["1"], 4, 0, "student", 0, 3.5), "guidance 3.5: the student learned guidance 1 to 3"),
+        ((["1"], 4, 0, "student", 0, 2.5), "guidance 2.5: the student learned guidance 1 to 2"),
         ((["1"], 4, 0, "student", 0, 0.5), "use the teacher model for others"),
     ],
 )

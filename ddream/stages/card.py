@@ -126,8 +126,9 @@ noise = np.random.default_rng(0).standard_normal((len(labels), {shape})).astype(
 digits = gen.run(None, {{"noise": noise, "label": labels}})[0]   # uint8 (80, 28, 28)
 ```
 
-`encoder.onnx` (uint8 digits -> latents) and `decoder.onnx` (latents -> uint8 digits) hold the
-autoencoder. Each graph was checked against ddream's torch sampler on {n} digits at export: their
+`generator.onnx` draws at the student's default guidance ({guidance}); ddream's own sampler takes
+other scales (`ddream sample --cfg W`). `encoder.onnx` (uint8 digits -> latents) and `decoder.onnx`
+(latents -> uint8 digits) hold the autoencoder. Each graph was checked against ddream's torch sampler on {n} digits at export: their
 pixels were at most {worst} grey level apart.
 """
 
@@ -172,7 +173,14 @@ def model_card(
     if onnx:
         shape = ", ".join(map(str, config["latent_shape"]))
         worst = max(onnx["max_grey_levels"].values())
-        parts.append(USE_ONNX.format(shape=shape, n=onnx["checked_digits"], worst=worst))
+        parts.append(
+            USE_ONNX.format(
+                shape=shape,
+                n=onnx["checked_digits"],
+                worst=worst,
+                guidance=onnx.get("guidance", "its own"),
+            )
+        )
     parts += [
         "To share it on the Hugging Face Hub: `huggingface-cli upload USER/NAME THIS_FOLDER`.\n",
         "## Files\n",

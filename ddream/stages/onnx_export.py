@@ -1,7 +1,8 @@
 """ONNX graphs of a trained model (`ddream export --onnx`), for onnxruntime in any language:
 
 - generator.onnx: (noise float32 (N, C, S, S), label int64 (N,)) -> digits uint8 (N, 28, 28): the
-  student's Euler steps from t = 1 (guidance baked in), un-standardised, through the sampling decoder;
+  student's Euler steps from t = 1 at its default guidance, un-standardised, through the sampling
+  decoder;
 - encoder.onnx:   digits uint8 (N, 28, 28) -> latents float32 (N, C, S, S), as the autoencoder makes them;
 - decoder.onnx:   latents float32 (N, C, S, S) -> digits uint8 (N, 28, 28), the autoencoder's decoder.
 
@@ -48,9 +49,12 @@ def _to_uint8(x: torch.Tensor) -> torch.Tensor:
 class Generator(nn.Module):
     """Noise and classes -> digits: the student's sampler in one graph."""
 
-    def __init__(self, student: DiT, decoder: nn.Module, mean, std, steps: int) -> None:
+    def __init__(
+        self, student: DiT, decoder: nn.Module, mean, std, steps: int, guidance: float
+    ) -> None:
         super().__init__()
         self.student, self.decoder, self.steps = student, decoder, steps
+        self.guidance = guidance  # a constant of the graph, for a student that takes it as input
         self.register_buffer("mean", mean.float().view(1, -1, 1, 1))
         self.register_buffer("std", std.float().view(1, -1, 1, 1))
 
@@ -58,7 +62,8 @@ class Generator(nn.Module):
         x = noise
         for i in range(self.steps):  # flow.sample_ode's Euler steps, t = 1 -> 0
             t = torch.ones_like(label, dtype=x.dtype) * (1.0 - i / self.steps)
-            x = x - self.student(x, t, label, dedupe=False) / self.steps
+            w = torch.full_like(t, self.guidance) if self.student.guidance_input else None
+            x = x - self.student(x, t, label, w, dedupe=False) / self.steps
         return _to_uint8(self.decoder(x * self.std + self.mean))
 
 
@@ -116,7 +121,14 @@ def export_onnx(sampler: Sampler, state, folder: Path, seed: int) -> dict[str, A
     decoder = load_student(state, sampler.device).decoder or ae.decoder  # as Sampler.student picks
     steps = int(sampler.defaults["steps"])
     graphs = {
-        "generator": Generator(sampler.dit, decoder, sampler.stats.mean, sampler.stats.std, steps),
+        "generator": Generator(
+            sampler.dit,
+            decoder,
+            sampler.stats.mean,
+            sampler.stats.std,
+            steps,
+            float(sampler.defaults["cfg"]),
+        ),  # fmt: skip
         "encoder": Encoder(ae.encoder),
         "decoder": DecoderGraph(ae.decoder),
     }
@@ -154,6 +166,7 @@ def export_onnx(sampler: Sampler, state, folder: Path, seed: int) -> dict[str, A
         "checked_digits": CHECK_DIGITS,
         "max_grey_levels": diffs,
         "student_steps": steps,
+        "guidance": float(sampler.defaults["cfg"]),
     }
 
 

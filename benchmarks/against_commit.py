@@ -1,0 +1,112 @@
+"""A commit against a fixed older one, in one run: `ddream all` of each (wall time and each stage's),
+`ddream eval` of each (each with its own code), and the default sampler's digits/s of each model
+timed in turns in fresh processes. Both run from git worktrees, so the checkout may change meanwhile.
+
+    python benchmarks/against_commit.py --commit 87ad28a --data-dir ../shared/data/mnist \\
+        --work /work/runs/vs --json /work/runs/vs/result.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TIMER = """
+import sys, time, torch
+from ddream.sampler import Sampler, SampleRequest, class_rows
+from ddream.state import StateDir
+torch.set_num_threads(torch.get_num_threads())
+s = Sampler.from_state(StateDir(sys.argv[1]), torch.device("cpu"), "auto")
+n = int(sys.argv[2]); req = s.resolve(SampleRequest(n=n)); labels, _ = class_rows(n, tuple(range(10)))
+s.generate(labels, req)
+best = min((lambda t0: (s.generate(labels, req), time.perf_counter() - t0)[1])(time.perf_counter())
+           for _ in range(3))
+print(n / best)
+"""
+
+
+def run(code: Path, *args: str, capture: bool = False) -> tuple[float, str]:
+    """`python -m ddream ARGS` with the package at `code`: (wall seconds, stdout if captured)."""
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    t0 = time.perf_counter()
+    res = subprocess.run([sys.executable, "-m", "ddream", *args], env=env, cwd=code, check=True,
+                         text=True, capture_output=capture)  # fmt: skip
+    return time.perf_counter() - t0, res.stdout if capture else ""
+
+
+def rate(code: Path, state: Path, n: int) -> float:
+    env = {**os.environ, "PYTHONPATH": str(code)}
+    res = subprocess.run([sys.executable, "-c", TIMER, str(state), str(n)], env=env, cwd=code,
+                         check=True, capture_output=True, text=True)  # fmt: skip
+    return float(res.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--commit", required=True, help="the older commit to compare with")
+    ap.add_argument("--new", default="HEAD", help="the newer commit (default: HEAD)")
+    ap.add_argument("--data-dir", type=Path, required=True)
+    ap.add_argument("--work", type=Path, required=True)
+    ap.add_argument("--n", type=int, default=10_000, help="eval samples")
+    ap.add_argument("--rate-n", type=int, default=20_000, help="digits per timed sampling call")
+    ap.add_argument("--rounds", type=int, default=3, help="sampling timings of each, in turns")
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    new = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.new], check=True,
+                         capture_output=True, text=True).stdout.strip()  # fmt: skip
+    sides = {f"old ({args.commit})": args.work / "old-tree", f"new ({new})": args.work / "new-tree"}
+    for commit, tree in zip((args.commit, new), sides.values(), strict=True):
+        if not tree.exists():
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-f", "--detach", str(tree),
+                            commit], check=True, capture_output=True)  # fmt: skip
+    out: dict = {}
+    for name, code in sides.items():
+        state = args.work / name.split()[0]
+        wall, _ = run(code, "all", "--data-dir", str(args.data_dir), "--state-dir", str(state),
+                      "--device", "cpu", "--quiet")  # fmt: skip
+        records = json.loads((state / "state.json").read_text())["stages"]
+        out[name] = {
+            "state": str(state),
+            "all_s": round(wall, 1),
+            "stages_s": {k: round(v.get("wall_time", 0), 1) for k, v in records.items()},
+        }
+        print(name, json.dumps(out[name]), flush=True)
+    for name, code in sides.items():
+        state = Path(out[name]["state"])
+        _, text = run(code, "eval", "--data-dir", str(args.data_dir), "--state-dir", str(state),
+                      "--n", str(args.n), "--device", "cpu", "--json", capture=True)  # fmt: skip
+        out[name]["eval"] = json.loads(text)
+        print(name, json.dumps(out[name]["eval"]["generation"]), flush=True)
+    rates: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(args.rounds):
+        for name, code in sides.items():
+            rates[name].append(rate(code, Path(out[name]["state"]), args.rate_n))
+    for name in sides:
+        out[name]["digits_per_s"] = [round(r) for r in rates[name]]
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2))
+    old, new = out.values()
+    print("\n| | `ddream all` | train-ae | encode | train-dit | distill | FID | class acc. | "
+          "precision | recall | digits/s (best of each round) |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for name, r in out.items():
+        st, g = r["stages_s"], r["eval"]["generation"]
+        print(f"| {name} | {r['all_s']:.0f} s | {st.get('ae', 0):.0f} s | {st.get('encode', 0):.0f} s"
+              f" | {st.get('dit', 0):.0f} s | {st.get('distill', 0):.0f} s | {g['fid']:.2f} | "
+              f"{g['class_accuracy']:.2%} | {g['precision']:.3f} | {g['recall']:.3f} | "
+              f"{', '.join(f'{x:,}' for x in r['digits_per_s'])} |")  # fmt: skip
+    print(
+        f"\nnew / old: `ddream all` {new['all_s'] / old['all_s']:.3f}x; digits/s (best) "
+        f"{max(new['digits_per_s']) / max(old['digits_per_s']):.3f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()
