@@ -14,6 +14,20 @@ def add_state_dir(ap, help: str = "a trained default state dir") -> None:
     ap.add_argument("--state-dir", "--state", dest="state", type=Path, required=True, help=help)
 
 
+def score_cells(g) -> str:
+    """A GenerationScores as table cells: FID | class accuracy | precision | recall."""
+    return f"{g.fid:.2f} | {g.class_accuracy:.2%} | {g.precision:.3f} | {g.recall:.3f}"
+
+
+def append_json(path: Path | None, row: dict) -> None:
+    """Append one JSON line to `path` (nothing when None): a benchmark's rows, for later tables."""
+    if path is not None:
+        import json
+
+        with path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
 def best(fn, repeats: int) -> float:
     """The fastest of `repeats` timed calls of fn, after one untimed warm-up call (seconds)."""
     fn()

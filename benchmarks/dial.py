@@ -10,11 +10,10 @@ same noise at each w, a row per w.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
-from common import Scorer, add_state_dir
+from common import Scorer, add_state_dir, append_json, score_cells
 
 
 def main() -> None:
@@ -58,14 +57,8 @@ def main() -> None:
                 if name == "teacher"
                 else ""
             )
-            print(
-                f"| {name} | {how} | {w:g} | {g.fid:.2f} | {g.class_accuracy:.2%} | "
-                f"{g.precision:.3f} | {g.recall:.3f} |",
-                flush=True,
-            )
-            if args.json:
-                with args.json.open("a") as f:
-                    f.write(json.dumps({"model": name, "w": w, **g.__dict__}) + "\n")
+            print(f"| {name} | {how} | {w:g} | {score_cells(g)} |", flush=True)
+            append_json(args.json, {"model": name, "w": w, **g.__dict__})
     if args.picture:
         classes = tuple(range(10))
         req = student.resolve(SampleRequest(n=10, classes=classes, seed=args.seed))

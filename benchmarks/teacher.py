@@ -9,13 +9,12 @@ extractor), side by side in one run, to find the DiT that draws the most varied 
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import shutil
 from pathlib import Path
 
 import torch
-from common import Scorer, add_state_dir, timed_ddream
+from common import Scorer, add_state_dir, append_json, score_cells, timed_ddream
 
 
 def copy_upto_encode(src: Path, dst: Path) -> None:
@@ -71,15 +70,9 @@ def main() -> None:
                 cfg_interval=(float(lo), float(hi)),
             )  # fmt: skip
             g = scorer.score(sampler, sampler.resolve(req), args.n)
-            print(
-                f"| {name} | `{opts}` | {train_s:.0f} | {spec} | {g.fid:.2f} | "
-                f"{g.class_accuracy:.2%} | {g.precision:.3f} | {g.recall:.3f} |",
-                flush=True,
-            )
-            if args.json:
-                with args.json.open("a") as f:
-                    f.write(json.dumps({"name": name, "opts": opts, "train_s": train_s,
-                                        "sampler": spec, **g.__dict__}) + "\n")  # fmt: skip
+            print(f"| {name} | `{opts}` | {train_s:.0f} | {spec} | {score_cells(g)} |", flush=True)
+            row = {"name": name, "opts": opts, "train_s": train_s, "sampler": spec}
+            append_json(args.json, {**row, **g.__dict__})
 
 
 if __name__ == "__main__":
