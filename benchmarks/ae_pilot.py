@@ -12,17 +12,17 @@ torch, oneDNN and MKL to AVX2 kernels, to check that a saving does not depend on
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import at, worktree
+
 AVX2 = {
     "ATEN_CPU_CAPABILITY": "avx2",
     "ONEDNN_MAX_CPU_ISA": "AVX2",
@@ -35,8 +35,7 @@ def pilot(tree: Path, data_dir: Path, epochs: int, env: dict[str, str]) -> dict[
     args = ["train-ae", "--epochs", str(epochs), "--finetune-epochs", "0", "--gan-start", "0"]
     args += ["--data-dir", str(data_dir), "--state-dir", str(state), "--device", "cpu", "--quiet"]
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "ddream", *args], check=True, cwd=tree,
-                   env={**env, "PYTHONPATH": str(tree)})  # fmt: skip
+    at(tree, "-m", "ddream", *args, env=env)
     wall = time.perf_counter() - t0
     rec = json.loads((state / "state.json").read_text())["stages"]["ae"]
     shutil.rmtree(state, ignore_errors=True)
@@ -57,22 +56,13 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the runs here")
     args = ap.parse_args()
     env = {**os.environ, **(AVX2 if args.isa == "avx2" else {})}
-    trees = {}
-    for commit in args.commits:
-        tree = Path(tempfile.mkdtemp(prefix="ddream-tree-"))
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-f", "--detach", str(tree),
-                        commit], check=True, capture_output=True)  # fmt: skip
-        trees[commit] = tree
     runs: dict[str, list[dict[str, float]]] = {c: [] for c in args.commits}
-    try:
+    with contextlib.ExitStack() as stack:
+        trees = {commit: stack.enter_context(worktree(commit)) for commit in args.commits}
         for _ in range(args.repeats):
             for commit, tree in trees.items():
                 runs[commit].append(pilot(tree, args.data_dir.resolve(), args.epochs, env))
                 print(f"{commit}: {runs[commit][-1]}", flush=True)
-    finally:
-        for tree in trees.values():
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
-                           capture_output=True)  # fmt: skip
     print(f"\n{args.epochs}-epoch pilots, GAN from step 0, kernels: {args.isa}\n")
     print("| commit | test PSNR (dB) | images/s (median) | wall (s, median) |")
     print("| --- | --- | --- | --- |")

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import ROOT, at, worktree
+
 TIMER = """
 import sys, time, torch
 from ddream.sampler import Sampler, SampleRequest, class_rows
@@ -33,18 +32,13 @@ print(n / best)
 
 def run(code: Path, *args: str, capture: bool = False) -> tuple[float, str]:
     """`python -m ddream ARGS` with the package at `code`: (wall seconds, stdout if captured)."""
-    env = {**os.environ, "PYTHONPATH": str(code)}
     t0 = time.perf_counter()
-    res = subprocess.run([sys.executable, "-m", "ddream", *args], env=env, cwd=code, check=True,
-                         text=True, capture_output=capture)  # fmt: skip
-    return time.perf_counter() - t0, res.stdout if capture else ""
+    out = at(code, "-m", "ddream", *args, capture=capture)
+    return time.perf_counter() - t0, out
 
 
 def rate(code: Path, state: Path, n: int) -> float:
-    env = {**os.environ, "PYTHONPATH": str(code)}
-    res = subprocess.run([sys.executable, "-c", TIMER, str(state), str(n)], env=env, cwd=code,
-                         check=True, capture_output=True, text=True)  # fmt: skip
-    return float(res.stdout.strip().splitlines()[-1])
+    return float(at(code, "-c", TIMER, str(state), str(n), capture=True).strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -61,11 +55,11 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     new = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.new], check=True,
                          capture_output=True, text=True).stdout.strip()  # fmt: skip
-    sides = {f"old ({args.commit})": args.work / "old-tree", f"new ({new})": args.work / "new-tree"}
-    for commit, tree in zip((args.commit, new), sides.values(), strict=True):
-        if not tree.exists():
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-f", "--detach", str(tree),
-                            commit], check=True, capture_output=True)  # fmt: skip
+    with worktree(args.commit) as old_tree, worktree(new) as new_tree:
+        compare({f"old ({args.commit})": old_tree, f"new ({new})": new_tree}, args)
+
+
+def compare(sides: dict[str, Path], args) -> None:
     out: dict = {}
     for name, code in sides.items():
         state = args.work / name.split()[0]

@@ -2,11 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def worktree(commit: str):
+    """A detached git worktree of `commit` (the repository's own), removed afterwards: older code
+    run side by side with this checkout's (`at(tree, ...)` runs Python with it on the path)."""
+    tree = Path(tempfile.mkdtemp(prefix="ddream-tree-"))
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-f", "--detach", str(tree), commit],
+                   check=True, capture_output=True)  # fmt: skip
+    try:
+        yield tree
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
+                       capture_output=True)  # fmt: skip
+
+
+def at(tree: Path, *args: str, env: dict | None = None, capture: bool = False) -> str:
+    """`python ARGS` with the ddream of `tree` (a worktree, or ROOT) first on the path, run there;
+    stops the benchmark if it fails. Its stdout when `capture`."""
+    env = {**(env or os.environ), "PYTHONPATH": str(tree)}
+    res = subprocess.run([sys.executable, *args], env=env, cwd=tree, check=True, text=True,
+                         capture_output=capture)  # fmt: skip
+    return res.stdout if capture else ""
 
 
 def add_state_dir(ap, help: str = "a trained default state dir") -> None:

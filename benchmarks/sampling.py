@@ -15,14 +15,12 @@ import dataclasses
 import json
 import os
 import platform
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from common import Scorer, add_state_dir
+from common import Scorer, add_state_dir, at, worktree
 
 ROOT = Path(__file__).resolve().parents[1]
 TEACHER = [("euler", 1), ("euler", 2), ("euler", 4), ("euler", 12), ("heun", 2), ("heun", 3)]
@@ -70,17 +68,9 @@ def end_to_end(sampler, req, n: int, repeats: int = 3) -> float:
 
 def old_commit_rate(commit: str, state: Path, n: int) -> str:
     """The older commit's default sampler on the same state dir, timed in its own process."""
-    tree = Path(tempfile.mkdtemp(prefix="ddream-old-"))
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-f", "--detach", str(tree), commit],
-                   check=True, capture_output=True)  # fmt: skip
-    try:
-        env = {**os.environ, "PYTHONPATH": str(tree)}
-        res = subprocess.run([sys.executable, "-c", OLD_TIMER, str(state), str(n)], env=env,
-                             check=True, capture_output=True, text=True, cwd=tree)  # fmt: skip
-        return res.stdout.strip().splitlines()[-1]
-    finally:
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)],
-                       capture_output=True)  # fmt: skip
+    with worktree(commit) as tree:
+        out = at(tree, "-c", OLD_TIMER, str(state), str(n), capture=True)
+    return out.strip().splitlines()[-1]
 
 
 def main() -> None:

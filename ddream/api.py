@@ -38,7 +38,7 @@ class Model:
         self._ae = None
 
     def sampler(self, model: str = "auto") -> Sampler:
-        """The student (one step, guidance baked in) or the teacher (the DiT's guided ODE)."""
+        """The student (one step, guidance an input) or the teacher (the DiT's guided ODE)."""
         if model not in self._samplers:
             self._samplers[model] = Sampler.from_state(self.state, self.device, model, self.dtype)
         return self._samplers[model]

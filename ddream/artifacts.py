@@ -140,7 +140,7 @@ def load_dit(state: StateDir, device: torch.device) -> tuple[DiT, Latents, str]:
 
 @dataclass
 class Student:
-    """The distilled sampler: a DiT with guidance baked in, the latent statistics it draws in, the
+    """The distilled sampler: a DiT with guidance as an input (or baked in), the latent statistics it draws in, the
     teacher settings it imitates, and the small decoder when the distill stage made one."""
 
     model: DiT

@@ -177,7 +177,8 @@ def distill_cmd(
     """Distil the trained DiT into a student that draws a digit in one network pass.
 
     The guided teacher draws (noise, class) -> latent pairs; the student, started from the teacher,
-    learns to land on the teacher's digit in one step, with the guidance baked in; a cheaper
+    learns to land on the teacher's digit in one step, with the guidance scale as an input (the
+    pairs are drawn over [distill] cfg_range, 1 to 2 by default: `sample --cfg` turns it); a cheaper
     decoder (the autoencoder's without its 4x4 block) learns to imitate the autoencoder's. `ddream
     sample` then uses both; `--model teacher` keeps the DiT's ODE and the autoencoder's decoder.
 

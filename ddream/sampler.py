@@ -1,4 +1,4 @@
-"""Drawing digits with a trained model: the student (one network pass, guidance baked in) or the
+"""Drawing digits with a trained model: the student (one network pass, guidance an input) or the
 teacher (the DiT's guided ODE), then un-standardise and decode. `ddream sample`, `eval`, `serve`, the
 Python API and the benchmarks all draw through `Sampler`."""
 
@@ -79,7 +79,8 @@ def checked_request(req: SampleRequest, num_classes: int, names: dict[str, str])
 
 class Sampler:
     """A velocity network + decoder, ready to turn (labels, seed) into digits. The teacher is the
-    DiT, integrated with guidance; the student has guidance baked in and takes 1-2 Euler steps."""
+    DiT, integrated with guidance; the student takes 1-2 Euler steps, its guidance an input (or,
+    from before the dial, baked into its weights)."""
 
     def __init__(
         self,

@@ -77,7 +77,7 @@ def _training_section(stages: dict[str, Any]) -> str:
     d = distill.get("config", {})
     cfg = d.get("distill", {})
     rows.append(
-        f"| student | the DiT distilled to one step, guidance {d.get('guidance', '?')} baked in | "
+        f"| student | the DiT distilled to one step, {_dial_words(cfg, d.get('guidance', '?'))} | "
         f"{cfg.get('epochs', '?')} epochs on {cfg.get('pairs', '?')} teacher pairs "
         f"({cfg.get('teacher_solver', '?')} {cfg.get('teacher_steps', '?')} steps) | 1-step mse "
         f"{_f(distill.get('metrics', {}), 'val_mse', 4)} | {_secs(distill)} |"
@@ -159,8 +159,7 @@ def model_card(
         "A rectified-flow latent diffusion model made with ddream: an F-16 autoencoder (28x28 digits padded to "
         f"32x32 -> a {size}x{size}x{c} latent) and a class-conditional "
         "DiT trained with rectified flow on its latents, distilled into a student that draws a "
-        f"digit in {steps} Euler step{'' if steps == 1 else 's'} with guidance "
-        f"{sampler['guidance']} baked in. "
+        f"digit in {steps} Euler step{'' if steps == 1 else 's'} {_guidance_words(sampler)}. "
         "The DiT itself (the teacher) is included for guided multi-step sampling.\n",
         "\n".join([pictures, "| --- |" + (" --- |" if reconstruction else ""), cells]) + "\n",
         "## How good\n",
@@ -192,3 +191,22 @@ def model_card(
         "released under the MIT license, as ddream is; the dataset keeps its own terms.\n",
     ]
     return "\n".join(parts)
+
+
+def _guidance_words(sampler: dict) -> str:
+    """How the student takes guidance, for the card's first paragraph."""
+    if "guidance_range" in sampler:
+        lo, hi = sampler["guidance_range"]
+        return (
+            f"at any guidance scale from {lo:g} to {hi:g} (default {sampler['guidance']:g}; "
+            "`ddream sample --cfg W`)"
+        )
+    return f"with guidance {sampler['guidance']} baked in"
+
+
+def _dial_words(cfg: dict, guidance) -> str:
+    """The distill stage's guidance, for the card's training table."""
+    if cfg.get("cfg_range"):
+        lo, hi = cfg["cfg_range"]
+        return f"guidance an input, {lo:g} to {hi:g} (default {guidance})"
+    return f"guidance {guidance} baked in"

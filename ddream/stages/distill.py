@@ -1,9 +1,11 @@
 """`ddream distill`: the trained models made fast for sampling.
 
 - **Student**: the guided teacher (the DiT with classifier-free guidance, integrated with Heun) turns
-  (noise, class) into latents; a copy of the DiT learns the straight path between each pair, as in
-  one round of reflow (Liu et al. 2022; Lee et al. 2024), guidance baked in: the student has no
-  null-class row, and one Euler step from t = 1 lands on the teacher's digit. Which t it trains on
+  (noise, class) into latents, each pair at its own guidance scale w over `cfg_range`; a copy of the
+  DiT, with w as an input (embedded like t, added to the conditioning, zero-initialised so that it
+  starts as the teacher), learns the straight path between each pair, as in one round of reflow
+  (Liu et al. 2022; Lee et al. 2024): the student has no null-class row, and one Euler step from
+  t = 1 at w lands on the teacher's digit at w (`cfg_range = ()`: one scale, baked in, as before). Which t it trains on
   is a setting: `one` (t = 1 only, i.e. regressing the one-step map itself, as in Luhman & Luhman's
   knowledge distillation; the default, chosen by FID) or `ushape` (reflow's U-shaped t, which
   serves 2 steps and more).

@@ -209,6 +209,8 @@ def sampling_config(
             "steps": int(sampler.defaults["steps"]),
             "solver": "euler",
             "guidance": sampler.defaults["cfg"],
+            # the guidance scales the student takes (absent: its one scale is baked in)
+            **({"guidance_range": list(r)} if (r := sampler.defaults.get("cfg_range")) else {}),
             "decoder": sampler.decoder_name,
         },
         "time_convention": "t = 1 is noise, t = 0 is data; x_t = (1 - t) x + t eps; v = eps - x",
