@@ -135,6 +135,10 @@ class DistillConfig:
     # autoencoder). huber: lower FID and higher recall than l2 at every scale for the same time;
     # pixel was mixed and 2.5x slower (BENCHMARKS.md)
     loss: str = "huber"
+    # weight of an adversarial term (student_losses.py: a small latent critic tells the student's
+    # unguided one-step latents from the encoded training digits); 0 = off
+    adversarial: float = 0.0
+    adversarial_lr: float = 2e-4
     # training t: one (t = 1 only: the one-step map itself) or ushape (reflow's U-shaped t, mass
     # near 0 and 1). Chosen by FID (BENCHMARKS.md): at one step, one 5.38 against ushape's 8.20.
     t_dist: str = "one"
@@ -333,6 +337,7 @@ _RULES: dict[type, tuple] = {
     ),
     DistillConfig: (
         _positive("pairs", "teacher_steps", "epochs", "batch_size", "lr", "decoder_lr"),
+        _positive("adversarial_lr"),
         _positive("checkpoint_every", "student_steps", "decoder_every"),
         _fraction("ema_decay"),
         lambda c: "student_steps must be 1 or 2" if c.student_steps > 2 else None,

@@ -167,8 +167,7 @@ def test_the_student_lands_where_one_step_of_its_own_velocity_says(trained_state
 
 def test_a_pruned_small_decoder_starts_from_the_trained_decoders_weights():
     from ddream.config import AEConfig
-    from ddream.models.autoencoder import Decoder
-    from ddream.stages.distill import warm_start
+    from ddream.models.autoencoder import Decoder, warm_start
 
     torch.manual_seed(0)
     cfg = AEConfig(widths=(4, 8, 16, 16, 16), latent_channels=4)
@@ -350,3 +349,41 @@ def test_a_student_with_guidance_baked_in_still_samples(trained_state, tmp_path,
     assert json.loads(res.out)["model"] == "student" and json.loads(res.out)["cfg"] == 1.4
     res = cli("sample", "--state-dir", state, "--cfg", "2", "--grid", tmp_path / "g.png")
     assert res.code == 2 and "baked in" in res.err and not (tmp_path / "g.png").exists()
+
+
+def test_the_adversarial_term_trains_a_critic_and_resumes_exactly():
+    """[distill] adversarial: the critic learns, and its state travels in the resume checkpoint so a
+    resumed run takes the steps an uninterrupted one would."""
+    teacher = tiny_teacher()
+    cfg = DistillConfig(pairs=128, teacher_steps=4, batch_size=32, adversarial=0.1)
+    cpu = torch.device("cpu")
+    pairs = teacher_pairs(teacher, 128, cfg, (1.0, 2.0), 0, "train", cpu)
+    stats = Latents(torch.empty(0), torch.empty(0), torch.zeros(4), torch.ones(4), "x")
+    real = torch.randn(64, 4, 2, 2) * 0.5 + 1.0  # "encoded digits" unlike the student's latents
+
+    def task() -> DistillTask:
+        torch.manual_seed(0)  # as the stage seeds before it builds the student and the critic
+        student = DiT(teacher.cfg, guidance_input=True)
+        student.load_state_dict(teacher.state_dict(), strict=False)
+        return DistillTask(
+            student, None, None, stats, cfg, pairs, {k: v[:32] for k, v in pairs.items()},
+            real, torch.empty(0), cpu, 0, 1.5, None, torch.arange(64) % 10,
+        )  # fmt: skip
+
+    order = torch.arange(128)
+    batch = lambda s: order[(s % 4) * 32 : (s % 4 + 1) * 32]  # noqa: E731
+    a = task()
+    critic_losses = [float(a.step(0, s, batch(s))["critic"]) for s in range(12)]
+    assert critic_losses[-1] < critic_losses[0]  # it learns to tell them apart
+    b = task()
+    for s in range(6):
+        b.step(0, s, batch(s))
+    c = task()
+    c.load_state(b.state(), b.meta())
+    for s in range(6, 12):
+        last = c.step(0, s, batch(s))
+    assert set(last) == {"loss", "adv", "critic"}
+    for k, v in a.student.state_dict().items():
+        assert torch.equal(v, c.student.state_dict()[k]), k
+    for k, v in a.adversary.critic.state_dict().items():
+        assert torch.equal(v, c.adversary.critic.state_dict()[k]), k

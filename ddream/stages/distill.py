@@ -21,7 +21,6 @@ resumed run trains on the same pairs.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,18 +34,18 @@ from ddream.checkpoint import (
     restore_optimizer,
     split_prefix,
 )
-from ddream.config import AEConfig, DistillConfig, fingerprint, to_dict, validate
+from ddream.config import DistillConfig, fingerprint, to_dict, validate
 from ddream.data import to_unit
-from ddream.errors import BadInput
 from ddream.flow import sample_ode
 from ddream.metrics import psnr
-from ddream.models.autoencoder import Decoder
+from ddream.models.autoencoder import Decoder, decoder_config, warm_start
 from ddream.models.dit import DiT
 from ddream.models.fused_decoder import inference_decoder
 from ddream.pairs import distill_t, load_or_draw_pairs, pairs_key, teacher_pairs
 from ddream.runtime import autocast, seeded
 from ddream.stages.record import PipelineRun, StageRun
 from ddream.state import StateDir
+from ddream.student_losses import Adversary, one_step_loss
 from ddream.train import EMA, scheduled_lr
 
 STAGE = "distill"
@@ -70,6 +69,7 @@ class DistillTask:
     seed: int
     default_cfg: float = 1.0  # the student's default guidance (its validation pairs' scale)
     pixel_decoder: torch.nn.Module | None = None  # the autoencoder's, frozen (loss "pixel")
+    real_labels: torch.Tensor | None = None  # the classes of extra_latents (the adversarial term)
 
     def __post_init__(self) -> None:
         self.n_train = len(self.pairs["labels"])
@@ -78,6 +78,12 @@ class DistillTask:
         self.total_steps = self.total_epochs * (self.n_train // self.batch_size)
         self.opt = torch.optim.AdamW(self.student.parameters(), lr=self.cfg.lr, weight_decay=0.0)
         self.ema = EMA(self.student, self.cfg.ema_decay)
+        self.adversary = None
+        if self.cfg.adversarial > 0:
+            dim = self.pairs["noise"][0].numel()
+            self.adversary = Adversary(
+                dim, self.student.cfg.num_classes, self.cfg.adversarial_lr, self.device
+            )
         self.opt_dec = (
             torch.optim.AdamW(self.decoder.parameters(), lr=self.cfg.decoder_lr)
             if self.decoder is not None
@@ -104,38 +110,31 @@ class DistillTask:
         xt = (1 - tb) * x0 + tb * eps
         with autocast(self.device):
             v = self.student(xt, t, y, w)
-        loss = self.objective(v.float(), x0, eps, xt, tb)
+        loss = one_step_loss(self.cfg.loss, v.float(), x0, eps, xt, tb, self._pixels)
+        losses = {"loss": loss.detach()}
+        if self.adversary is not None:  # the unguided end of the dial against the real latents
+            fake, y_fake = self.adversary.unguided(self.student, eps.shape, gen)
+            adv = self.adversary.student_term(fake, y_fake)
+            loss, losses["adv"] = loss + self.cfg.adversarial * adv, adv.detach()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.student.parameters(), 1.0)
         self.opt.step()
         self.ema.update(self.student)
-        losses = {"loss": loss.detach()}
+        if self.adversary is not None:
+            pick = torch.randint(0, len(self.extra_latents), (len(idx),), generator=gen)
+            pick = pick.to(self.device)
+            losses["critic"] = self.adversary.critic_step(
+                fake, self.extra_latents[pick], y_fake, self.real_labels[pick]
+            )
         if self.decoder is not None and global_step % self.cfg.decoder_every == 0:
             losses["dec"] = self._decoder_step(x0, gen)
         return losses
 
-    def objective(
-        self,
-        v: torch.Tensor,
-        x0: torch.Tensor,
-        eps: torch.Tensor,
-        xt: torch.Tensor,
-        tb: torch.Tensor,
-    ) -> torch.Tensor:
-        """The student's loss against the straight path's velocity eps - x0 (cfg.loss)."""
-        target = eps - x0
-        if self.cfg.loss == "huber":  # pseudo-Huber, c as in sCM / iCT for this many dimensions
-            c = 0.00054 * v[0].numel() ** 0.5
-            return ((v - target).pow(2).flatten(1).sum(1) + c * c).sqrt().sub(c).mean()
-        if self.cfg.loss == "pixel":  # the end point of its step and the teacher's, both decoded
-            dec = self.pixel_decoder
-            with autocast(self.device):
-                ours = dec(self.stats.unstandardise(xt - tb * v)).float()
-                with torch.no_grad():
-                    theirs = dec(self.stats.unstandardise(x0)).float()
-            return F.mse_loss(ours, theirs)
-        return F.mse_loss(v, target)
+    def _pixels(self, z: torch.Tensor) -> torch.Tensor:
+        """Standardised latents -> the frozen autoencoder's pixels (the "pixel" objective)."""
+        with autocast(self.device):
+            return self.pixel_decoder(self.stats.unstandardise(z)).float()
 
     def _decoder_step(self, x0: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """The small decoder imitates the autoencoder's on the teacher's latents and as many
@@ -192,6 +191,10 @@ class DistillTask:
             opt_dec, self._groups["opt_dec"] = flatten_optimizer(self.opt_dec, "opt_dec")
             tensors.update(prefixed(self.decoder.state_dict(), "decoder"))
             tensors.update(opt_dec)
+        if self.adversary is not None:
+            opt_adv, self._groups["opt_adv"] = flatten_optimizer(self.adversary.opt, "opt_adv")
+            tensors.update(prefixed(self.adversary.critic.state_dict(), "critic"))
+            tensors.update(opt_adv)
         return tensors
 
     def meta(self) -> dict[str, Any]:
@@ -206,32 +209,15 @@ class DistillTask:
         if self.decoder is not None:
             self.decoder.load_state_dict(split_prefix(tensors, "decoder"))
             restore_optimizer(self.opt_dec, tensors, "opt_dec", meta["groups"]["opt_dec"])
+        if self.adversary is not None:
+            self.adversary.critic.load_state_dict(split_prefix(tensors, "critic"))
+            restore_optimizer(self.adversary.opt, tensors, "opt_adv", meta["groups"]["opt_adv"])
 
     def describe(self, losses: dict[str, float], metrics: dict[str, float]) -> str:
         text = f"loss {losses.get('loss', float('nan')):.4f}  1-step mse {metrics['val_mse']:.4f}"
         if "decoder_psnr" in metrics:
             text += f"  decoder {metrics['decoder_psnr']:.2f} dB"
         return text
-
-
-def warm_start(small: Decoder, trained: torch.nn.Module) -> int:
-    """Start the small decoder from the trained one's weights wherever a tensor has the same name
-    and shape: a decoder with a residual block fewer (a pruned one) then starts within ~1.4 dB of
-    the trained decoder instead of from noise (BENCHMARKS.md). Returns how many tensors it took."""
-    theirs = trained.state_dict()
-    mine = small.state_dict()
-    taken = {k: v for k, v in theirs.items() if k in mine and mine[k].shape == v.shape}
-    small.load_state_dict(taken, strict=False)
-    return len(taken)
-
-
-def decoder_config(ae_cfg: AEConfig, cfg: DistillConfig) -> AEConfig | None:
-    """The small decoder's settings (the autoencoder's, with the distill widths), or None."""
-    if not cfg.decoder_widths:
-        return None
-    if ae_cfg.arch != "dcae":
-        raise BadInput("a small decoder can only imitate a DC-AE decoder; set decoder-widths to ()")
-    return dataclasses.replace(ae_cfg, widths=cfg.decoder_widths, blocks=cfg.decoder_blocks)
 
 
 def distill(
@@ -320,6 +306,7 @@ def distill(
             seed,
             guidance,
             ae.decoder.requires_grad_(False) if cfg.loss == "pixel" else None,
+            train_latents.labels.to(device),
         )
 
     def files(task: DistillTask, result) -> tuple[dict, dict]:
