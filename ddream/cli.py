@@ -17,7 +17,14 @@ import typer
 from ddream import cli_options as o
 from ddream import cli_settings as cs
 from ddream.errors import BadInput
-from ddream.reports import eval_table, reconstruct_lines, sample_line, stage_line, status_table
+from ddream.reports import (
+    eval_table,
+    plots_line,
+    reconstruct_lines,
+    sample_line,
+    stage_line,
+    status_table,
+)
 from ddream.state import StateDir
 from ddream.version import __version__
 
@@ -74,6 +81,7 @@ def train_ae_cmd(
     gan_weight: o.GanWeightOpt = None,
     gan_start: o.GanStartOpt = None,
     checkpoint_every: o.CkptOpt = None,
+    tensorboard: o.TensorboardOpt = None,
     force: o.ForceOpt = False,
     state_dir: o.StateDirOpt = o.DEFAULT_STATE,
     device: o.DeviceOpt = "auto",
@@ -91,7 +99,7 @@ def train_ae_cmd(
         ctx, "train-ae", state_dir, device, seed, prof.ae_train.batch_size, quiet,
         lambda state, dist: train_ae(
             state, prof.ae, prof.ae_train, data_dir=data_dir, dataset=dataset, device=dist.device,
-            seed=seed, quiet=quiet, force=force, dist=dist,
+            seed=seed, quiet=quiet, force=force, dist=dist, log=prof.log,
         ),
     )  # fmt: skip
     stage_line("train-ae", result, quiet)
@@ -133,6 +141,7 @@ def train_dit_cmd(
     ema_decay: o.EmaOpt = None,
     uniform_t_share: o.UniformOpt = None,
     checkpoint_every: o.CkptOpt = None,
+    tensorboard: o.TensorboardOpt = None,
     force: o.ForceOpt = False,
     state_dir: o.StateDirOpt = o.DEFAULT_STATE,
     device: o.DeviceOpt = "auto",
@@ -150,7 +159,7 @@ def train_dit_cmd(
         ctx, "train-dit", state_dir, device, seed, prof.dit_train.batch_size, quiet,
         lambda state, dist: train_dit(
             state, prof.dit, prof.dit_train, device=dist.device, seed=seed, quiet=quiet,
-            sample_cfg=prof.sample, force=force, dist=dist,
+            sample_cfg=prof.sample, force=force, dist=dist, log=prof.log,
         ),
     )  # fmt: skip
     stage_line("train-dit", result, quiet)
@@ -168,6 +177,7 @@ def distill_cmd(
     student_steps: o.StudentStepsOpt = None,
     lr: o.LrOpt = None,
     checkpoint_every: o.CkptOpt = None,
+    tensorboard: o.TensorboardOpt = None,
     force: o.ForceOpt = False,
     state_dir: o.StateDirOpt = o.DEFAULT_STATE,
     device: o.DeviceOpt = "auto",
@@ -186,11 +196,13 @@ def distill_cmd(
     """
     from ddream.stages.distill import distill
 
-    cfg = cs.settings(ctx).distill
+    prof = cs.settings(ctx)
     dev = cs.device_for(device, seed)
     state = StateDir(state_dir)
     with cs.writing(state, "distill", ctx):
-        result = distill(state, cfg, device=dev, seed=seed, quiet=quiet, force=force)
+        result = distill(
+            state, prof.distill, device=dev, seed=seed, quiet=quiet, force=force, log=prof.log
+        )
     stage_line("distill", result, quiet)
 
 
@@ -362,6 +374,7 @@ def all_cmd(
     distill_epochs: o.PipelineDistillEpochsOpt = None,
     latent_channels: o.LatentOpt = None,
     checkpoint_every: o.CkptOpt = None,
+    tensorboard: o.TensorboardOpt = None,
     state_dir: o.StateDirOpt = o.DEFAULT_STATE,
     device: o.DeviceOpt = "auto",
     seed: o.SeedOpt = 0,
@@ -385,6 +398,26 @@ def all_cmd(
         )  # fmt: skip
     if not quiet:
         typer.echo(f"samples: {', '.join(summary['sample']['written'])}")
+        plots_line(summary["plots"])
+
+
+@app.command("plot")
+def plot_cmd(out: o.PlotOutOpt = None, state_dir: o.StateDirOpt = o.DEFAULT_STATE) -> None:
+    """Draw how the run learned: curves.png (each stage's loss and held-out metrics by epoch, the
+    autoencoder's phases shaded, wall time on top; the plot extra: matplotlib) and a GIF per stage
+    of its fixed-noise snapshots, epoch by epoch.
+
+    Example: ddream plot --out run-pictures   (then open run-pictures/curves.png)
+    """
+    from ddream.plots import PLOTS, plot
+    from ddream.render import check_folder
+
+    if not Path(state_dir).is_dir():
+        raise BadInput(
+            f"no state dir at {state_dir}: run `ddream all` first, or name one with --state-dir"
+        )
+    target = check_folder(out if out is not None else Path(state_dir) / PLOTS, "--out")
+    plots_line(plot(StateDir(state_dir), target))
 
 
 @app.command("config")

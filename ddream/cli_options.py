@@ -344,3 +344,18 @@ _REPLACE = "Replace OUT when it is not empty (once the new one is done)."
 ReplaceOpt = Annotated[bool, typer.Option("--force", help=_REPLACE)]
 _TEST_DIGITS = "MNIST folder with the test digits the card's reconstruction figure shows."
 ExportDataDirOpt = Annotated[Path | None, typer.Option("--data-dir", help=_TEST_DIGITS)]
+PlotOutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--out",
+        help="Folder for curves.png and the GIFs (made if its parent exists; default STATE_DIR/plots).",
+    ),
+]
+TensorboardOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--tensorboard",
+        metavar="DIR",
+        help="Also write TensorBoard event files (scalars, snapshots) into DIR/<stage> (the tensorboard extra; or [log] tensorboard).",
+    ),
+]

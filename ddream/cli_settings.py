@@ -22,6 +22,7 @@ FLAG_SETTINGS: dict[str, dict[str, tuple[str, ...]]] = {
         "gan_weight": ("ae_train.gan_weight",),
         "gan_start": ("ae_train.gan_start",),
         "checkpoint_every": ("ae_train.checkpoint_every",),
+        "tensorboard": ("log.tensorboard",),
     },
     "train-dit": {
         "width": ("dit.width",),
@@ -33,6 +34,7 @@ FLAG_SETTINGS: dict[str, dict[str, tuple[str, ...]]] = {
         "ema_decay": ("dit_train.ema_decay",),
         "uniform_t_share": ("dit_train.uniform_share",),
         "checkpoint_every": ("dit_train.checkpoint_every",),
+        "tensorboard": ("log.tensorboard",),
     },
     "distill": {
         "epochs": ("distill.epochs",),
@@ -41,6 +43,7 @@ FLAG_SETTINGS: dict[str, dict[str, tuple[str, ...]]] = {
         "student_steps": ("distill.student_steps",),
         "lr": ("distill.lr",),
         "checkpoint_every": ("distill.checkpoint_every",),
+        "tensorboard": ("log.tensorboard",),
     },
     "all": {
         "latent_channels": ("ae.latent_channels",),
@@ -53,6 +56,7 @@ FLAG_SETTINGS: dict[str, dict[str, tuple[str, ...]]] = {
             "dit_train.checkpoint_every",
             "distill.checkpoint_every",
         ),
+        "tensorboard": ("log.tensorboard",),
     },
 }
 
@@ -74,7 +78,9 @@ def settings(ctx: typer.Context):
         if params.get(flag) is not None:
             for target in targets:
                 section, field = target.split(".")
-                changes.setdefault(section, {})[field] = finite(params[flag], f"--{flag}")
+                value = params[flag]
+                value = str(value) if isinstance(value, Path) else finite(value, f"--{flag}")
+                changes.setdefault(section, {})[field] = value
     prof = dataclasses.replace(
         prof, **{k: dataclasses.replace(getattr(prof, k), **v) for k, v in changes.items()}
     )
@@ -87,7 +93,19 @@ def settings(ctx: typer.Context):
             f"[ae] io {prof.ae.io!r} is DC-AE's project-in/out; the digitdreamer arch works at "
             "32x32: set io = 'conv' (or use --preset digitdreamer)"
         )
+    if prof.log.tensorboard:
+        tensorboard_dir(prof.log.tensorboard)
     return prof
+
+
+def tensorboard_dir(path: str) -> None:
+    """`--tensorboard DIR` (or [log] tensorboard): not a file, and the extra installed; checked
+    before any training starts."""
+    from ddream.render import check_folder
+    from ddream.watch import summary_writer_class
+
+    check_folder(Path(path), "--tensorboard")
+    summary_writer_class()
 
 
 def sample_table(ctx: typer.Context) -> dict:

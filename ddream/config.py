@@ -165,6 +165,17 @@ class DistillConfig:
 
 
 @dataclass(frozen=True)
+class LogConfig:
+    """What a training run keeps to be looked at besides its model (ddream/watch.py): the history
+    always, snapshots and TensorBoard if asked. It changes nothing that is trained, so it makes no
+    stage stale."""
+
+    every: int = 0  # optimiser steps between the loss points of the history; 0: 20 points an epoch
+    snapshots: bool = True  # fixed-noise pictures after every epoch (and one before the first)
+    tensorboard: str = ""  # a folder for TensorBoard event files ("" = none)
+
+
+@dataclass(frozen=True)
 class Profile:
     """Every stage's settings under one name."""
 
@@ -175,6 +186,7 @@ class Profile:
     dit_train: DiTTrainConfig = field(default_factory=DiTTrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    log: LogConfig = field(default_factory=LogConfig)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -205,7 +217,7 @@ def fingerprint(data: Any) -> str:
 
 # ---- one place for every settings check -------------------------------------------------------------
 # A TOML file's tables, one per settings dataclass: [ae], [ae_train], [dit], [dit_train], [sample],
-# [distill]; keys are the dataclasses' field names.
+# [distill], [log]; keys are the dataclasses' field names.
 SECTIONS: dict[str, type] = {
     "ae": AEConfig,
     "ae_train": AETrainConfig,
@@ -213,6 +225,7 @@ SECTIONS: dict[str, type] = {
     "dit_train": DiTTrainConfig,
     "sample": SampleConfig,
     "distill": DistillConfig,
+    "log": LogConfig,
 }
 CHOICES: dict[str, tuple[str, ...]] = {
     "arch": ("dcae", "digitdreamer"),

@@ -22,6 +22,7 @@ import torch
 
 from ddream.artifacts import load_ae
 from ddream.errors import BadInput, DDreamError
+from ddream.files import atomic_write_bytes
 from ddream.limits import MAX_GUIDANCE
 from ddream.limits import number as bounded_float
 from ddream.limits import whole as bounded_int
@@ -252,6 +253,36 @@ class Demo:
         gif = self._new_file(".gif")
         write_gif(gif, pictures + pictures[-2:0:-1], frame_ms=90, hold_ms=90)
         return str(gif)
+
+    def training(self) -> tuple[str | None, ...]:
+        """How the run learned: the curves (None without matplotlib), each stage's snapshot GIF
+        (None for a stage without snapshots), and a caption with each stage's best epoch."""
+        from ddream.plots import PLOT_HINT, TRAINED, curves_png, histories, learning_frames
+        from ddream.status import best_epoch
+
+        found = histories(self.state)
+        if not found:
+            return None, None, None, None, "No training history in this state dir."
+        lines = []
+        curves = None
+        try:
+            data = curves_png(self.state)
+            curves = self._new_file(".png")
+            atomic_write_bytes(curves, data)
+        except BadInput:
+            lines.append(f"No curves: {PLOT_HINT}.")
+        gifs = []
+        for stage in TRAINED:
+            frames = learning_frames(self.state, stage)
+            path = None
+            if len(frames) >= 2:
+                path = self._new_file(".gif")
+                write_gif(path, frames, frame_ms=500, hold_ms=2500)
+            gifs.append(None if path is None else str(path))
+            best = best_epoch(self.state, stage)
+            if best:
+                lines.append(f"**{stage}** best epoch {best}")
+        return (None if curves is None else str(curves), *gifs, " · ".join(lines))
 
     def model_card(self) -> str:
         """What `ddream status` and the last `ddream eval` know, as Markdown."""

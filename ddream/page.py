@@ -1,5 +1,5 @@
 """`ddream serve`: the Gradio page over `ddream.demo`'s handlers, one tab each: Generate, Draw, Morph,
-Model. Gradio is an optional extra (`pip install 'ddream[serve]'`); every handler's refusal becomes a
+Training, Model. Gradio is an optional extra (`pip install 'ddream[serve]'`); every handler's refusal becomes a
 message on the page (gr.Error), never a traceback, and the server keeps serving."""
 
 from __future__ import annotations
@@ -229,6 +229,25 @@ def build(demo: Demo):
         animate.click(
             on_page(demo.morph_gif, gr), [*spec, frames], morph_anim, api_name="morph"
         ).then(on_page(demo.morph_at, gr), [*spec, position], frame, api_name=False)
+
+        with gr.Tab("Training") as training_tab:
+            learned_caption = gr.Markdown(elem_id="training-caption")
+            curves = gr.Image(
+                label="curves: loss and held-out figures by epoch (wall time on top)",
+                type="filepath",
+                elem_id="training-curves",
+            )
+            with gr.Row():
+                learned = [
+                    gr.Image(
+                        label=f"how the {name} learned", type="filepath", elem_id=f"training-{key}"
+                    )
+                    for key, name in (("ae", "autoencoder"), ("dit", "DiT"), ("distill", "student"))
+                ]
+            redraw = gr.Button("Refresh")
+        training_outputs = [curves, *learned, learned_caption]
+        training_tab.select(on_page(demo.training, gr), None, training_outputs, api_name="training")
+        redraw.click(on_page(demo.training, gr), None, training_outputs, api_name=False)
 
         with gr.Tab("Model"):
             card = gr.Markdown(demo.model_card(), elem_id="model-card")

@@ -33,6 +33,8 @@ class Stage:
     tables: tuple[tuple[str, str], ...]  # settings tables its record keeps: (table, key in config)
     metrics: Callable[[dict[str, Any]], str]  # its last metrics as `ddream status` shows them
     cost: Callable[[Any], float]  # a Profile's work, in development-machine seconds
+    best: tuple[str, str] | None = None  # the epoch metric that names its best epoch, and max/min
+    title: str = ""  # its name in pictures (`ddream plot`, the page)
 
     def describe(self, metrics: dict[str, Any]) -> str:
         """The status line's metrics; empty for metrics missing or of the wrong type (hand-edited)."""
@@ -70,6 +72,8 @@ STAGE_TABLE = (
         (("ae", "model"), ("ae_train", "train")),
         lambda m: f"test PSNR {m['test_psnr']:.2f} dB",
         lambda p: (p.ae_train.epochs + p.ae_train.finetune_epochs) * _images(p) * 511 / (22 * 60_000),
+        ("test_psnr", "max"),
+        "autoencoder",
     ),
     Stage(
         "encode", "encode", "encode",
@@ -87,6 +91,8 @@ STAGE_TABLE = (
         (("dit", "model"), ("dit_train", "train"), ("sample", "sample")),
         lambda m: f"val loss {m['val_loss']:.4f}",
         lambda p: p.dit_train.epochs * (p.dit_train.train_limit or _images(p)) * 101 / (10 * 60_000),
+        ("val_loss", "min"),
+        "DiT (the teacher)",
     ),
     Stage(
         "distill", "distill", "distill",
@@ -96,6 +102,8 @@ STAGE_TABLE = (
         (("distill", "distill"),),
         _distill_metrics,
         _distill_cost,
+        ("val_mse", "min"),
+        "one-step student",
     ),
 )  # fmt: skip
 STAGE = {s.name: s for s in STAGE_TABLE}

@@ -33,6 +33,20 @@ def check_output(path: Path, suffix: str, option: str) -> Path:
     return path
 
 
+def check_folder(path: Path, option: str) -> Path:
+    """An output folder: an existing one, or a new one whose parent exists and is writable."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise BadInput(f"{option} {path} is a file; name a folder")
+    parent = path if path.is_dir() else path.parent
+    parent = parent if str(parent) else Path(".")
+    if not parent.is_dir():
+        raise BadInput(f"{option} {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise BadInput(f"{option} {path}: folder {parent} is not writable")
+    return path
+
+
 LABEL_WIDTH = 14  # pixels (before zoom) left of the grid for row labels
 
 

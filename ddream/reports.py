@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -48,6 +49,25 @@ def sample_line(result: dict[str, Any]) -> str:
     )
 
 
+def plots_line(result: dict[str, Any]) -> None:
+    """Where `ddream plot` (or the end of `ddream all`) put the pictures, and what it could not draw."""
+    from ddream.plots import PLOT_HINT
+
+    written = result["written"]
+    if written:
+        folder = Path(written[0]).parent
+        typer.echo(f"how it learned: {folder}/ ({', '.join(Path(p).name for p in written)})")
+    if not any(p.endswith("curves.png") for p in written):
+        typer.echo(f"no curves.png: {PLOT_HINT}, then `ddream plot`")
+    if result["missing"]:
+        typer.echo(f"no history yet for: {', '.join(result['missing'])}")
+    if result["from_record"]:
+        old = ", ".join(result["from_record"])
+        typer.echo(
+            f"{old}: trained by an earlier ddream (epoch figures only; no loss points or snapshots)"
+        )
+
+
 def status_table(
     state_dir, rows, nxt: str | None, run: dict | None, exported: bool = False
 ) -> None:
@@ -63,7 +83,7 @@ def status_table(
     }
     what = "exported model folder (read-only)" if exported else "state"
     table = Table(title=f"ddream {what}: {state_dir}")
-    for col in ("stage", "status", "detail", "metrics", "size", "wall time"):
+    for col in ("stage", "status", "detail", "last epoch", "best epoch", "size", "wall time"):
         table.add_column(col)
     for r in rows:
         table.add_row(
@@ -71,6 +91,7 @@ def status_table(
             f"[{colours[r.status]}]{r.status}[/]",
             r.detail,
             r.metrics,
+            r.best,
             size(r.size_bytes) if r.size_bytes else "",
             f"{r.wall_time:.0f}s" if r.wall_time else "",
         )

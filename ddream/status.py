@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ddream.history import load_history
 from ddream.registry import STAGE, STAGE_TABLE, STAGES
 from ddream.state import StateDir
 
@@ -18,6 +19,7 @@ class StageRow:
     metrics: str
     size_bytes: int
     wall_time: float
+    best: str = ""  # the best epoch and its figures (history.py), for the stages that train
 
 
 def _metrics_text(stage: str, rec: dict[str, Any] | None) -> str:
@@ -43,9 +45,21 @@ def status_rows(state: StateDir) -> list[StageRow]:
                 _metrics_text(stage, view.record),
                 size,
                 float(rec.get("wall_time", 0.0)),
+                best_epoch(state, stage),
             )
         )
     return rows
+
+
+def best_epoch(state: StateDir, stage: str) -> str:
+    """'9/10 (val_loss 0.5012)': the stage's best epoch by its registry rule, if it has one."""
+    hist = load_history(state, stage)
+    found = hist.best() if hist is not None else None
+    if found is None:
+        return ""
+    row, name, _ = found
+    total = hist.header.get("epochs") or len(hist.epochs)
+    return f"{row['epoch']}/{total} ({name} {row['metrics'][name]:.4g})"
 
 
 def next_command(rows: list[StageRow]) -> str | None:

@@ -22,11 +22,13 @@ from typing import Any, Protocol
 import torch
 
 from ddream.checkpoint import load_tensors, save_tensors
+from ddream.config import LogConfig
 from ddream.distributed import SINGLE, Dist
 from ddream.errors import BadInput, DDreamError, Interrupted
 from ddream.progress import Progress
 from ddream.runtime import seeded
 from ddream.state import StateDir
+from ddream.watch import Watch
 
 # Fault injection for the tests (no sleeps or env hooks in the loop itself): each hook is called after
 # every optimiser step with the steps this call has taken; one returning True asks for a clean stop,
@@ -122,6 +124,10 @@ class Task(Protocol):
 
     def describe(self, losses: dict[str, float], metrics: dict[str, float]) -> str: ...
 
+    # Optional: `phase(epoch, global_step) -> str` names the part of the schedule a step is in
+    # (the history's epoch rows carry it); `snapshot() -> uint8 picture` draws the stage's
+    # fixed-noise snapshot (ddream/watch.py).
+
 
 @dataclass
 class RunResult:
@@ -129,6 +135,7 @@ class RunResult:
     wall_time: float = 0.0
     images_per_s: float = 0.0
     resumed_from: int = 0  # global step the run resumed at (0 = fresh)
+    watch_time: float = 0.0  # seconds of it spent on history, snapshots and TensorBoard
 
 
 def run_training(
@@ -142,13 +149,15 @@ def run_training(
     checkpoint_every: int,
     quiet: bool,
     dist: Dist = SINGLE,
+    log: LogConfig | None = None,
 ) -> RunResult:
     """Train `task` to its last epoch, resuming from `resume_path` if it holds a checkpoint of this run.
 
     Writes a resume checkpoint every `checkpoint_every` steps and at each epoch's end, keeps the
     stage's record up to date (epoch, metrics, wall time), and on SIGINT/SIGTERM (or a STEP_HOOKS
     request) writes a last checkpoint and raises Interrupted. Under torchrun every rank runs this loop in step; only rank 0
-    writes, and stop requests and non-finite losses are agreed on by all ranks.
+    writes, and stop requests and non-finite losses are agreed on by all ranks. The run's history,
+    snapshots and TensorBoard events (`log`) are written before each checkpoint (ddream/watch.py).
     """
     quiet = quiet or not dist.main
     steps_per_epoch = task.n_train // task.batch_size
@@ -159,7 +168,7 @@ def run_training(
         )
     config_fp = record["inputs"]["config"]
     result = RunResult()
-    epoch, step_in_epoch, global_step, prior_wall = 0, 0, 0, 0.0
+    epoch, step_in_epoch, global_step, prior_wall, prior_watch = 0, 0, 0, 0.0, 0.0
     if resume_path.exists():
         tensors, meta = load_tensors(resume_path)
         if meta.get("config") != config_fp or meta.get("inputs") != record["inputs"]:
@@ -170,13 +179,28 @@ def run_training(
         task.load_state(tensors, meta)
         epoch, step_in_epoch = meta["epoch"], meta["step_in_epoch"]
         global_step, prior_wall = meta["global_step"], meta["wall_time"]
+        prior_watch = meta.get("watch_time", 0.0)
         result.history = meta["history"]
         result.resumed_from = global_step
 
-    t0 = time.perf_counter()
+    t0 = time.perf_counter()  # the snapshot before the first epoch counts in the run's time
+    header = {
+        "stage": stage,
+        "started": record.get("started"),
+        "epochs": task.total_epochs,
+        "steps_per_epoch": steps_per_epoch,
+        "batch_size": task.batch_size,
+    }
+    snapshot = getattr(task, "snapshot", None)
+    watch = Watch(
+        state, stage, log or LogConfig(), header=header, snapshot=snapshot, main=dist.main
+    )
+    watch.begin(global_step)
+    phase = getattr(task, "phase", lambda _epoch, _step: "")
     images_done = 0
 
     def save_checkpoint(ep: int, sie: int) -> None:
+        watch.flush()  # what the checkpoint has seen is on disk before it
         tensors = task.state()
         bad = [
             k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()
@@ -194,18 +218,21 @@ def run_training(
             "global_step": global_step,
             "history": result.history,
             "wall_time": prior_wall + time.perf_counter() - t0,
+            "watch_time": prior_watch + watch.seconds,
             **task.meta(),
         }
         if not dist.main:
             return
         save_tensors(resume_path, tensors, meta)
         record["epoch"], record["wall_time"] = ep, meta["wall_time"]
+        record["watch_time"] = round(meta["watch_time"], 2)
         record["metrics"] = result.history[-1] if result.history else {}
         record["history"] = result.history
         state.write_record(stage, record)
 
     steps_this_process, hooked = 0, False
     with (
+        watch,
         stop_on_signals() as flag,
         Progress(stage, task.total_epochs, steps_per_epoch, quiet) as bar,
     ):
@@ -226,8 +253,9 @@ def run_training(
                 hooked = any([hook(steps_this_process) for hook in STEP_HOOKS])
                 images_done += len(idx)
                 refresh = s % 10 == 0 or s == steps_per_epoch - 1
+                point = watch.due(global_step)
                 info = None
-                if refresh:  # .item() only here: it waits for the device
+                if refresh or point:  # .item() only here: it waits for the device
                     values = {k: v.item() for k, v in losses.items()}
                     if dist.any(not all(math.isfinite(v) for v in values.values())):
                         raise DDreamError(
@@ -235,7 +263,9 @@ def run_training(
                             f"good checkpoint {resume_path.name} is kept: lower --lr and rerun"
                         )
                     info = "  ".join(f"{k} {v:.4f}" for k, v in values.items())
-                bar.step(s + 1, info)
+                    if point:
+                        watch.point(global_step, values, prior_wall + time.perf_counter() - t0)
+                bar.step(s + 1, info if refresh else None)
                 stopping = dist.any(bool(flag.signum) or hooked)
                 if stopping and s + 1 < steps_per_epoch:
                     save_checkpoint(epoch, s + 1)
@@ -248,12 +278,16 @@ def run_training(
             elapsed = time.perf_counter() - t0
             rate = images_done / elapsed if elapsed > 0 else 0.0
             left = (task.total_epochs - epoch - 1) * steps_per_epoch * task.batch_size
+            last = {k: v.item() for k, v in losses.items()}
             bar.end_epoch(
                 epoch,
-                task.describe({k: v.item() for k, v in losses.items()}, metrics)
-                + f"  {rate:.0f} img/s",
+                task.describe(last, metrics) + f"  {rate:.0f} img/s",
                 left / rate if rate else 0.0,
             )
+            watch.epoch(
+                epoch + 1, global_step, metrics, last, wall=prior_wall + elapsed,
+                images_per_s=rate, phase=phase(epoch, global_step - 1),
+            )  # fmt: skip
             epoch, step_in_epoch = epoch + 1, 0
             save_checkpoint(epoch, 0)
             stopping = dist.any(bool(flag.signum) or hooked)
@@ -263,6 +297,7 @@ def run_training(
     elapsed = time.perf_counter() - t0
     result.wall_time = prior_wall + elapsed
     result.images_per_s = images_done / elapsed if elapsed > 0 else 0.0
+    result.watch_time = prior_watch + watch.seconds
     return result
 
 

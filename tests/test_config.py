@@ -24,6 +24,7 @@ SPECIAL = {
     ("distill", "student_steps"): 2,
     ("distill", "teacher_cfg"): 1.8,  # within the dial's range
     ("distill", "cfg_range"): [1.0, 2.5],
+    ("log", "tensorboard"): "tb-logs",
 }
 
 

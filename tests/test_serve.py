@@ -228,6 +228,24 @@ def test_model_card_says_what_status_and_the_last_eval_know(trained_state, tmp_p
         d.close()
 
 
+def test_the_training_tab_shows_the_curves_and_how_each_stage_learned(demo, monkeypatch):
+    curves, ae, dit, student, caption = demo.training()
+    assert np.asarray(Image.open(curves)).shape[0] > 600
+    frames = iio.imread(dit, index=None)
+    assert len(frames) == 3 and not np.array_equal(frames[0], frames[-1])  # untrained, 1, 2
+    assert ae and student and caption.count("best epoch") == 3
+    monkeypatch.setattr("ddream.plots.import_matplotlib", _no_matplotlib)
+    curves, *gifs, caption = demo.training()
+    assert curves is None and all(gifs) and "ddream[plot]" in caption
+
+
+def _no_matplotlib():
+    from ddream.errors import BadInput
+    from ddream.plots import PLOT_HINT
+
+    raise BadInput(PLOT_HINT)
+
+
 def test_handlers_write_nothing_into_the_state_dir_and_serve_concurrent_calls(trained_state):
     before = snapshot(trained_state)
     d = Demo(trained_state, CPU)
@@ -372,6 +390,9 @@ def test_each_tab_answers_through_gradio_client_and_bad_requests_do_not_stop_it(
     gif = client.predict("seeds", 1, 2, "5", 0, "student", 4, api_name="/morph")
     assert len(iio.imread(gif, index=None)) == 6
     assert "| distill | done |" in client.predict(api_name="/model")
+    curves, *gifs, learned = client.predict(api_name="/training")
+    assert np.asarray(Image.open(curves)).shape[0] > 600 and "best epoch" in learned
+    assert [len(iio.imread(g, index=None)) for g in gifs] == [3, 3, 3]
 
     for args, match in [
         (([], 4, 0, "student", 0, 0), "pick at least one class"),

@@ -21,9 +21,11 @@ resumed run trains on the same pairs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -34,7 +36,7 @@ from ddream.checkpoint import (
     restore_optimizer,
     split_prefix,
 )
-from ddream.config import DistillConfig, fingerprint, to_dict, validate
+from ddream.config import DistillConfig, LogConfig, fingerprint, to_dict, validate
 from ddream.data import to_unit
 from ddream.flow import sample_ode
 from ddream.metrics import psnr
@@ -42,11 +44,13 @@ from ddream.models.autoencoder import Decoder, decoder_config, warm_start
 from ddream.models.dit import DiT
 from ddream.models.fused_decoder import inference_decoder
 from ddream.pairs import distill_t, load_or_draw_pairs, pairs_key, teacher_pairs
+from ddream.render import grid
 from ddream.runtime import autocast, seeded
 from ddream.stages.record import PipelineRun, StageRun
 from ddream.state import StateDir
 from ddream.student_losses import Adversary, one_step_loss
 from ddream.train import EMA, scheduled_lr
+from ddream.watch import SNAPSHOT_CLASSES, latent_decoder, snapshot_noise
 
 STAGE = "distill"
 VALIDATION_PAIRS = 1000
@@ -70,6 +74,7 @@ class DistillTask:
     default_cfg: float = 1.0  # the student's default guidance (its validation pairs' scale)
     pixel_decoder: torch.nn.Module | None = None  # the autoencoder's, frozen (loss "pixel")
     real_labels: torch.Tensor | None = None  # the classes of extra_latents (the adversarial term)
+    decode: Callable[[torch.Tensor], torch.Tensor] | None = None  # the snapshots' decoder
 
     def __post_init__(self) -> None:
         self.n_train = len(self.pairs["labels"])
@@ -213,6 +218,22 @@ class DistillTask:
             self.adversary.critic.load_state_dict(split_prefix(tensors, "critic"))
             restore_optimizer(self.adversary.opt, tensors, "opt_adv", meta["groups"]["opt_adv"])
 
+    @torch.inference_mode()
+    def snapshot(self) -> np.ndarray | None:
+        """The student (EMA weights, its default steps and guidance) on the DiT snapshots' noise."""
+        if self.decode is None:
+            return None
+        noise, labels = snapshot_noise(self.seed, self.pairs["noise"].shape[1:], self.device)
+        student = self.ema_model()
+        w = None
+        if student.guidance_input:
+            w = torch.full((len(labels),), self.default_cfg, device=self.device)
+        with autocast(self.device):
+            z, _ = sample_ode(
+                lambda x, t: student(x, t, labels, w).float(), noise, self.cfg.student_steps
+            )
+        return grid(self.decode(z).cpu(), SNAPSHOT_CLASSES, scale=2)
+
     def describe(self, losses: dict[str, float], metrics: dict[str, float]) -> str:
         text = f"loss {losses.get('loss', float('nan')):.4f}  1-step mse {metrics['val_mse']:.4f}"
         if "decoder_psnr" in metrics:
@@ -230,6 +251,7 @@ def distill(
     force: bool = False,
     discard_stale: bool = False,
     keep_pairs: bool = False,
+    log: LogConfig | None = None,
 ) -> dict[str, Any]:
     """Distil (or resume, or skip when done and fresh) the student and the small decoder."""
     validate(cfg)
@@ -307,6 +329,9 @@ def distill(
             guidance,
             ae.decoder.requires_grad_(False) if cfg.loss == "pixel" else None,
             train_latents.labels.to(device),
+            latent_decoder(ae, stats.unstandardise, device)
+            if log is None or log.snapshots
+            else None,
         )
 
     def files(task: DistillTask, result) -> tuple[dict, dict]:
@@ -325,7 +350,7 @@ def distill(
             )
         return out, {"teacher_sha256": teacher_sha}
 
-    run = StageRun(state, STAGE, "distill", seed, quiet, force, discard_stale)
+    run = StageRun(state, STAGE, "distill", seed, quiet, force, discard_stale, log=log)
     done = run.train(config, inputs, cfg.epochs, cfg.checkpoint_every, make_task, files)
     if not keep_pairs:
         pairs_path.unlink(missing_ok=True)
@@ -336,5 +361,5 @@ def run_stage(run: PipelineRun) -> dict[str, Any]:
     """The student as `ddream all` distils it."""
     return distill(
         run.state, run.profile.distill, device=run.device, seed=run.seed, quiet=run.quiet,
-        discard_stale=True,
+        discard_stale=True, log=run.profile.log,
     )  # fmt: skip

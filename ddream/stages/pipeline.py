@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from ddream.config import Profile
+from ddream.plots import PLOTS, have_matplotlib, plot
 from ddream.progress import PLAN, Plan
 from ddream.registry import STAGE_TABLE
 from ddream.render import check_output
@@ -53,6 +54,8 @@ def run_all(
     summary["sample"] = sample(
         state, req, device=device, grid_path=grid_path, gif_path=gif_path, npz_path=None
     )
+    # how it learned: the GIFs always, the curves when matplotlib is there (`ddream plot` redraws)
+    summary["plots"] = plot(state, state.path(PLOTS), curves=have_matplotlib())
     return summary
 
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ddream.checkpoint import tensor_bytes
+from ddream.config import LogConfig
 from ddream.distributed import SINGLE, Dist
 from ddream.state import StateDir
 
@@ -99,6 +100,7 @@ def close_stage(
     }
     record["history"] = result.history
     record["wall_time"] = round(result.wall_time, 2)
+    record["watch_time"] = round(result.watch_time, 2)  # of it: history, snapshots, TensorBoard
     record["epoch"] = record["epochs"]
     written = {name: (path, tensor_bytes(t, meta)) for name, (path, t, meta) in files.items()}
     state.install_outputs(stage, record, written)
@@ -125,6 +127,7 @@ class StageRun:
     force: bool = False
     discard_stale: bool = False
     dist: Dist = SINGLE
+    log: LogConfig | None = None  # history points, snapshots, TensorBoard (ddream/watch.py)
 
     def train(
         self,
@@ -150,7 +153,7 @@ class StageRun:
         task = make_task()
         result = run_training(
             task, stage=stage, state=state, record=record, resume_path=resume, seed=self.seed,
-            checkpoint_every=checkpoint_every, quiet=self.quiet, dist=dist,
+            checkpoint_every=checkpoint_every, quiet=self.quiet, dist=dist, log=self.log,
         )  # fmt: skip
         outputs, notes = files(task, result)
         return close_stage(state, stage, record, result, resume, outputs, notes, dist)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -21,12 +22,13 @@ from ddream.checkpoint import (
     restore_optimizer,
     split_prefix,
 )
-from ddream.config import AEConfig, AETrainConfig, fingerprint, to_dict
-from ddream.data import Augment, Split, to_model, to_unit
+from ddream.config import AEConfig, AETrainConfig, LogConfig, fingerprint, to_dict
+from ddream.data import Augment, Split, model_to_uint8, to_model, to_unit
 from ddream.distributed import SINGLE, Dist
 from ddream.metrics import psnr
 from ddream.models.autoencoder import AutoEncoder
 from ddream.models.discriminator import PatchDiscriminator
+from ddream.render import grid
 from ddream.runtime import ROWS, autocast, seeded
 from ddream.stages.record import PipelineRun, StageRun
 from ddream.state import StateDir
@@ -83,6 +85,7 @@ def disc_loss(
 
 
 EPOCH_TEST = 2000  # test digits scored after each epoch but the last (which scores them all)
+SNAPSHOT_DIGITS = 8  # test digits the snapshot after each epoch reconstructs
 
 
 @dataclass
@@ -186,6 +189,23 @@ class AETask:
             f"loss {losses.get('loss', float('nan')):.4f}  test PSNR {metrics['test_psnr']:.2f} dB"
         )
 
+    def phase(self, epoch: int, global_step: int) -> str:
+        """The part of the schedule a step is in (the history's epoch rows, the plot's shading)."""
+        part = "augmented" if epoch < self.cfg.epochs else "fine-tune"
+        gan = self.cfg.gan_weight > 0 and global_step >= self.cfg.gan_start
+        return part + (" + GAN" if gan else "")
+
+    @torch.inference_mode()
+    def snapshot(self) -> np.ndarray:
+        """The same SNAPSHOT_DIGITS test digits (top row) and their reconstructions (bottom)."""
+        digits = self.test.images[:SNAPSHOT_DIGITS].to(self.device)
+        was_training = self.ae.training
+        self.ae.eval()
+        with autocast(self.device):
+            recon = self.ae(to_model(digits))
+        self.ae.train(was_training)
+        return grid(torch.cat([digits, model_to_uint8(recon)]).cpu(), len(digits), scale=2)
+
 
 @torch.inference_mode()
 def evaluate_psnr(
@@ -217,6 +237,7 @@ def train_ae(
     force: bool = False,
     discard_stale: bool = False,
     dist: Dist = SINGLE,
+    log: LogConfig | None = None,
 ) -> dict[str, Any]:
     """Train (or resume, or skip when done and fresh) the autoencoder; returns a summary."""
     train_full, test_full = load_dataset(state, data_dir, dataset)
@@ -237,7 +258,7 @@ def train_ae(
         disc = PatchDiscriminator(model_cfg.disc_width).to(device)
         return AETask(ae, disc, cfg, train, test, device, seed, dist)
 
-    run = StageRun(state, STAGE, "ae", seed, quiet, force, discard_stale, dist)
+    run = StageRun(state, STAGE, "ae", seed, quiet, force, discard_stale, dist, log)
     return run.train(
         config, inputs, cfg.epochs + cfg.finetune_epochs, cfg.checkpoint_every, make_task,
         lambda task, _: ({"model": (state.output_path(STAGE, "model"), task.ae.state_dict(), meta)}, None),
@@ -248,5 +269,5 @@ def run_stage(run: PipelineRun) -> dict[str, Any]:
     """The autoencoder as `ddream all` trains it."""
     return train_ae(
         run.state, run.profile.ae, run.profile.ae_train, data_dir=run.data_dir, dataset=run.dataset,
-        device=run.device, seed=run.seed, quiet=run.quiet, discard_stale=True,
+        device=run.device, seed=run.seed, quiet=run.quiet, discard_stale=True, log=run.profile.log,
     )  # fmt: skip

@@ -3,27 +3,31 @@ an EMA of the weights (what sampling uses), validation loss on the test latents 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
-from ddream.artifacts import load_latents
+from ddream.artifacts import load_ae, load_latents
 from ddream.checkpoint import (
     flatten_optimizer,
     prefixed,
     restore_optimizer,
     split_prefix,
 )
-from ddream.config import DiTConfig, DiTTrainConfig, SampleConfig, fingerprint, to_dict
+from ddream.config import DiTConfig, DiTTrainConfig, LogConfig, SampleConfig, fingerprint, to_dict
 from ddream.distributed import SINGLE, Dist
-from ddream.errors import BadInput
-from ddream.flow import flow_loss, sample_t
+from ddream.errors import BadInput, DDreamError
+from ddream.flow import flow_loss, guided_velocity, sample_ode, sample_t
 from ddream.models.dit import DiT
+from ddream.render import grid
 from ddream.runtime import autocast, seeded
 from ddream.stages.record import PipelineRun, StageRun
 from ddream.state import StateDir
 from ddream.train import EMA, scheduled_lr
+from ddream.watch import SNAPSHOT_CLASSES, latent_decoder, snapshot_noise
 
 STAGE = "dit"
 
@@ -39,6 +43,8 @@ class DiTTask:
     device: torch.device
     seed: int
     dist: Dist = SINGLE
+    sample_cfg: SampleConfig | None = None  # the teacher's default sampler (the snapshots')
+    decode: Callable[[torch.Tensor], torch.Tensor] | None = None  # latents -> uint8 digits
 
     def __post_init__(self) -> None:
         self.model_ddp = self.dist.wrap(self.model)
@@ -119,6 +125,21 @@ class DiTTask:
     def describe(self, losses: dict[str, float], metrics: dict[str, float]) -> str:
         return f"loss {losses.get('loss', float('nan')):.4f}  val {metrics['val_loss']:.4f}"
 
+    @torch.inference_mode()
+    def snapshot(self) -> np.ndarray | None:
+        """Every class four times (a class a column) from the same noise after every epoch: the
+        EMA weights with the model's default sampler and guidance, through the autoencoder."""
+        if self.decode is None or self.sample_cfg is None:
+            return None
+        noise, labels = snapshot_noise(self.seed, self.x_train.shape[1:], self.device)
+        cast = lambda: autocast(self.device)  # noqa: E731
+        s = self.sample_cfg
+        velocity = guided_velocity(
+            self.ema_model(), labels, s.cfg, tuple(s.cfg_interval), len(labels), cast
+        )
+        z, _ = sample_ode(velocity, noise, s.steps, s.solver)
+        return grid(self.decode(z).cpu(), SNAPSHOT_CLASSES, scale=2)
+
 
 def train_dit(
     state: StateDir,
@@ -132,6 +153,7 @@ def train_dit(
     force: bool = False,
     discard_stale: bool = False,
     dist: Dist = SINGLE,
+    log: LogConfig | None = None,
 ) -> dict[str, Any]:
     """Train (or resume, or skip when done and fresh) the DiT on the encoded latents."""
     sample_cfg = sample_cfg or SampleConfig()
@@ -182,18 +204,38 @@ def train_dit(
         torch.manual_seed(seed)
         y_train, y_test = train.labels[:n_train].to(device), test.labels[:n_test].to(device)
         model = DiT(model_cfg).to(device)
-        return DiTTask(model, cfg, x_train, y_train, x_test, y_test, device, seed, dist)
+        return DiTTask(
+            model, cfg, x_train, y_train, x_test, y_test, device, seed, dist, sample_cfg,
+            snapshot_decoder(state, train, cfg.standardise, device, log),
+        )  # fmt: skip
 
-    run = StageRun(state, STAGE, "dit", seed, quiet, force, discard_stale, dist)
+    run = StageRun(state, STAGE, "dit", seed, quiet, force, discard_stale, dist, log)
     return run.train(
         config, inputs, cfg.epochs, cfg.checkpoint_every, make_task,
         lambda task, _: ({"model": (state.output_path(STAGE, "model"), task.ema.shadow, meta)}, None),
     )  # fmt: skip
 
 
+def snapshot_decoder(state: StateDir, latents, standardised: bool, device: torch.device,
+                     log: LogConfig | None) -> Callable[[torch.Tensor], torch.Tensor] | None:  # fmt: skip
+    """The snapshots' decoder: the autoencoder that made these latents, or None (no snapshots)
+    when snapshots are off or that autoencoder is no longer the state dir's."""
+    if log is not None and not log.snapshots:
+        return None
+    try:
+        ae, ae_sha = load_ae(state, device)
+    except DDreamError:
+        return None
+    if ae_sha != latents.ae_sha:
+        return None
+    return latent_decoder(
+        ae.eval(), latents.unstandardise if standardised else (lambda z: z), device
+    )
+
+
 def run_stage(run: PipelineRun) -> dict[str, Any]:
     """The DiT as `ddream all` trains it."""
     return train_dit(
         run.state, run.profile.dit, run.profile.dit_train, device=run.device, seed=run.seed,
-        quiet=run.quiet, sample_cfg=run.profile.sample, discard_stale=True,
+        quiet=run.quiet, sample_cfg=run.profile.sample, discard_stale=True, log=run.profile.log,
     )  # fmt: skip
