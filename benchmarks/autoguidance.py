@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import torch
-
 from common import ROOT, Scorer, append_json, score_cells
 
 
@@ -65,7 +64,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
-    from ddream.sampler import SampleRequest, Sampler
+    from ddream.sampler import Sampler, SampleRequest
     from ddream.state import StateDir
 
     cpu = torch.device("cpu")
@@ -75,7 +74,9 @@ def main() -> None:
     print("| weak model | w | CFG on top | FID | class acc. | precision | recall |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for spec in args.weak:
-        weak = Sampler.from_state(StateDir(weak_model(args.state_dir, args.work, spec)), cpu, "teacher")
+        weak = Sampler.from_state(
+            StateDir(weak_model(args.state_dir, args.work, spec)), cpu, "teacher"
+        )
         for w in args.w:
             for cfg in args.cfg:
                 teacher.dit = Guided(good, weak.dit, w, cfg)

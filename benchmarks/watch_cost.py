@@ -62,7 +62,9 @@ def main() -> None:
                  str(args.work / "plots"), capture=True)  # fmt: skip
         runs[new]["plot"] = round(float(out.strip().splitlines()[-1]), 2)
     old, ours = runs[args.commit], runs[new]
-    print(f"\n| | {args.commit} | {new} | ratio | of it: history + snapshots{' + TensorBoard' if extra else ''} |")
+    print(
+        f"\n| | {args.commit} | {new} | ratio | of it: history + snapshots{' + TensorBoard' if extra else ''} |"
+    )
     print("| --- | --- | --- | --- | --- |")
     watch_total = 0.0
     for stage in (*TRAINED, "encode"):

@@ -404,8 +404,9 @@ def all_cmd(
 @app.command("plot")
 def plot_cmd(out: o.PlotOutOpt = None, state_dir: o.StateDirOpt = o.DEFAULT_STATE) -> None:
     """Draw how the run learned: curves.png (each stage's loss and held-out metrics by epoch, the
-    autoencoder's phases shaded, wall time on top; the plot extra: matplotlib) and a GIF per stage
-    of its fixed-noise snapshots, epoch by epoch.
+    autoencoder's phases shaded, wall time on top; the plot extra: matplotlib), a GIF per stage of
+    its fixed-noise snapshots, epoch by epoch, and report.html (all of it on one page, with the
+    best epochs, the last eval and the settings).
 
     Example: ddream plot --out run-pictures   (then open run-pictures/curves.png)
     """

@@ -16,7 +16,7 @@ from typing import Any
 import imageio.v3 as iio
 import numpy as np
 
-from ddream.errors import BadInput
+from ddream.errors import BadInput, DDreamError
 from ddream.files import atomic_write_bytes
 from ddream.history import History, load_history, snapshots
 from ddream.registry import STAGE, STAGE_TABLE
@@ -70,8 +70,12 @@ def learning_frames(state: StateDir, stage: str) -> list[np.ndarray]:
         picture = iio.imread(path)
         if picture.ndim == 3:
             picture = picture[..., 0]
-        text = "untrained" if epoch == 0 else f"epoch {epoch} of {total}"
-        frames.append(_caption(picture, f"{STAGE[stage].title}: {text}"))
+        text = "before training" if epoch == 0 else f"epoch {epoch} of {total}"
+        # RGB: Pillow reads back a greyscale GIF whose frames use all 256 levels as mode P frames it
+        # cannot turn into L (imageio fails on the autoencoder's); browsers showed it either way
+        frames.append(
+            np.repeat(_caption(picture, f"{STAGE[stage].title}: {text}")[..., None], 3, -1)
+        )
     return frames
 
 
@@ -133,6 +137,8 @@ def _panel(ax, hist: History) -> None:
         xs = [_epoch_of(p, spe) for p in points]
         lines += ax.plot(xs, [p[loss_key] for p in points], color="#1f77b4", lw=1,
                          label=f"training {loss_key}")  # fmt: skip
+    if points and min(p[loss_key] for p in points) > 0:
+        ax.set_yscale("log")  # the first epoch's fall would flatten the rest on a linear axis
     ax.set_ylabel("loss")
     ax.set_xlabel("epoch")
     ax.set_title(STAGE[hist.stage].title, loc="left", fontsize=10)
@@ -162,7 +168,7 @@ def _panel(ax, hist: History) -> None:
         top.set_xlabel(f"wall time ({unit})", fontsize=8)
         top.tick_params(labelsize=7)
     handles = [h for h in ax.get_legend_handles_labels()[0] if h.get_label() in PHASE_COLOURS]
-    ax.legend(handles=handles + lines, fontsize=7, loc="upper right", framealpha=0.85)
+    ax.legend(handles=handles + lines, fontsize=7, loc="center right", framealpha=0.85)
 
 
 def curves_png(state: StateDir) -> bytes:
@@ -182,6 +188,56 @@ def curves_png(state: StateDir) -> bytes:
     return buf.getvalue()
 
 
+REPORT = "report.html"
+
+
+def report_html(state: StateDir, pictures: list[Path]) -> str:
+    """One page, next to the pictures it shows: the curves and GIFs, each stage's best and last
+    epoch, the last `ddream eval` and every setting the finished stages were trained with."""
+    import html
+
+    from ddream.config_file import to_toml
+    from ddream.presets import get_profile
+    from ddream.stages.evaluate import read_report
+    from ddream.status import recorded_profile, status_rows
+
+    rows = "".join(
+        f"<tr><td>{html.escape(r.stage)}</td><td>{r.status}</td><td>{html.escape(r.metrics)}</td>"
+        f"<td>{html.escape(r.best)}</td><td>{r.wall_time:.0f} s</td></tr>"
+        for r in status_rows(state)
+    )
+    try:
+        report = read_report(state)
+    except DDreamError:  # a damaged report is the eval's business; the page still shows the run
+        report = None
+    if report:
+        g = report.get("generation", {})
+        scores = (
+            f"<p>Last <code>ddream eval</code> ({html.escape(str(report.get('time', '?')))}, "
+            f"{report.get('samples')} digits from the {html.escape(str(report.get('model')))}): "
+            f"FID {g.get('fid', float('nan')):.2f}, class accuracy "
+            f"{g.get('class_accuracy', float('nan')):.2%}, precision {g.get('precision', float('nan')):.3f}, "
+            f"recall {g.get('recall', float('nan')):.3f}</p>"
+        )
+    else:
+        scores = "<p>No <code>ddream eval</code> yet.</p>"
+    settings, _ = recorded_profile(state, get_profile("reference"))
+    images = "".join(
+        f'<figure><img src="{p.name}" alt="{p.stem}"><figcaption>{p.stem}</figcaption></figure>'
+        for p in pictures
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>ddream: how it learned</title>"
+        "<style>body{font-family:sans-serif;max-width:70em;margin:2em auto}img{max-width:100%}"
+        "figure{display:inline-block;vertical-align:top;margin:0 1em 1em 0}"
+        "td,th{padding:.2em .8em;text-align:left}</style></head><body>"
+        f"<h1>How it learned</h1><p>State dir <code>{html.escape(str(state.root))}</code></p>"
+        f"{images}<h2>Stages</h2><table><tr><th>stage</th><th>status</th><th>last epoch</th>"
+        f"<th>best epoch</th><th>wall time</th></tr>{rows}</table>{scores}"
+        f"<h2>Settings</h2><pre>{html.escape(to_toml(settings))}</pre></body></html>\n"
+    )
+
+
 def plot(state: StateDir, out: Path, *, curves: bool = True) -> dict[str, Any]:
     """Write the curves (if `curves`: matplotlib must be there) and the GIFs into `out`; returns
     what was written and what is missing. Nothing is written when there is nothing to draw."""
@@ -195,6 +251,8 @@ def plot(state: StateDir, out: Path, *, curves: bool = True) -> dict[str, Any]:
         atomic_write_bytes(out / CURVES, data)
         written.append(out / CURVES)
     written += write_learning_gifs(state, out)
+    atomic_write_bytes(out / REPORT, report_html(state, written).encode())
+    written.append(out / REPORT)
     missing = [s for s in TRAINED if s not in found]
     old = [s for s, h in found.items() if h.from_record]
     return {"written": [str(p) for p in written], "missing": missing, "from_record": old}

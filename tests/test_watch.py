@@ -196,7 +196,12 @@ def test_plot_draws_the_curves_and_a_learning_gif_per_stage(trained_state, tmp_p
 
 def test_all_leaves_the_pictures_in_the_state_dir(trained_state):
     names = sorted(p.name for p in (trained_state / "plots").iterdir())
-    assert names == ["ae-learning.gif", "curves.png", "distill-learning.gif", "dit-learning.gif"]
+    assert names == [
+        "ae-learning.gif", "curves.png", "distill-learning.gif", "dit-learning.gif", "report.html"
+    ]  # fmt: skip
+    page = (trained_state / "plots" / "report.html").read_text()
+    assert '<img src="curves.png"' in page and '<img src="dit-learning.gif"' in page
+    assert "<td>distill</td><td>done</td>" in page and "[distill]" in page  # stages, settings
 
 
 def test_plot_without_matplotlib_is_one_line_naming_the_extra(
@@ -231,7 +236,7 @@ def test_all_without_matplotlib_still_makes_the_gifs(
     assert res.code == 0, res.err
     assert f"how it learned: {state / 'plots'}/" in res.out and "ddream[plot]" in res.out
     assert sorted(p.name for p in (state / "plots").iterdir()) == [
-        "ae-learning.gif", "distill-learning.gif", "dit-learning.gif"
+        "ae-learning.gif", "distill-learning.gif", "dit-learning.gif", "report.html"
     ]  # fmt: skip
 
 
@@ -257,7 +262,7 @@ def test_plot_of_an_earlier_releases_state_dir_draws_what_it_has(trained_state, 
     res = cli("plot", "--state-dir", state)
     assert res.code == 0, res.err
     assert "earlier ddream" in res.out
-    assert sorted(p.name for p in (state / "plots").iterdir()) == ["curves.png"]
+    assert sorted(p.name for p in (state / "plots").iterdir()) == ["curves.png", "report.html"]
     assert json.loads(cli("status", "--json", "--state-dir", state).out)["stages"][2]["best"]
 
 
