@@ -21,19 +21,24 @@ from common import ROOT, Scorer, append_json, score_cells
 
 class Guided(torch.nn.Module):
     """A teacher whose guidance is autoguidance (a weak model's conditional velocity in place of
-    the unconditional one), plus classifier-free guidance `cfg` on top if > 1."""
+    the unconditional one), plus the good model's classifier-free guidance `cfg` added for t <= `hi`:
+    v = v_weak + w (v - v_weak) + (cfg - 1) (v - v_null)."""
 
     guidance_input = False
 
-    def __init__(self, good, weak, w: float, cfg: float = 1.0, weak_null: bool = False) -> None:
+    def __init__(self, good, weak, w: float, cfg: float = 1.0, hi: float = 0.7) -> None:
         super().__init__()
-        self.good, self.weak, self.w, self.extra_cfg, self.weak_null = good, weak, w, cfg, weak_null
+        self.good, self.weak, self.w, self.extra_cfg, self.hi = good, weak, w, cfg, hi
         self.cfg = good.cfg
 
     def forward_with_cfg(self, x, t, y, _scale):
-        v_good = self.good.forward_with_cfg(x, t, y, self.extra_cfg)
-        v_weak = self.weak.forward_with_cfg(x, t, y, self.extra_cfg)
-        return v_weak + self.w * (v_good - v_weak)
+        v_good = self.good(x, t, y)
+        v = self.weak(x, t, y) if self.w != 1.0 else v_good
+        v = v + self.w * (v_good - v)
+        if self.extra_cfg != 1.0 and float(t[0]) <= self.hi:
+            v_null = self.good(x, t, torch.full_like(y, self.good.cfg.num_classes))
+            v = v + (self.extra_cfg - 1.0) * (v_good - v_null)
+        return v
 
 
 def weak_model(state: Path, work: Path, spec: str) -> Path:
@@ -58,7 +63,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, required=True)
     ap.add_argument("--weak", nargs="+", default=["epochs=1"])
     ap.add_argument("--w", type=float, nargs="+", default=[1.5, 2.0])
-    ap.add_argument("--cfg", type=float, nargs="+", default=[1.0], help="CFG on top of both")
+    ap.add_argument("--cfg", type=float, nargs="+", default=[1.0], help="CFG added for t <= --hi")
+    ap.add_argument("--hi", type=float, default=0.7)
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--json", type=Path)
@@ -74,12 +80,19 @@ def main() -> None:
     print("| weak model | w | CFG on top | FID | class acc. | precision | recall |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for spec in args.weak:
-        weak = Sampler.from_state(
-            StateDir(weak_model(args.state_dir, args.work, spec)), cpu, "teacher"
-        )
+        if spec.startswith("resume="):  # the EMA weights of a stopped run's resume checkpoint
+            import copy
+
+            from ddream.checkpoint import load_tensors, split_prefix
+
+            weak_dit = copy.deepcopy(good)
+            weak_dit.load_state_dict(split_prefix(load_tensors(Path(spec[7:]))[0], "ema"))
+        else:
+            folder = weak_model(args.state_dir, args.work, spec)
+            weak_dit = Sampler.from_state(StateDir(folder), cpu, "teacher").dit
         for w in args.w:
             for cfg in args.cfg:
-                teacher.dit = Guided(good, weak.dit, w, cfg)
+                teacher.dit = Guided(good, weak_dit, w, cfg, args.hi)
                 req = teacher.resolve(SampleRequest(model="teacher", steps=args.steps, cfg=1.0,
                                                     solver="heun", cfg_interval=(0.0, 1.0)))  # fmt: skip
                 g = scorer.score(teacher, req, args.n)

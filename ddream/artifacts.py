@@ -138,6 +138,16 @@ def load_dit(state: StateDir, device: torch.device) -> tuple[DiT, Latents, str]:
     return model.eval(), stats, sha
 
 
+def load_guide(state: StateDir, device: torch.device) -> DiT | None:
+    """The DiT's autoguidance model (its own EMA weights early in the run), or None for a DiT
+    trained without one (`guide_share = 0`, or an earlier release)."""
+    record = state.view("dit").record or {}
+    if "guide" not in record.get("outputs", {}):
+        return None
+    model, _, _ = load_model(state, "dit", "guide", device)
+    return model
+
+
 @dataclass
 class Student:
     """The distilled sampler: a DiT with guidance as an input (or baked in), the latent statistics it draws in, the

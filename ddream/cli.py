@@ -186,7 +186,8 @@ def distill_cmd(
 ) -> None:
     """Distil the trained DiT into a student that draws a digit in one network pass.
 
-    The guided teacher draws (noise, class) -> latent pairs; the student, started from the teacher,
+    The guided teacher draws (noise, class) -> latent pairs (guided by its null class and by its own
+    early weights, which train-dit keeps: autoguidance); the student, started from the teacher,
     learns to land on the teacher's digit in one step, with the guidance scale as an input (the
     pairs are drawn over [distill] cfg_range, 1 to 2 by default: `sample --cfg` turns it); a cheaper
     decoder (the autoencoder's without its 4x4 block) learns to imitate the autoencoder's. `ddream

@@ -52,12 +52,18 @@ PRESETS: dict[str, Profile] = {
             weight_decay=0.01,
             ema_decay=0.0,
             standardise=False,
+            guide_share=0.0,
         ),
         sample=SampleConfig(steps=12, cfg=2.0, solver="euler"),
         # not in DigitDreamer: a student of its DiT, at the preset's own guidance (it keeps its own
         # plain decoder; its guidance baked in, with the plain L2 objective, as before the dial)
         distill=DistillConfig(
-            teacher_cfg=0.0, teacher_cfg_interval=(), decoder_widths=(), cfg_range=(), loss="l2"
+            teacher_cfg=0.0,
+            teacher_cfg_interval=(),
+            decoder_widths=(),
+            cfg_range=(),
+            loss="l2",
+            teacher_autoguidance=1.0,
         ),
     ),
 }

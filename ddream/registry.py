@@ -28,7 +28,7 @@ class Stage:
     name: str  # in state.json
     command: str  # the `ddream` command that runs it alone
     module: str  # ddream.stages.<module>.run_stage runs it inside `ddream all`
-    outputs: tuple[Output, ...]  # every file; a run may leave out the optional decoder
+    outputs: tuple[Output, ...]  # every file; a run may leave out the optional decoder and guide
     upstream: tuple[str, str] | None  # the (stage, output) it is made from
     tables: tuple[tuple[str, str], ...]  # settings tables its record keeps: (table, key in config)
     metrics: Callable[[dict[str, Any]], str]  # its last metrics as `ddream status` shows them
@@ -86,7 +86,8 @@ STAGE_TABLE = (
     ),
     Stage(
         "dit", "train-dit", "train_dit",
-        (Output("model", "dit/model.safetensors", "ddream-dit"),),
+        (Output("model", "dit/model.safetensors", "ddream-dit"),
+         Output("guide", "dit/guide.safetensors", "ddream-dit")),
         ("encode", "train"),
         (("dit", "model"), ("dit_train", "train"), ("sample", "sample")),
         lambda m: f"val loss {m['val_loss']:.4f}",

@@ -66,7 +66,7 @@ def test_the_distill_record_names_its_teacher_and_the_student_describes_itself(t
     latents = read_metadata(trained_state / "latents" / "train.safetensors")
     assert meta["latent_mean"] == pytest.approx(latents["mean"])
     assert meta["latent_std"] == pytest.approx(latents["std"])
-    assert meta["steps"] == 1 and meta["cfg"] == 1.4  # the default of its guidance dial
+    assert meta["steps"] == 1 and meta["cfg"] == 1.2  # the default of its guidance dial
     assert meta["cfg_range"] == [1.0, 2.0]
     assert not (trained_state / "distill" / "resume.safetensors").exists()
     assert not (trained_state / "distill" / "pairs.safetensors").exists()
@@ -160,7 +160,7 @@ def test_the_student_lands_where_one_step_of_its_own_velocity_says(trained_state
     assert calls == [4]  # one pass, one row per digit
     noise = sampler.noise(4, 5)
     with torch.inference_mode():
-        w = torch.full((4,), 1.4)  # the dial at its default
+        w = torch.full((4,), 1.2)  # the dial at its default
         z, _ = sample_ode(lambda x, t: sampler.dit(x, t, labels, w), noise, 1)
     assert torch.equal(images, sampler.decode(z))
 
@@ -299,7 +299,7 @@ def test_the_student_learns_the_teachers_map_at_every_scale_of_its_dial():
 def test_the_dial_changes_the_digits_and_its_ends_work(trained_state, tmp_path, cli):
     common = ["--state-dir", trained_state, "--device", "cpu", "--n", "20", "--json"]
     digits = {}
-    for w in ("1", "1.4", "2"):
+    for w in ("1", "1.2", "2"):
         res = cli("sample", *common, "--cfg", w, "--npz", tmp_path / f"{w}.npz")
         assert res.code == 0, res.err
         assert json.loads(res.out)["cfg"] == float(w) and json.loads(res.out)["steps"] == 1
@@ -312,7 +312,7 @@ def test_the_dial_changes_the_digits_and_its_ends_work(trained_state, tmp_path, 
         v1, v3 = (sampler.dit(x, t, y, torch.full((20,), w)) for w in (1.0, 2.0))
     assert not torch.equal(v1, v3)
     assert cli("sample", *common, "--npz", tmp_path / "d.npz").code == 0
-    assert np.array_equal(np.load(tmp_path / "d.npz")["images"], digits["1.4"])
+    assert np.array_equal(np.load(tmp_path / "d.npz")["images"], digits["1.2"])
 
 
 def test_the_python_api_takes_the_dial_and_refuses_outside_it(trained_state):
@@ -346,7 +346,7 @@ def test_a_student_with_guidance_baked_in_still_samples(trained_state, tmp_path,
         "sample", "--state-dir", state, "--device", "cpu", "--json", "--npz", tmp_path / "o.npz"
     )
     assert res.code == 0, res.err
-    assert json.loads(res.out)["model"] == "student" and json.loads(res.out)["cfg"] == 1.4
+    assert json.loads(res.out)["model"] == "student" and json.loads(res.out)["cfg"] == 1.2
     res = cli("sample", "--state-dir", state, "--cfg", "2", "--grid", tmp_path / "g.png")
     assert res.code == 2 and "baked in" in res.err and not (tmp_path / "g.png").exists()
 
@@ -387,3 +387,65 @@ def test_the_adversarial_term_trains_a_critic_and_resumes_exactly():
         assert torch.equal(v, c.student.state_dict()[k]), k
     for k, v in a.adversary.critic.state_dict().items():
         assert torch.equal(v, c.adversary.critic.state_dict()[k]), k
+
+
+def test_the_dit_keeps_its_early_ema_weights_as_the_guide_and_the_pairs_use_it(
+    trained_state, tmp_path, mnist_dir
+):
+    """train-dit writes dit/guide.safetensors: its EMA weights after guide_share of its steps (the
+    same as a run stopped there holds); distill draws its pairs with autoguidance when it exists."""
+    from conftest import stop_after
+
+    from ddream.artifacts import load_dit, load_guide
+    from ddream.checkpoint import load_tensors, split_prefix
+    from ddream.presets import get_profile
+    from ddream.stages.train_dit import train_dit
+
+    quick = get_profile("quick")
+    record = StateDir(trained_state).record("dit")
+    guide = load_guide(StateDir(trained_state), torch.device("cpu"))
+    teacher, _, _ = load_dit(StateDir(trained_state), torch.device("cpu"))
+    assert guide is not None
+    pairs = zip(guide.state_dict().values(), teacher.state_dict().values(), strict=True)
+    assert not all(torch.equal(a, b) for a, b in pairs)
+    steps = (
+        record["epochs"]
+        * json.loads((trained_state / "dit" / "history.jsonl").read_text().splitlines()[0])[
+            "steps_per_epoch"
+        ]
+    )
+    at = round(quick.dit_train.guide_share * steps)
+    copy = tmp_path / "copy"
+    import shutil
+
+    shutil.copytree(trained_state, copy)
+    with stop_after(at), pytest.raises(Exception, match="stopped"):
+        train_dit(StateDir(copy), quick.dit, dataclasses.replace(quick.dit_train, checkpoint_every=10_000),
+                  device=torch.device("cpu"), seed=0, quiet=True, force=True, sample_cfg=quick.sample)  # fmt: skip
+    ema = split_prefix(load_tensors(copy / "dit" / "resume.safetensors")[0], "ema")
+    assert all(torch.equal(ema[k], v) for k, v in guide.state_dict().items())
+    distilled = StateDir(trained_state).record("distill")["config"]
+    assert distilled["autoguidance"] == quick.distill.teacher_autoguidance == 1.5
+    assert (
+        "autoguidance 1.5"
+        in read_metadata(trained_state / "distill" / "student.safetensors")["teacher_sampler"]
+    )
+
+
+def test_a_dit_without_a_guide_distils_with_classifier_free_guidance_alone(
+    trained_state, tmp_path, cli
+):
+    import shutil
+
+    state = tmp_path / "copy"
+    shutil.copytree(trained_state, state)
+    st = StateDir(state)
+    record = st.record("dit")  # as an earlier release, or guide_share = 0, leaves it
+    del record["outputs"]["guide"]
+    st.write_record("dit", record)
+    (state / "dit" / "guide.safetensors").unlink()
+    res = cli(
+        "distill", "--force", "--state-dir", state, "--profile", "quick", "--device", "cpu", "-q"
+    )
+    assert res.code == 0, res.err
+    assert st.record("distill")["config"]["autoguidance"] == 1.0

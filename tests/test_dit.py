@@ -108,3 +108,26 @@ def test_one_token_attention_skips_queries_and_keys():
     finally:
         F.scaled_dot_product_attention = original
     assert calls == []
+
+
+def test_autoguidance_steps_away_from_the_weak_model_and_at_scale_1_is_the_dits_own():
+    from ddream.models.dit import AutoGuided
+
+    torch.manual_seed(0)
+    cfg = DiTConfig(latent_channels=4, width=32, depth=2, heads=2)
+    good, weak = DiT(cfg).eval(), DiT(cfg).eval()
+    with torch.no_grad():  # adaLN-Zero starts every DiT at v = 0: give both weights of their own
+        for p in (*good.parameters(), *weak.parameters()):
+            p.normal_(0, 0.2)
+    x, t, y = torch.randn(6, 4, 2, 2), torch.rand(6), torch.arange(6) % 10
+    per_row = torch.tensor([1.0, 1.5, 2.0, 1.0, 1.5, 2.0])
+    with torch.no_grad():
+        for w in (1.0, 1.7, per_row):
+            same = AutoGuided(good, weak, 1.0).forward_with_cfg(x, t, y, w)
+            assert torch.allclose(same, good.forward_with_cfg(x, t, y, w), atol=1e-6)
+        v_cond, v_weak = good(x, t, y), weak(x, t, y)
+        v_null = good(x, t, torch.full_like(y, 10))
+        want = v_cond + 0.5 * (v_cond - v_weak) + 0.7 * (v_cond - v_null)
+        got = AutoGuided(good, weak, 1.5).forward_with_cfg(x, t, y, 1.7)
+        assert torch.allclose(got, want, atol=1e-5)
+        assert not torch.allclose(got, good.forward_with_cfg(x, t, y, 1.7), atol=1e-3)

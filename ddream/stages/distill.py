@@ -1,7 +1,8 @@
 """`ddream distill`: the trained models made fast for sampling.
 
-- **Student**: the guided teacher (the DiT with classifier-free guidance, integrated with Heun) turns
-  (noise, class) into latents, each pair at its own guidance scale w over `cfg_range`; a copy of the
+- **Student**: the guided teacher (the DiT with classifier-free guidance and, when train-dit kept its
+  early weights, autoguidance: models/dit.py AutoGuided; integrated with Heun) turns (noise, class)
+  into latents, each pair at its own guidance scale w over `cfg_range`; a copy of the
   DiT, with w as an input (embedded like t, added to the conditioning, zero-initialised so that it
   starts as the teacher), learns the straight path between each pair, as in one round of reflow
   (Liu et al. 2022; Lee et al. 2024): the student has no null-class row, and one Euler step from
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ddream.artifacts import Latents, load_ae, load_dit, load_latents
+from ddream.artifacts import Latents, load_ae, load_dit, load_guide, load_latents
 from ddream.checkpoint import (
     flatten_optimizer,
     prefixed,
@@ -41,7 +42,7 @@ from ddream.data import to_unit
 from ddream.flow import sample_ode
 from ddream.metrics import psnr
 from ddream.models.autoencoder import Decoder, decoder_config, warm_start
-from ddream.models.dit import DiT
+from ddream.models.dit import AutoGuided, DiT
 from ddream.models.fused_decoder import inference_decoder
 from ddream.pairs import distill_t, load_or_draw_pairs, pairs_key, teacher_pairs
 from ddream.render import grid
@@ -256,6 +257,10 @@ def distill(
     """Distil (or resume, or skip when done and fresh) the student and the small decoder."""
     validate(cfg)
     teacher, stats, teacher_sha = load_dit(state, device)
+    guide = load_guide(state, device) if cfg.teacher_autoguidance != 1.0 else None
+    autoguidance = cfg.teacher_autoguidance if guide is not None else 1.0
+    # what draws the pairs: the DiT, guided by its early weights too when it has them
+    drawer = teacher if guide is None else AutoGuided(teacher, guide, autoguidance)
     ae, ae_sha = load_ae(state, device)
     # the teacher's own sampling guidance (in its metadata), unless the settings name another
     guidance = cfg.teacher_cfg or float(teacher.sample_defaults.get("cfg", 1.0))
@@ -267,6 +272,7 @@ def distill(
     config = {
         "distill": to_dict(cfg),
         "guidance": guidance,
+        "autoguidance": autoguidance,
         "interval": list(interval),
         "seed": seed,
         "method": "reflow",
@@ -283,6 +289,7 @@ def distill(
             f"{cfg.teacher_solver} {cfg.teacher_steps} steps, cfg "
             f"{guidance if dial is None else f'{dial[0]} to {dial[1]}'} for t in "
             f"[{interval[0]}, {interval[1]}]"
+            + (f", autoguidance {autoguidance}" if autoguidance != 1.0 else "")
         ),
         "cfg": guidance,
         **({} if dial is None else {"cfg_range": list(dial)}),
@@ -293,12 +300,12 @@ def distill(
 
     def make_task() -> DistillTask:
         scales = guidance if dial is None else dial
-        key = pairs_key(teacher_sha, cfg, scales, interval, seed)
+        key = pairs_key(teacher_sha, cfg, scales, (*interval, autoguidance), seed)
         pairs = load_or_draw_pairs(
-            pairs_path, teacher, cfg, (scales, interval), seed, key, device, quiet
+            pairs_path, drawer, cfg, (scales, interval), seed, key, device, quiet
         )
         val = teacher_pairs(
-            teacher, VALIDATION_PAIRS, cfg, guidance, seed, "validation", device, interval=interval
+            drawer, VALIDATION_PAIRS, cfg, guidance, seed, "validation", device, interval=interval
         )
         n = min(cfg.train_limit or len(pairs["labels"]), len(pairs["labels"]))
         pairs = {k: v[:n].to(device) for k, v in pairs.items()}

@@ -57,6 +57,9 @@ class DiTTask:
         )
         self.ema = EMA(self.model, self.cfg.ema_decay)
         self.null = self.model.cfg.num_classes
+        # the autoguidance model: the EMA weights after this many steps (0: none)
+        self.guide_step = round(self.cfg.guide_share * self.total_steps)
+        self.guide: dict[str, torch.Tensor] | None = None
 
     def draws(
         self, n: int, gen: torch.Generator
@@ -86,6 +89,8 @@ class DiTTask:
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.opt.step()
         self.ema.update(self.model)
+        if global_step + 1 == self.guide_step:
+            self.guide = {k: v.clone() for k, v in self.ema.shadow.items()}
         return {"loss": loss.detach()}
 
     @torch.inference_mode()
@@ -109,6 +114,7 @@ class DiTTask:
         return {
             **prefixed(self.model.state_dict(), "model"),
             **prefixed(self.ema.shadow, "ema"),
+            **prefixed(self.guide or {}, "guide"),
             **opt,
         }
 
@@ -120,6 +126,7 @@ class DiTTask:
         self.model.load_state_dict(split_prefix(tensors, "model"))
         self.ema.shadow = split_prefix(tensors, "ema")
         self.ema.updates = meta["ema_updates"]
+        self.guide = split_prefix(tensors, "guide") or None
         restore_optimizer(self.opt, tensors, "opt", meta["groups"])
 
     def describe(self, losses: dict[str, float], metrics: dict[str, float]) -> str:
@@ -209,11 +216,15 @@ def train_dit(
             snapshot_decoder(state, train, cfg.standardise, device, log),
         )  # fmt: skip
 
+    def files(task: DiTTask, _) -> tuple[dict, None]:
+        out = {"model": (state.output_path(STAGE, "model"), task.ema.shadow, meta)}
+        if task.guide is not None:  # the autoguidance model: the same DiT, early in this run
+            guide_meta = {**meta, "guide_step": task.guide_step, "sample": {}}
+            out["guide"] = (state.output_path(STAGE, "guide"), task.guide, guide_meta)
+        return out, None
+
     run = StageRun(state, STAGE, "dit", seed, quiet, force, discard_stale, dist, log)
-    return run.train(
-        config, inputs, cfg.epochs, cfg.checkpoint_every, make_task,
-        lambda task, _: ({"model": (state.output_path(STAGE, "model"), task.ema.shadow, meta)}, None),
-    )  # fmt: skip
+    return run.train(config, inputs, cfg.epochs, cfg.checkpoint_every, make_task, files)
 
 
 def snapshot_decoder(state: StateDir, latents, standardised: bool, device: torch.device,
