@@ -5,6 +5,10 @@ on top. Scored like `ddream eval` (FID, class accuracy, precision, recall) on n 
 
     python benchmarks/autoguidance.py --state-dir /work/runs/vs/new --data-dir ../shared/data/mnist \\
         --work /work/exp/autoguide --weak "epochs=1" "epochs=2" --w 1.5 2 2.5 --n 10000
+    python benchmarks/autoguidance.py ... --weak guide --w 1.5 --cfg 1 1.2 1.4 --hi 0.5   # a new DiT's
+
+A weak model is "epochs=E[,width=W]" (a DiT trained so on the state dir's latents), "resume=PATH"
+(the EMA weights in a stopped train-dit's resume checkpoint) or "guide" (the one train-dit kept).
 """
 
 from __future__ import annotations
@@ -80,7 +84,11 @@ def main() -> None:
     print("| weak model | w | CFG on top | FID | class acc. | precision | recall |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for spec in args.weak:
-        if spec.startswith("resume="):  # the EMA weights of a stopped run's resume checkpoint
+        if spec == "guide":  # the guide train-dit kept (dit/guide.safetensors)
+            from ddream.artifacts import load_guide
+
+            weak_dit = load_guide(StateDir(args.state_dir), cpu)
+        elif spec.startswith("resume="):  # the EMA weights of a stopped run's resume checkpoint
             import copy
 
             from ddream.checkpoint import load_tensors, split_prefix
