@@ -257,7 +257,7 @@ class Demo:
     def training(self) -> tuple[str | None, ...]:
         """How the run learned: the curves (None without matplotlib), each stage's snapshot GIF
         (None for a stage without snapshots), and a caption with each stage's best epoch."""
-        from ddream.plots import PLOT_HINT, TRAINED, curves_png, histories, learning_frames
+        from ddream.plots import PLOT_HINT, TRAINED, curves_png, histories, write_learning_gif
         from ddream.status import best_epoch
 
         found = histories(self.state)
@@ -273,12 +273,8 @@ class Demo:
             lines.append(f"No curves: {PLOT_HINT}.")
         gifs = []
         for stage in TRAINED:
-            frames = learning_frames(self.state, stage)
-            path = None
-            if len(frames) >= 2:
-                path = self._new_file(".gif")
-                write_gif(path, frames, frame_ms=500, hold_ms=2500)
-            gifs.append(None if path is None else str(path))
+            path = self._new_file(".gif")
+            gifs.append(str(path) if write_learning_gif(self.state, stage, path) else None)
             best = best_epoch(self.state, stage)
             if best:
                 lines.append(f"**{stage}** best epoch {best}")

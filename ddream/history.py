@@ -115,8 +115,8 @@ class History:
     def steps_per_epoch(self) -> int:
         return int(self.header.get("steps_per_epoch") or 0)
 
-    def best(self) -> tuple[dict[str, Any], str, str] | None:
-        """(the best epoch's row, the metric, its label) by the stage's registry rule, if any."""
+    def best(self) -> tuple[dict[str, Any], str] | None:
+        """(the best epoch's row, the metric it is best by) by the stage's registry rule, if any."""
         rule = STAGE[self.stage].best
         if not rule:
             return None
@@ -125,7 +125,7 @@ class History:
         if not rows:
             return None
         pick = max if direction == "max" else min
-        return pick(rows, key=lambda r: r["metrics"][name]), name, direction
+        return pick(rows, key=lambda r: r["metrics"][name]), name
 
 
 def load_history(state: StateDir, stage: str) -> History | None:

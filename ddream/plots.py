@@ -93,17 +93,21 @@ def _caption(picture: np.ndarray, text: str) -> np.ndarray:
     return np.asarray(canvas)
 
 
+def write_learning_gif(state: StateDir, stage: str, path: Path) -> bool:
+    """The stage's "how it learned" GIF at `path`, if it has two snapshots or more."""
+    frames = learning_frames(state, stage)
+    if len(frames) < 2:
+        return False
+    write_gif(path, frames, frame_ms=500, hold_ms=2500)
+    return True
+
+
 def write_learning_gifs(state: StateDir, out: Path) -> list[Path]:
     """`out/<stage>-learning.gif` for every stage with snapshots: its digits, epoch by epoch."""
-    written = []
-    for stage in TRAINED:
-        frames = learning_frames(state, stage)
-        if len(frames) < 2:
-            continue
-        path = out / f"{stage}-learning.gif"
-        write_gif(path, frames, frame_ms=500, hold_ms=2500)
-        written.append(path)
-    return written
+    paths = [out / f"{stage}-learning.gif" for stage in TRAINED]
+    return [
+        p for stage, p in zip(TRAINED, paths, strict=True) if write_learning_gif(state, stage, p)
+    ]
 
 
 # ---- the curves --------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ def best_epoch(state: StateDir, stage: str) -> str:
     found = hist.best() if hist is not None else None
     if found is None:
         return ""
-    row, name, _ = found
+    row, name = found
     total = hist.header.get("epochs") or len(hist.epochs)
     return f"{row['epoch']}/{total} ({name} {row['metrics'][name]:.4g})"
 
