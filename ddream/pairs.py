@@ -1,18 +1,22 @@
 """The teacher's side of distillation: drawing (noise, class) -> latent pairs with the guided DiT,
-caching them for a resumed run, and the timestep distributions a student trains on."""
+caching them for a resumed run, the latent classifier that guides it, and the timestep
+distributions a student trains on."""
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from ddream.checkpoint import load_tensors, save_tensors
 from ddream.config import CHOICES, DistillConfig, fingerprint
 from ddream.flow import guided_velocity, sample_ode
 from ddream.models.dit import DiT
+from ddream.models.latent_classifier import LatentClassifier
 from ddream.runtime import ROWS, autocast, seeded, training_dtype
 
 
@@ -76,6 +80,46 @@ def teacher_pairs(
             progress(min(i + batch, n), n)
     pairs = {"noise": noise, "latents": torch.cat(out), "labels": labels}
     return pairs if scales is None else {**pairs, "cfg": scales}
+
+
+def train_latent_classifier(
+    latents: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    epochs: int,
+    seed: int,
+    device: torch.device,
+    noise: float = 0.3,
+    batch: int = 256,
+    lr: float = 1e-3,
+) -> LatentClassifier:
+    """The teacher's classifier of (standardised) training latents, from its own seeded draws:
+    AdamW on a cosine schedule, each latent with Gaussian noise of a random strength up to `noise`
+    (the denoised estimates it will judge are not quite clean). Returned frozen, in eval mode."""
+    gen = seeded(seed, "latent-classifier")
+    with torch.random.fork_rng(devices=[]):  # its initial weights from its own seed alone
+        torch.manual_seed(int(torch.randint(2**31, (1,), generator=gen)))
+        model = LatentClassifier(latents[0].numel(), num_classes).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
+    batch = min(batch, len(labels))
+    steps_per_epoch = len(labels) // batch
+    total = epochs * steps_per_epoch
+    model.train()
+    for epoch in range(epochs):
+        order = torch.randperm(len(labels), generator=gen)
+        for i in range(steps_per_epoch):
+            idx = order[i * batch : (i + 1) * batch]
+            x = latents[idx].flatten(1)
+            strength = torch.rand(len(idx), 1, generator=gen) * noise
+            x = (x + strength * torch.randn(x.shape, generator=gen)).to(device)
+            step = epoch * steps_per_epoch + i
+            for group in opt.param_groups:
+                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / total))
+            loss = F.cross_entropy(model(x), labels[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return model.eval().requires_grad_(False)
 
 
 def pairs_key(

@@ -449,3 +449,86 @@ def test_a_dit_without_a_guide_distils_with_classifier_free_guidance_alone(
     )
     assert res.code == 0, res.err
     assert st.record("distill")["config"]["autoguidance"] == 1.0
+
+
+def _clustered_latents(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n, 4, 2, 2) latents in ten well-apart clusters, one a class."""
+    centres = 3 * torch.randn(10, 4, 2, 2, generator=gen)
+    labels = torch.arange(n) % 10
+    return centres[labels] + 0.3 * torch.randn(n, 4, 2, 2, generator=gen), labels
+
+
+def test_the_latent_classifier_learns_its_classes_from_its_own_seed():
+    from ddream.pairs import train_latent_classifier
+
+    x, y = _clustered_latents(600, torch.Generator().manual_seed(1))
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    a = train_latent_classifier(x, y, 10, epochs=3, seed=5, device=torch.device("cpu"))
+    torch.manual_seed(123)
+    assert torch.equal(torch.rand(1), before)  # the caller's global RNG is left alone
+    assert (a(x).argmax(1) == y).float().mean() > 0.95
+    b = train_latent_classifier(x, y, 10, epochs=3, seed=5, device=torch.device("cpu"))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    c = train_latent_classifier(x, y, 10, epochs=3, seed=6, device=torch.device("cpu"))
+    assert not torch.equal(a.net[0].weight, c.net[0].weight)
+    assert not any(p.requires_grad for p in a.parameters())
+
+
+def test_classifier_guidance_moves_ambiguous_estimates_toward_their_class_and_sure_ones_little():
+    """Under inference mode, as the pairs are drawn: the guided step raises the classifier's
+    probability of the wanted class for the denoised estimate, and moves a digit the classifier is
+    already sure of far less than one it finds ambiguous."""
+    from ddream.models.latent_classifier import ClassifierGuided
+    from ddream.pairs import train_latent_classifier
+
+    x, y = _clustered_latents(600, torch.Generator().manual_seed(1))
+    clf = train_latent_classifier(x, y, 10, epochs=3, seed=0, device=torch.device("cpu"))
+    cfg = DiTConfig(latent_channels=4, width=16, depth=1, heads=2)
+    model = DiT(cfg).eval()
+    with torch.no_grad():
+        model.final.linear.bias.normal_()  # a velocity that is not zero
+    guided = ClassifierGuided(model, clf, scale=0.5)
+    gen = torch.Generator().manual_seed(2)
+    xt, t = torch.randn(64, 4, 2, 2, generator=gen), torch.full((64,), 0.5)
+    want = torch.randint(0, 10, (64,), generator=gen)
+    with torch.inference_mode():
+        v = model.forward_with_cfg(xt, t, want, 1.0)
+        v_guided = guided.forward_with_cfg(xt, t, want, 1.0)
+
+    @torch.no_grad()
+    def p_want(v):
+        return clf(xt - 0.5 * v).softmax(1).gather(1, want[:, None]).squeeze(1)
+
+    assert (p_want(v_guided) > p_want(v)).float().mean() > 0.9
+    # a sure estimate: a cluster's own centre region, asked for its own class
+    sure_x0, sure_y = x[:64], y[:64]
+    slope_sure = clf.log_prob_slope(sure_x0, sure_y).flatten(1).norm(dim=1)
+    slope_ambiguous = clf.log_prob_slope((x[:64] + x[1:65]) / 2, sure_y).flatten(1).norm(dim=1)
+    assert slope_sure.median() < 0.5 * slope_ambiguous.median()
+
+
+def test_the_pairs_follow_the_classifier_guidance_setting(trained_state, tmp_path, cli):
+    """Off by default: its settings leave the student's record fresh (a state dir of an earlier
+    release distils nothing again). On, the record and the student's metadata say so, and the
+    pairs, and so the student, differ."""
+    import shutil
+
+    sampler = read_metadata(trained_state / "distill" / "student.safetensors")["teacher_sampler"]
+    assert "classifier guidance" not in sampler
+    state = tmp_path / "copy"
+    shutil.copytree(trained_state, state)
+    st = StateDir(state)
+    before = st.record("distill")
+    base = ("distill", "--state-dir", state, "--profile", "quick", "--device", "cpu", "-q")
+    (tmp_path / "off.toml").write_text("[distill]\nclassifier_epochs = 3\n")
+    res = cli(*base, "--config", tmp_path / "off.toml")
+    assert res.code == 0, res.err
+    assert st.record("distill") == before  # nothing redone
+    (tmp_path / "on.toml").write_text("[distill]\nteacher_classifier_guidance = 2.0\n")
+    res = cli(*base, "--config", tmp_path / "on.toml")
+    assert res.code == 0, res.err
+    on = read_metadata(state / "distill" / "student.safetensors")
+    assert "classifier guidance 2.0" in on["teacher_sampler"]
+    assert st.record("distill")["config"]["distill"]["teacher_classifier_guidance"] == 2.0
+    assert st.record("distill")["outputs"]["model"] != before["outputs"]["model"]

@@ -1,7 +1,9 @@
 """`ddream distill`: the trained models made fast for sampling.
 
-- **Student**: the guided teacher (the DiT with classifier-free guidance and, when train-dit kept its
-  early weights, autoguidance: models/dit.py AutoGuided; integrated with Heun) turns (noise, class)
+- **Student**: the guided teacher (the DiT with classifier-free guidance, autoguidance when train-dit
+  kept its early weights (models/dit.py AutoGuided), and classifier guidance by a small classifier
+  of the training latents trained here first (models/latent_classifier.py); integrated with Heun)
+  turns (noise, class)
   into latents, each pair at its own guidance scale w over `cfg_range`; a copy of the
   DiT, with w as an input (embedded like t, added to the conditioning, zero-initialised so that it
   starts as the teacher), learns the straight path between each pair, as in one round of reflow
@@ -44,7 +46,14 @@ from ddream.metrics import psnr
 from ddream.models.autoencoder import Decoder, decoder_config, warm_start
 from ddream.models.dit import AutoGuided, DiT
 from ddream.models.fused_decoder import inference_decoder
-from ddream.pairs import distill_t, load_or_draw_pairs, pairs_key, teacher_pairs
+from ddream.models.latent_classifier import ClassifierGuided
+from ddream.pairs import (
+    distill_t,
+    load_or_draw_pairs,
+    pairs_key,
+    teacher_pairs,
+    train_latent_classifier,
+)
 from ddream.render import grid
 from ddream.runtime import autocast, seeded
 from ddream.stages.record import PipelineRun, StageRun
@@ -258,6 +267,7 @@ def distill(
     autoguidance = cfg.teacher_autoguidance if guide is not None else 1.0
     # what draws the pairs: the DiT, guided by its early weights too when it has them
     drawer = teacher if guide is None else AutoGuided(teacher, guide, autoguidance)
+    classifier_guidance = cfg.teacher_classifier_guidance
     ae, ae_sha = load_ae(state, device)
     # the teacher's own sampling guidance (in its metadata), unless the settings name another
     guidance = cfg.teacher_cfg or float(teacher.sample_defaults.get("cfg", 1.0))
@@ -266,8 +276,12 @@ def distill(
     )
     dial = tuple(cfg.cfg_range) or None  # the guidance scales the student learns to take
     dec_cfg = decoder_config(ae.cfg, cfg)
+    settings = to_dict(cfg)
+    if not classifier_guidance:  # off: an earlier release's student stays fresh
+        for key in ("teacher_classifier_guidance", "classifier_epochs"):
+            settings.pop(key)
     config = {
-        "distill": to_dict(cfg),
+        "distill": settings,
         "guidance": guidance,
         "autoguidance": autoguidance,
         "interval": list(interval),
@@ -287,6 +301,7 @@ def distill(
             f"{guidance if dial is None else f'{dial[0]} to {dial[1]}'} for t in "
             f"[{interval[0]}, {interval[1]}]"
             + (f", autoguidance {autoguidance}" if autoguidance != 1.0 else "")
+            + (f", classifier guidance {classifier_guidance}" if classifier_guidance else "")
         ),
         "cfg": guidance,
         **({} if dial is None else {"cfg_range": list(dial)}),
@@ -297,18 +312,26 @@ def distill(
 
     def make_task() -> DistillTask:
         scales = guidance if dial is None else dial
-        key = pairs_key(teacher_sha, cfg, scales, (*interval, autoguidance), seed)
+        train_latents, _ = load_latents(state, "train")
+        test_latents, _ = load_latents(state, "test")
+        draw, guides = drawer, (*interval, autoguidance)
+        if classifier_guidance:  # its classifier first: seeded, so a resumed run trains the same
+            classifier = train_latent_classifier(
+                stats.standardise(train_latents.latents), train_latents.labels,
+                teacher.cfg.num_classes, cfg.classifier_epochs, seed, device,
+            )  # fmt: skip
+            draw = ClassifierGuided(drawer, classifier, classifier_guidance)
+            guides = (*guides, classifier_guidance, cfg.classifier_epochs)
+        key = pairs_key(teacher_sha, cfg, scales, guides, seed)
         pairs = load_or_draw_pairs(
-            pairs_path, drawer, cfg, (scales, interval), seed, key, device, quiet
+            pairs_path, draw, cfg, (scales, interval), seed, key, device, quiet
         )
         val = teacher_pairs(
-            drawer, VALIDATION_PAIRS, cfg, guidance, seed, "validation", device, interval=interval
+            draw, VALIDATION_PAIRS, cfg, guidance, seed, "validation", device, interval=interval
         )
         n = min(cfg.train_limit or len(pairs["labels"]), len(pairs["labels"]))
         pairs = {k: v[:n].to(device) for k, v in pairs.items()}
         val = {k: v.to(device) for k, v in val.items()}
-        train_latents, _ = load_latents(state, "train")
-        test_latents, _ = load_latents(state, "test")
         torch.manual_seed(seed)
         student = DiT(teacher.cfg, guidance_input=dial is not None).to(device)
         # reflow starts from the teacher (the dial's embedding starts at zero: no effect)
