@@ -7,6 +7,9 @@ on top. Scored like `ddream eval` (FID, class accuracy, precision, recall) on n 
         --work /work/exp/autoguide --weak "epochs=1" "epochs=2" --w 1.5 2 2.5 --n 10000
     python benchmarks/autoguidance.py ... --weak guide --w 1.5 --cfg 1 1.2 1.4 --hi 0.5   # a new DiT's
 
+`--classifier S` adds classifier guidance (models/latent_classifier.py) by the latent classifier that
+`ddream distill` trains (8 epochs, seed 0), as distill's pairs take it.
+
 A weak model is "epochs=E[,width=W]" (a DiT trained so on the state dir's latents), "resume=PATH"
 (the EMA weights in a stopped train-dit's resume checkpoint) or "guide" (the one train-dit kept).
 """
@@ -30,16 +33,16 @@ class Guided(torch.nn.Module):
 
     guidance_input = False
 
-    def __init__(self, good, weak, w: float, cfg: float = 1.0, hi: float = 0.7) -> None:
+    def __init__(self, good, weak, w: float, cfg: float = 1.0, hi: float = 0.7, lo: float = 0.0):
         super().__init__()
-        self.good, self.weak, self.w, self.extra_cfg, self.hi = good, weak, w, cfg, hi
+        self.good, self.weak, self.w, self.extra_cfg, self.hi, self.lo = good, weak, w, cfg, hi, lo
         self.cfg = good.cfg
 
     def forward_with_cfg(self, x, t, y, _scale):
         v_good = self.good(x, t, y)
         v = self.weak(x, t, y) if self.w != 1.0 else v_good
         v = v + self.w * (v_good - v)
-        if self.extra_cfg != 1.0 and float(t[0]) <= self.hi:
+        if self.extra_cfg != 1.0 and self.lo <= float(t[0]) <= self.hi:
             v_null = self.good(x, t, torch.full_like(y, self.good.cfg.num_classes))
             v = v + (self.extra_cfg - 1.0) * (v_good - v_null)
         return v
@@ -68,8 +71,13 @@ def main() -> None:
     ap.add_argument("--weak", nargs="+", default=["epochs=1"])
     ap.add_argument("--w", type=float, nargs="+", default=[1.5, 2.0])
     ap.add_argument("--cfg", type=float, nargs="+", default=[1.0], help="CFG added for t <= --hi")
-    ap.add_argument("--hi", type=float, default=0.7)
+    ap.add_argument("--hi", type=float, nargs="+", default=[0.7])
+    ap.add_argument("--lo", type=float, default=0.0, help="CFG added for t >= --lo only")
     ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument(
+        "--classifier", type=float, nargs="+", default=[0.0],
+        help="classifier guidance scales (distill's latent classifier, seed 0; 0: none)",
+    )  # fmt: skip
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -81,8 +89,17 @@ def main() -> None:
     scorer = Scorer(args.state_dir, args.data_dir)
     teacher = Sampler.from_state(StateDir(args.state_dir), cpu, "teacher")
     good = teacher.dit
-    print("| weak model | w | CFG on top | FID | class acc. | precision | recall |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    classifier = None
+    if any(args.classifier):  # as distill trains it, with the state dir's training latents
+        from ddream.artifacts import load_latents
+        from ddream.pairs import train_latent_classifier
+
+        train, _ = load_latents(StateDir(args.state_dir), "train")
+        classifier = train_latent_classifier(
+            train.standardise(train.latents), train.labels, good.cfg.num_classes, 8, 0, cpu
+        )
+    print("| weak model | w | CFG on top | classifier | FID | class acc. | precision | recall |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for spec in args.weak:
         if spec == "guide":  # the guide train-dit kept (dit/guide.safetensors)
             from ddream.artifacts import load_guide
@@ -99,13 +116,22 @@ def main() -> None:
             folder = weak_model(args.state_dir, args.work, spec)
             weak_dit = Sampler.from_state(StateDir(folder), cpu, "teacher").dit
         for w in args.w:
-            for cfg in args.cfg:
-                teacher.dit = Guided(good, weak_dit, w, cfg, args.hi)
+            for cfg, hi, s in [
+                (c, h, s) for c in args.cfg for h in args.hi for s in args.classifier
+            ]:
+                teacher.dit = Guided(good, weak_dit, w, cfg, hi, args.lo)
+                if s:
+                    from ddream.models.latent_classifier import ClassifierGuided
+
+                    teacher.dit = ClassifierGuided(teacher.dit, classifier, s)
                 req = teacher.resolve(SampleRequest(model="teacher", steps=args.steps, cfg=1.0,
                                                     solver="heun", cfg_interval=(0.0, 1.0)))  # fmt: skip
                 g = scorer.score(teacher, req, args.n)
-                print(f"| {spec} | {w} | {cfg} | {score_cells(g)} |", flush=True)
-                append_json(args.json, {"weak": spec, "w": w, "cfg": cfg, "n": args.n, "fid": g.fid,
+                print(
+                    f"| {spec} | {w} | {cfg} on [{args.lo}, {hi}] | {s} | {score_cells(g)} |",
+                    flush=True,
+                )
+                append_json(args.json, {"weak": spec, "w": w, "cfg": cfg, "lo": args.lo, "hi": hi, "classifier": s, "n": args.n, "fid": g.fid,
                                         "acc": g.class_accuracy, "precision": g.precision,
                                         "recall": g.recall})  # fmt: skip
     teacher.dit = good
