@@ -316,10 +316,19 @@ def distill(
         test_latents, _ = load_latents(state, "test")
         draw, guides = drawer, (*interval, autoguidance)
         if classifier_guidance:  # its classifier first: seeded, so a resumed run trains the same
+            if not quiet:
+                print(f"distill: training the latent classifier ({cfg.classifier_epochs} epochs)",
+                      flush=True)  # fmt: skip
             classifier = train_latent_classifier(
                 stats.standardise(train_latents.latents), train_latents.labels,
                 teacher.cfg.num_classes, cfg.classifier_epochs, seed, device,
             )  # fmt: skip
+            if not quiet:
+                with torch.inference_mode():
+                    z = stats.standardise(test_latents.latents).to(device)
+                    hits = classifier(z).argmax(1).cpu() == test_latents.labels
+                print(f"distill: latent classifier {hits.float().mean():.2%} on the test latents; "
+                      f"classifier guidance {classifier_guidance}", flush=True)  # fmt: skip
             draw = ClassifierGuided(drawer, classifier, classifier_guidance)
             guides = (*guides, classifier_guidance, cfg.classifier_epochs)
         key = pairs_key(teacher_sha, cfg, scales, guides, seed)
