@@ -46,13 +46,12 @@ from ddream.metrics import psnr
 from ddream.models.autoencoder import Decoder, decoder_config, warm_start
 from ddream.models.dit import AutoGuided, DiT
 from ddream.models.fused_decoder import inference_decoder
-from ddream.models.latent_classifier import ClassifierGuided
 from ddream.pairs import (
+    classifier_guided,
     distill_t,
     load_or_draw_pairs,
     pairs_key,
     teacher_pairs,
-    train_latent_classifier,
 )
 from ddream.render import grid
 from ddream.runtime import autocast, seeded
@@ -315,21 +314,13 @@ def distill(
         train_latents, _ = load_latents(state, "train")
         test_latents, _ = load_latents(state, "test")
         draw, guides = drawer, (*interval, autoguidance)
-        if classifier_guidance:  # its classifier first: seeded, so a resumed run trains the same
-            if not quiet:
-                print(f"distill: training the latent classifier ({cfg.classifier_epochs} epochs)",
-                      flush=True)  # fmt: skip
-            classifier = train_latent_classifier(
-                stats.standardise(train_latents.latents), train_latents.labels,
-                teacher.cfg.num_classes, cfg.classifier_epochs, seed, device,
+        if classifier_guidance:
+            draw = classifier_guided(
+                drawer, classifier_guidance, cfg.classifier_epochs,
+                (stats.standardise(train_latents.latents), train_latents.labels),
+                (stats.standardise(test_latents.latents), test_latents.labels),
+                seed, device, quiet,
             )  # fmt: skip
-            if not quiet:
-                with torch.inference_mode():
-                    z = stats.standardise(test_latents.latents).to(device)
-                    hits = classifier(z).argmax(1).cpu() == test_latents.labels
-                print(f"distill: latent classifier {hits.float().mean():.2%} on the test latents; "
-                      f"classifier guidance {classifier_guidance}", flush=True)  # fmt: skip
-            draw = ClassifierGuided(drawer, classifier, classifier_guidance)
             guides = (*guides, classifier_guidance, cfg.classifier_epochs)
         key = pairs_key(teacher_sha, cfg, scales, guides, seed)
         pairs = load_or_draw_pairs(
