@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from ddream.config import CHOICES, SECTIONS, AEConfig, DiTConfig, validate
+from ddream.config import CHOICES, SECTIONS, AEConfig, DistillConfig, DiTConfig, validate
 from ddream.config_file import read_toml
 from ddream.errors import BadInput
 
@@ -24,6 +24,7 @@ SPECIAL = {
     ("distill", "student_steps"): 2,
     ("distill", "teacher_cfg"): 1.8,  # within the dial's range
     ("distill", "cfg_range"): [1.0, 2.5],
+    ("distill", "dmd_t"): [0.2, 0.9],
     ("log", "tensorboard"): "tb-logs",
 }
 
@@ -116,6 +117,8 @@ def test_a_table_reaches_the_stage_that_uses_it(tmp_path, cli, mnist_dir):
         (DiTConfig(class_dropout=1.0), "class_dropout 1.0 must be in [0, 1)"),
         (DiTConfig(mlp_ratio=float("nan")), "mlp_ratio must be finite"),
         (DiTConfig(depth=-1), "depth -1: must not be negative"),
+        (DistillConfig(dmd=1.0, cfg_range=()), "dmd needs the dial (cfg_range)"),
+        (DistillConfig(dmd_t=(0.5, 0.2)), "dmd_t is (LO, HI) with 0 < LO < HI < 1"),
     ],
 )
 def test_validate_names_the_setting_and_the_rule(cfg, match):

@@ -508,7 +508,9 @@ def test_classifier_guidance_moves_ambiguous_estimates_toward_their_class_and_su
     assert slope_sure.median() < 0.5 * slope_ambiguous.median()
 
 
-def test_the_pairs_follow_the_classifier_guidance_setting(trained_state, tmp_path, cli):
+def test_the_pairs_follow_the_classifier_guidance_and_distribution_matching_settings(
+    trained_state, tmp_path, cli
+):
     """Off by default: its settings leave the student's record fresh (a state dir of an earlier
     release distils nothing again). On, the record and the student's metadata say so, and the
     pairs, and so the student, differ."""
@@ -521,14 +523,102 @@ def test_the_pairs_follow_the_classifier_guidance_setting(trained_state, tmp_pat
     st = StateDir(state)
     before = st.record("distill")
     base = ("distill", "--state-dir", state, "--profile", "quick", "--device", "cpu", "-q")
-    (tmp_path / "off.toml").write_text("[distill]\nclassifier_epochs = 3\n")
+    (tmp_path / "off.toml").write_text(  # the settings of what is off
+        "[distill]\nclassifier_epochs = 3\ndmd_start = 0.5\ndmd_rows = 32\n"
+    )
     res = cli(*base, "--config", tmp_path / "off.toml")
     assert res.code == 0, res.err
     assert st.record("distill") == before  # nothing redone
-    (tmp_path / "on.toml").write_text("[distill]\nteacher_classifier_guidance = 2.0\n")
+    (tmp_path / "on.toml").write_text("[distill]\nteacher_classifier_guidance = 2.0\ndmd = 0.5\n")
     res = cli(*base, "--config", tmp_path / "on.toml")
     assert res.code == 0, res.err
     on = read_metadata(state / "distill" / "student.safetensors")
     assert "classifier guidance 2.0" in on["teacher_sampler"]
+    assert "distribution matching 0.5" in on["method"]
     assert st.record("distill")["config"]["distill"]["teacher_classifier_guidance"] == 2.0
+    assert st.record("distill")["config"]["distill"]["dmd"] == 0.5
     assert st.record("distill")["outputs"]["model"] != before["outputs"]["model"]
+
+
+# ---- distribution matching ----------------------------------------------------------------------
+class _Lands(nn.Module):
+    """A velocity whose denoised estimate x_t - t v is `point`, wherever x_t is."""
+
+    guidance_input = True
+
+    def __init__(self, point: torch.Tensor) -> None:
+        super().__init__()
+        self.point = point
+
+    def forward(self, x, t, y, w=None, dedupe=True):
+        return (x - self.point) / t.view(-1, 1, 1, 1)
+
+    def forward_with_cfg(self, x, t, y, scale):
+        return self(x, t, y)
+
+
+def test_distribution_matching_moves_the_students_latents_from_the_fakes_estimate_to_the_teachers():
+    """The student's gradient is x0_fake - x0_real: descending it moves each latent toward the
+    guided teacher's estimate, away from the fake's; where the two agree, nothing moves."""
+    from ddream.student_losses import DistributionMatching
+
+    teacher = tiny_teacher()
+    cpu = torch.device("cpu")
+    real, fake = torch.full((4, 2, 2), 1.0), torch.full((4, 2, 2), -1.0)
+    dmd = DistributionMatching(teacher, _Lands(real), (0.0, 1.0), 1e-3, cpu)
+    dmd.fake = _Lands(fake)
+    x = torch.zeros(8, 4, 2, 2, requires_grad=True)
+    y, w = torch.arange(8) % 10, torch.full((8,), 1.5)
+    dmd.student_term(x, y, w, seeded(0, "t")).backward()
+    step = -x.grad  # the way gradient descent moves x
+    assert (step > 0).all()  # toward the teacher's estimate (+1), from the fake's (-1)
+    # the fake as its teacher's copy (the dial at zero) and the teacher unguided: no pull at all
+    dmd = DistributionMatching(teacher, teacher, (0.0, 0.0), 1e-3, cpu)
+    x = torch.randn(8, 4, 2, 2, requires_grad=True)
+    loss = dmd.student_term(x, y, w, seeded(0, "t"))
+    loss.backward()
+    assert float(loss.detach()) < 1e-8 and float(x.grad.abs().max()) < 1e-5
+
+
+def test_the_distribution_matching_term_trains_its_fake_and_resumes_exactly():
+    """[distill] dmd: the fake learns the student's latents, and it travels in the resume
+    checkpoint so a resumed run takes the steps an uninterrupted one would."""
+    teacher = tiny_teacher()
+    cfg = DistillConfig(pairs=128, teacher_steps=4, batch_size=32, dmd=0.5, dmd_start=0.25)
+    cpu = torch.device("cpu")
+    pairs = teacher_pairs(teacher, 128, cfg, (1.0, 2.0), 0, "train", cpu)
+    stats = Latents(torch.empty(0), torch.empty(0), torch.zeros(4), torch.ones(4), "x")
+
+    def task() -> DistillTask:
+        torch.manual_seed(0)
+        student = DiT(teacher.cfg, guidance_input=True)
+        student.load_state_dict(teacher.state_dict(), strict=False)
+        return DistillTask(
+            student, None, None, stats, cfg, pairs, {k: v[:32] for k, v in pairs.items()},
+            torch.empty(0), torch.empty(0), cpu, 0, 1.5, teacher=teacher, real=teacher,
+            interval=(0.0, 0.5),
+        )  # fmt: skip
+
+    order = torch.arange(128)
+    batch = lambda s: order[(s % 4) * 32 : (s % 4 + 1) * 32]  # noqa: E731
+    a = task()
+    a.total_steps = 16
+    logs = [a.step(0, s, batch(s)) for s in range(16)]
+    # the fake from a tenth of the steps before the student's term, that from dmd_start on
+    assert "fake" not in logs[2] and "fake" in logs[3] and "dmd" not in logs[3]
+    assert "dmd" in logs[4]
+    fake = [float(x["fake"]) for x in logs[3:]]
+    assert sum(fake[-4:]) < sum(fake[:4])  # it learns the student's latents
+    b = task()
+    b.total_steps = 16
+    for s in range(8):
+        b.step(0, s, batch(s))
+    c = task()
+    c.total_steps = 16
+    c.load_state(b.state(), b.meta())
+    for s in range(8, 16):
+        c.step(0, s, batch(s))
+    for k, v in a.student.state_dict().items():
+        assert torch.equal(v, c.student.state_dict()[k]), k
+    for k, v in a.dmd.fake.state_dict().items():
+        assert torch.equal(v, c.dmd.fake.state_dict()[k]), k

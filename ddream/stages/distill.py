@@ -57,12 +57,21 @@ from ddream.render import grid
 from ddream.runtime import autocast, seeded
 from ddream.stages.record import PipelineRun, StageRun
 from ddream.state import StateDir
-from ddream.student_losses import Adversary, one_step_loss
+from ddream.student_losses import Adversary, DistributionMatching, one_step_loss
 from ddream.train import EMA, scheduled_lr
 from ddream.watch import SNAPSHOT_CLASSES, latent_decoder, snapshot_noise
 
 STAGE = "distill"
 VALIDATION_PAIRS = 1000
+# the fake model of distribution matching starts learning the student's latents this share of the
+# steps before the student's term starts
+DMD_WARMUP = 0.1
+# settings added after students were released, each group under the switch that turns it on: while
+# the switch is off they stay out of the stage's fingerprint, so those students stay up to date
+LATER_SETTINGS = {
+    "teacher_classifier_guidance": ("teacher_classifier_guidance", "classifier_epochs"),
+    "dmd": ("dmd", "dmd_start", "dmd_t", "dmd_rows"),
+}
 
 
 @dataclass
@@ -84,6 +93,9 @@ class DistillTask:
     pixel_decoder: torch.nn.Module | None = None  # the autoencoder's, frozen (loss "pixel")
     real_labels: torch.Tensor | None = None  # the classes of extra_latents (the adversarial term)
     decode: Callable[[torch.Tensor], torch.Tensor] | None = None  # the snapshots' decoder
+    teacher: DiT | None = None  # the DiT and its guided form, for distribution matching
+    real: torch.nn.Module | None = None
+    interval: tuple[float, float] = (0.0, 1.0)
 
     def __post_init__(self) -> None:
         self.n_train = len(self.pairs["labels"])
@@ -97,6 +109,16 @@ class DistillTask:
             dim = self.pairs["noise"][0].numel()
             self.adversary = Adversary(
                 dim, self.student.cfg.num_classes, self.cfg.adversarial_lr, self.device
+            )
+        self.dmd = None
+        if self.cfg.dmd > 0:
+            self.dmd = DistributionMatching(
+                self.teacher,
+                self.real,
+                self.interval,
+                self.cfg.lr,
+                self.device,
+                tuple(self.cfg.dmd_t),
             )
         self.opt_dec = (
             torch.optim.AdamW(self.decoder.parameters(), lr=self.cfg.decoder_lr)
@@ -130,6 +152,14 @@ class DistillTask:
             fake, y_fake = self.adversary.unguided(self.student, eps.shape, gen)
             adv = self.adversary.student_term(fake, y_fake)
             loss, losses["adv"] = loss + self.cfg.adversarial * adv, adv.detach()
+        share = global_step / self.total_steps
+        fake_learns = self.dmd is not None and share >= self.cfg.dmd_start - DMD_WARMUP
+        if fake_learns:  # the student's one-step latents, of the first dmd_rows rows
+            k = self.cfg.dmd_rows or len(idx)
+            x, yk, wk = (xt - tb * v.float())[:k], y[:k], w[:k]
+            if share >= self.cfg.dmd_start:
+                dmd = self.dmd.student_term(x, yk, wk, gen)
+                loss, losses["dmd"] = loss + self.cfg.dmd * dmd, dmd.detach()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.student.parameters(), 1.0)
@@ -141,6 +171,8 @@ class DistillTask:
             losses["critic"] = self.adversary.critic_step(
                 fake, self.extra_latents[pick], y_fake, self.real_labels[pick]
             )
+        if fake_learns:
+            losses["fake"] = self.dmd.fake_step(x, yk, wk, gen)
         if self.decoder is not None and global_step % self.cfg.decoder_every == 0:
             losses["dec"] = self._decoder_step(x0, gen)
         return losses
@@ -209,6 +241,10 @@ class DistillTask:
             opt_adv, self._groups["opt_adv"] = flatten_optimizer(self.adversary.opt, "opt_adv")
             tensors.update(prefixed(self.adversary.critic.state_dict(), "critic"))
             tensors.update(opt_adv)
+        if self.dmd is not None:
+            opt_fake, self._groups["opt_fake"] = flatten_optimizer(self.dmd.opt, "opt_fake")
+            tensors.update(prefixed(self.dmd.fake.state_dict(), "fake"))
+            tensors.update(opt_fake)
         return tensors
 
     def meta(self) -> dict[str, Any]:
@@ -226,6 +262,9 @@ class DistillTask:
         if self.adversary is not None:
             self.adversary.critic.load_state_dict(split_prefix(tensors, "critic"))
             restore_optimizer(self.adversary.opt, tensors, "opt_adv", meta["groups"]["opt_adv"])
+        if self.dmd is not None:
+            self.dmd.fake.load_state_dict(split_prefix(tensors, "fake"))
+            restore_optimizer(self.dmd.opt, tensors, "opt_fake", meta["groups"]["opt_fake"])
 
     @torch.inference_mode()
     def snapshot(self) -> np.ndarray | None:
@@ -276,9 +315,10 @@ def distill(
     dial = tuple(cfg.cfg_range) or None  # the guidance scales the student learns to take
     dec_cfg = decoder_config(ae.cfg, cfg)
     settings = to_dict(cfg)
-    if not classifier_guidance:  # off: an earlier release's student stays fresh
-        for key in ("teacher_classifier_guidance", "classifier_epochs"):
-            settings.pop(key)
+    for switch, keys in LATER_SETTINGS.items():  # off: an earlier release's student stays fresh
+        if not settings[switch]:
+            for key in keys:
+                settings.pop(key)
     config = {
         "distill": settings,
         "guidance": guidance,
@@ -294,7 +334,10 @@ def distill(
         "config": to_dict(teacher.cfg),
         "teacher_sha256": teacher_sha,
         "ae_sha256": ae_sha,
-        "method": "one-step distillation (t = 1)" if cfg.t_dist == "one" else "reflow (U-shaped t)",
+        "method": (
+            "one-step distillation (t = 1)" if cfg.t_dist == "one" else "reflow (U-shaped t)"
+        )
+        + (f", distribution matching {cfg.dmd}" if cfg.dmd else ""),
         "teacher_sampler": (
             f"{cfg.teacher_solver} {cfg.teacher_steps} steps, cfg "
             f"{guidance if dial is None else f'{dial[0]} to {dial[1]}'} for t in "
@@ -359,6 +402,9 @@ def distill(
             latent_decoder(ae, stats.unstandardise, device)
             if log is None or log.snapshots
             else None,
+            teacher,
+            draw,
+            interval,
         )
 
     def files(task: DistillTask, result) -> tuple[dict, dict]:
