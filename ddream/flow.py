@@ -106,10 +106,14 @@ def guided_velocity(
 
 
 def guidance_at(
-    t: float, cfg: float | torch.Tensor, interval: tuple[float, float] | None
+    t: float | torch.Tensor, cfg: float | torch.Tensor, interval: tuple[float, float] | None
 ) -> float | torch.Tensor:
     """The guidance scale at time t: `cfg` inside the interval (Kynkaanniemi et al. 2024: guidance
-    only where it helps), 1 (the conditional velocity alone) outside it; no interval: always."""
-    if interval is None or interval[0] <= t <= interval[1]:
+    only where it helps), 1 (the conditional velocity alone) outside it; no interval: always. A t a
+    row (a tensor) gets a scale a row."""
+    if interval is None:
         return cfg
-    return 1.0
+    if isinstance(t, torch.Tensor):
+        inside = (t >= interval[0]) & (t <= interval[1])
+        return torch.where(inside, torch.as_tensor(cfg, dtype=torch.float32, device=t.device), 1.0)
+    return cfg if interval[0] <= t <= interval[1] else 1.0

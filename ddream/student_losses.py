@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ddream.flow import guidance_at
 from ddream.runtime import autocast
 
 
@@ -115,29 +116,27 @@ class DistributionMatching:
     ) -> None:
         from ddream.models.dit import DiT
 
-        self.fake = DiT(teacher.cfg, guidance_input=True).to(device)
-        missing, _ = self.fake.load_state_dict(teacher.state_dict(), strict=False)
-        assert all(k.startswith("w_embed.") for k in missing), missing
+        self.fake = DiT.started_from(teacher, True, device)
         self.opt = torch.optim.AdamW(self.fake.parameters(), lr=lr, weight_decay=0.0)
         self.real, self.interval, self.device, self.t_range = real, interval, device, t_range
 
-    def _t(self, u: torch.Tensor) -> torch.Tensor:
+    def _noised(self, x: torch.Tensor, gen: torch.Generator):
+        """x on the straight path to fresh noise, one t a row in t_range: (x_t, t, t shaped as x
+        broadcasts, the noise)."""
         lo, hi = self.t_range
-        return lo + (hi - lo) * u
+        t = (lo + (hi - lo) * torch.rand(len(x), generator=gen)).to(self.device)
+        eps = torch.randn(x.shape, generator=gen).to(self.device)
+        tb = t.view(-1, *([1] * (x.dim() - 1)))
+        return (1 - tb) * x + tb * eps, t, tb, eps
 
     def student_term(
         self, x: torch.Tensor, y: torch.Tensor, w: torch.Tensor, gen: torch.Generator
     ) -> torch.Tensor:
         """The student's DMD loss for its one-step latents x (gradients to the student): each row
         noised to its own t, the teacher guided there as it was for the pairs."""
-        t = self._t(torch.rand(len(x), generator=gen)).to(self.device)
-        eps = torch.randn(x.shape, generator=gen).to(self.device)
-        tb = t.view(-1, *([1] * (x.dim() - 1)))
-        xt = (1 - tb) * x.detach() + tb * eps
-        lo, hi = self.interval
-        scale = torch.where((t >= lo) & (t <= hi), w, torch.ones_like(w))
+        xt, t, tb, _ = self._noised(x.detach(), gen)
         with torch.no_grad():
-            v_real = self.real.forward_with_cfg(xt, t, y, scale).float()
+            v_real = self.real.forward_with_cfg(xt, t, y, guidance_at(t, w, self.interval)).float()
             v_fake = self.fake(xt, t, y, w, dedupe=False).float()
         x0_real, x0_fake = xt - tb * v_real, xt - tb * v_fake
         norm = (x.detach() - x0_real).abs().flatten(1).mean(1).clamp_min(1e-3)
@@ -150,10 +149,8 @@ class DistributionMatching:
     ) -> torch.Tensor:
         """One rectified-flow step of the fake model on the student's latents (detached)."""
         x = x.detach()
-        t = self._t(torch.rand(len(x), generator=gen)).to(self.device)
-        eps = torch.randn(x.shape, generator=gen).to(self.device)
-        tb = t.view(-1, *([1] * (x.dim() - 1)))
-        v = self.fake((1 - tb) * x + tb * eps, t, y, w, dedupe=False)
+        xt, t, _, eps = self._noised(x, gen)
+        v = self.fake(xt, t, y, w, dedupe=False)
         loss = F.mse_loss(v.float(), eps - x)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()

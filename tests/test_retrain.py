@@ -68,7 +68,7 @@ def test_a_retrain_that_fails_at_once_leaves_the_previous_model_in_use(state, cl
     def out_of_memory(*args, **kwargs):
         raise MemoryError("cannot allocate 1 TiB")
 
-    monkeypatch.setattr("ddream.stages.distill.DiT", out_of_memory)
+    monkeypatch.setattr("ddream.stages.distill.DiT.started_from", out_of_memory)  # the student
     res = cli("distill", "--force", "--state-dir", state, *QUICK)
     assert res.code == 1 and "MemoryError" in res.err
     assert StateDir(state).record("distill")["status"] == "running"

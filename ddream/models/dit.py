@@ -183,6 +183,15 @@ class DiT(nn.Module):
         x = x.view(b, g, g, ch, p, p).permute(0, 3, 1, 4, 2, 5)
         return x.reshape(b, ch, g * p, g * p)
 
+    @classmethod
+    def started_from(cls, teacher: DiT, guidance_input: bool, device: torch.device) -> DiT:
+        """A copy of `teacher` (taking w as an input if asked, its embedding at zero: no effect
+        yet), as the student and distribution matching's fake model start."""
+        model = cls(teacher.cfg, guidance_input=guidance_input).to(device)
+        missing, _ = model.load_state_dict(teacher.state_dict(), strict=False)
+        assert all(k.startswith("w_embed.") for k in missing), missing
+        return model
+
     @property
     def guidance_input(self) -> bool:
         """Whether the guidance scale w is an input (the guidance-conditioned student)."""

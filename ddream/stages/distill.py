@@ -376,10 +376,7 @@ def distill(
         pairs = {k: v[:n].to(device) for k, v in pairs.items()}
         val = {k: v.to(device) for k, v in val.items()}
         torch.manual_seed(seed)
-        student = DiT(teacher.cfg, guidance_input=dial is not None).to(device)
-        # reflow starts from the teacher (the dial's embedding starts at zero: no effect)
-        missing, _ = student.load_state_dict(teacher.state_dict(), strict=False)
-        assert all(k.startswith("w_embed.") for k in missing), missing
+        student = DiT.started_from(teacher, dial is not None, device)  # reflow starts there
         decoder = None
         if dec_cfg is not None:
             decoder = Decoder(dec_cfg).to(device)
