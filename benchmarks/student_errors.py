@@ -35,7 +35,8 @@ def main() -> None:
     from ddream.artifacts import load_dit, load_guide, load_latents
     from ddream.flow import guided_velocity, sample_ode
     from ddream.models.dit import AutoGuided
-    from ddream.pairs import classifier_guided
+    from ddream.models.latent_classifier import ClassifierGuided
+    from ddream.pairs import latent_classifier
     from ddream.runtime import autocast
     from ddream.sampler import Sampler, SampleRequest
     from ddream.stages.evaluate import balanced_labels, features
@@ -56,10 +57,11 @@ def main() -> None:
     if args.classifier:
         train, _ = load_latents(st, "train")
         test, _ = load_latents(st, "test")
-        draw = classifier_guided(
-            draw, args.classifier, 8, (stats.standardise(train.latents), train.labels),
+        classifier = latent_classifier(
+            teacher.cfg.num_classes, 8, (stats.standardise(train.latents), train.labels),
             (stats.standardise(test.latents), test.labels), 0, cpu, True,
         )  # fmt: skip
+        draw = ClassifierGuided(draw, classifier, args.classifier)
     with torch.inference_mode():
         parts = []
         for i in range(0, args.n, 2000):

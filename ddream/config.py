@@ -166,6 +166,10 @@ class DistillConfig:
     # before). With classifier guidance 8 and ema_decay 0.999 at 1: class accuracy 99.22% at w = 1,
     # recall 0.847, but FID 3.23 (2.89, 98.36%, 0.851 for the default): off (BENCHMARKS.md)
     dmd: float = 0.0
+    # weight of a class term: cross-entropy of the student's one-step latents under the latent
+    # classifier above (models/latent_classifier.py; trained here even without classifier
+    # guidance). Sure of most digits, it has no slope there: it tips only the borderline ones; 0 = off
+    classifier_loss: float = 0.0
     dmd_start: float = 0.3
     dmd_t: tuple[float, ...] = (0.3, 0.98)
     dmd_rows: int = 64

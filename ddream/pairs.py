@@ -16,7 +16,7 @@ from ddream.checkpoint import load_tensors, save_tensors
 from ddream.config import CHOICES, DistillConfig, fingerprint
 from ddream.flow import guided_velocity, sample_ode
 from ddream.models.dit import DiT
-from ddream.models.latent_classifier import ClassifierGuided, LatentClassifier
+from ddream.models.latent_classifier import LatentClassifier
 from ddream.runtime import ROWS, autocast, seeded, training_dtype
 
 
@@ -122,28 +122,27 @@ def train_latent_classifier(
     return model.eval().requires_grad_(False)
 
 
-def classifier_guided(
-    drawer: torch.nn.Module,
-    scale: float,
+def latent_classifier(
+    num_classes: int,
     epochs: int,
     train: tuple[torch.Tensor, torch.Tensor],
     test: tuple[torch.Tensor, torch.Tensor],
     seed: int,
     device: torch.device,
     quiet: bool,
-) -> ClassifierGuided:
-    """The guided teacher with classifier guidance as well: its latent classifier trained first on
-    the (standardised latents, labels) of `train` (seeded, so a resumed run trains the same), saying
-    how well it names those of `test`."""
+) -> LatentClassifier:
+    """The distill stage's latent classifier (for classifier guidance and the student's class
+    term): trained on the (standardised latents, labels) of `train` (seeded, so a resumed run
+    trains the same), saying how well it names those of `test`."""
     if not quiet:
         print(f"distill: training the latent classifier ({epochs} epochs)", flush=True)
-    classifier = train_latent_classifier(*train, drawer.cfg.num_classes, epochs, seed, device)
+    classifier = train_latent_classifier(*train, num_classes, epochs, seed, device)
     if not quiet:
         with torch.inference_mode():
             hits = classifier(test[0].to(device)).argmax(1).cpu() == test[1]
-        print(f"distill: latent classifier {hits.float().mean():.2%} on the test latents; "
-              f"classifier guidance {scale}", flush=True)  # fmt: skip
-    return ClassifierGuided(drawer, classifier, scale)
+        print(f"distill: latent classifier {hits.float().mean():.2%} on the test latents",
+              flush=True)  # fmt: skip
+    return classifier
 
 
 def pairs_key(

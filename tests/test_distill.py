@@ -529,15 +529,52 @@ def test_the_pairs_follow_the_classifier_guidance_and_distribution_matching_sett
     res = cli(*base, "--config", tmp_path / "off.toml")
     assert res.code == 0, res.err
     assert st.record("distill") == before  # nothing redone
-    (tmp_path / "on.toml").write_text("[distill]\nteacher_classifier_guidance = 2.0\ndmd = 0.5\n")
+    (tmp_path / "on.toml").write_text(
+        "[distill]\nteacher_classifier_guidance = 2.0\ndmd = 0.5\nclassifier_loss = 0.5\n"
+    )
     res = cli(*base, "--config", tmp_path / "on.toml")
     assert res.code == 0, res.err
     on = read_metadata(state / "distill" / "student.safetensors")
     assert "classifier guidance 2.0" in on["teacher_sampler"]
     assert "distribution matching 0.5" in on["method"]
+    assert "class term 0.5" in on["method"]
+    assert st.record("distill")["config"]["distill"]["classifier_loss"] == 0.5
     assert st.record("distill")["config"]["distill"]["teacher_classifier_guidance"] == 2.0
     assert st.record("distill")["config"]["distill"]["dmd"] == 0.5
     assert st.record("distill")["outputs"]["model"] != before["outputs"]["model"]
+
+
+def test_the_class_term_moves_the_students_digits_toward_the_classifiers_class():
+    """[distill] classifier_loss: from the same start on the same batches, a student with the class
+    term draws one-step latents that the latent classifier names as their class more surely than
+    one without; the term is logged."""
+    teacher = tiny_teacher()
+    cpu = torch.device("cpu")
+    torch.manual_seed(1)
+    classifier = nn.Sequential(nn.Flatten(), nn.Linear(16, 10)).requires_grad_(False)
+    pairs = teacher_pairs(teacher, 128, DistillConfig(teacher_steps=4), (1.0, 2.0), 0, "x", cpu)
+    stats = Latents(torch.empty(0), torch.empty(0), torch.zeros(4), torch.ones(4), "x")
+
+    def trained(weight: float) -> tuple[DistillTask, list]:
+        cfg = DistillConfig(pairs=128, batch_size=32, classifier_loss=weight)
+        torch.manual_seed(0)
+        student = DiT.started_from(teacher, True, cpu)
+        task = DistillTask(
+            student, None, None, stats, cfg, pairs, {k: v[:32] for k, v in pairs.items()},
+            torch.empty(0), torch.empty(0), cpu, 0, 1.5, classifier=classifier,
+        )  # fmt: skip
+        task.total_steps = 24
+        return task, [task.step(0, s, torch.arange(32) + 32 * (s % 4)) for s in range(24)]
+
+    def surprise(task: DistillTask) -> float:  # the classifier's CE on one-step latents
+        ones = torch.ones(128)
+        with torch.no_grad():
+            x = pairs["noise"] - task.student(pairs["noise"], ones, pairs["labels"], ones + 0.5)
+        return float(nn.functional.cross_entropy(classifier(x), pairs["labels"]))
+
+    (plain, plain_logs), (classed, classed_logs) = trained(0.0), trained(2.0)
+    assert "class" in classed_logs[0] and "class" not in plain_logs[0]
+    assert surprise(classed) < surprise(plain) - 0.1
 
 
 # ---- distribution matching ----------------------------------------------------------------------

@@ -46,9 +46,10 @@ from ddream.metrics import psnr
 from ddream.models.autoencoder import Decoder, decoder_config, warm_start
 from ddream.models.dit import AutoGuided, DiT
 from ddream.models.fused_decoder import inference_decoder
+from ddream.models.latent_classifier import ClassifierGuided
 from ddream.pairs import (
-    classifier_guided,
     distill_t,
+    latent_classifier,
     load_or_draw_pairs,
     pairs_key,
     teacher_pairs,
@@ -71,6 +72,7 @@ DMD_WARMUP = 0.1
 LATER_SETTINGS = {
     "teacher_classifier_guidance": ("teacher_classifier_guidance", "classifier_epochs"),
     "dmd": ("dmd", "dmd_start", "dmd_t", "dmd_rows"),
+    "classifier_loss": ("classifier_loss", "classifier_epochs"),
 }
 
 
@@ -96,6 +98,7 @@ class DistillTask:
     teacher: DiT | None = None  # the DiT and its guided form, for distribution matching
     real: torch.nn.Module | None = None
     interval: tuple[float, float] = (0.0, 1.0)
+    classifier: torch.nn.Module | None = None  # the latent classifier (classifier_loss)
 
     def __post_init__(self) -> None:
         self.n_train = len(self.pairs["labels"])
@@ -148,6 +151,9 @@ class DistillTask:
             v = self.student(xt, t, y, w)
         loss = one_step_loss(self.cfg.loss, v.float(), x0, eps, xt, tb, self._pixels)
         losses = {"loss": loss.detach()}
+        if self.cfg.classifier_loss > 0:  # the one-step latents named as their class
+            ce = F.cross_entropy(self.classifier((xt - tb * v).float()), y)
+            loss, losses["class"] = loss + self.cfg.classifier_loss * ce, ce.detach()
         if self.adversary is not None:  # the unguided end of the dial against the real latents
             fake, y_fake = self.adversary.unguided(self.student, eps.shape, gen)
             adv = self.adversary.student_term(fake, y_fake)
@@ -315,10 +321,10 @@ def distill(
     dial = tuple(cfg.cfg_range) or None  # the guidance scales the student learns to take
     dec_cfg = decoder_config(ae.cfg, cfg)
     settings = to_dict(cfg)
-    for switch, keys in LATER_SETTINGS.items():  # off: an earlier release's student stays fresh
-        if not settings[switch]:
-            for key in keys:
-                settings.pop(key)
+    # a later setting stays out unless a switch that names it is on: earlier students stay fresh
+    on = {key for switch, keys in LATER_SETTINGS.items() if settings[switch] for key in keys}
+    for key in {key for keys in LATER_SETTINGS.values() for key in keys} - on:
+        settings.pop(key)
     config = {
         "distill": settings,
         "guidance": guidance,
@@ -337,7 +343,8 @@ def distill(
         "method": (
             "one-step distillation (t = 1)" if cfg.t_dist == "one" else "reflow (U-shaped t)"
         )
-        + (f", distribution matching {cfg.dmd}" if cfg.dmd else ""),
+        + (f", distribution matching {cfg.dmd}" if cfg.dmd else "")
+        + (f", class term {cfg.classifier_loss}" if cfg.classifier_loss else ""),
         "teacher_sampler": (
             f"{cfg.teacher_solver} {cfg.teacher_steps} steps, cfg "
             f"{guidance if dial is None else f'{dial[0]} to {dial[1]}'} for t in "
@@ -356,14 +363,16 @@ def distill(
         scales = guidance if dial is None else dial
         train_latents, _ = load_latents(state, "train")
         test_latents, _ = load_latents(state, "test")
-        draw, guides = drawer, (*interval, autoguidance)
-        if classifier_guidance:
-            draw = classifier_guided(
-                drawer, classifier_guidance, cfg.classifier_epochs,
+        draw, guides, classifier = drawer, (*interval, autoguidance), None
+        if classifier_guidance or cfg.classifier_loss:
+            classifier = latent_classifier(
+                teacher.cfg.num_classes, cfg.classifier_epochs,
                 (stats.standardise(train_latents.latents), train_latents.labels),
                 (stats.standardise(test_latents.latents), test_latents.labels),
                 seed, device, quiet,
             )  # fmt: skip
+        if classifier_guidance:
+            draw = ClassifierGuided(drawer, classifier, classifier_guidance)
             guides = (*guides, classifier_guidance, cfg.classifier_epochs)
         key = pairs_key(teacher_sha, cfg, scales, guides, seed)
         pairs = load_or_draw_pairs(
@@ -402,6 +411,7 @@ def distill(
             teacher,
             draw,
             interval,
+            classifier,
         )
 
     def files(task: DistillTask, result) -> tuple[dict, dict]:
