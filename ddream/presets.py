@@ -64,10 +64,6 @@ PRESETS: dict[str, Profile] = {
             cfg_range=(),
             loss="l2",
             teacher_autoguidance=1.0,
-            teacher_classifier_guidance=0.0,
-            classifier_loss=0.0,
-            dmd=0.0,
-            ema_decay=0.99,
         ),
     ),
 }
@@ -76,9 +72,9 @@ PROFILES = ("reference", "fast", "quick")
 # The `fast` profile: the reference models on all the data, on a short schedule, for a first look
 # (digits a person reads as their class in a few minutes; BENCHMARKS.md has its time and FID).
 FAST_AE_EPOCHS, FAST_FINETUNE, FAST_DIT_EPOCHS = 3, 1, 6
-# The EMA (the DiT's, and the student's) must average over far fewer updates than a short run takes:
-# at the reference 0.998 a 3-epoch DiT's EMA weights were mostly its first, untrained updates
-# (teacher FID 185 against 12 at 0.99 and 6 epochs, 2,000 samples; BENCHMARKS.md).
+# The EMA must average over far fewer updates than a short run takes: at the reference 0.998 a 3-epoch
+# DiT's EMA weights were mostly its first, untrained updates (teacher FID 185 against 12 at 0.99 and
+# 6 epochs, 2,000 samples; BENCHMARKS.md).
 FAST_DIT_EMA = 0.99
 # 30,000 teacher pairs rather than 10,000: the student's FID 13.0 instead of 16.5 for ~20 s more; the
 # DiT's 10 reference epochs on top gave 9.7 for ~45 s more again (BENCHMARKS.md). A first look keeps 6.
@@ -150,11 +146,7 @@ def fasten(preset: Profile) -> Profile:
         # no sampling decoder of its own: a first look needs no faster decoding, and its 10 short
         # epochs would train one for too few steps
         distill=dataclasses.replace(
-            preset.distill,
-            pairs=FAST_PAIRS,
-            epochs=FAST_DISTILL_EPOCHS,
-            decoder_widths=(),
-            ema_decay=min(preset.distill.ema_decay, FAST_DIT_EMA),
+            preset.distill, pairs=FAST_PAIRS, epochs=FAST_DISTILL_EPOCHS, decoder_widths=()
         ),
     )
 

@@ -150,7 +150,7 @@ def test_a_guidance_dial_that_is_no_range_or_misses_its_default_is_refused(cfg_r
 
     with pytest.raises(BadInput, match="cfg_range is"):
         validate(DistillConfig(cfg_range=cfg_range, teacher_cfg=teacher_cfg))
-    validate(DistillConfig(cfg_range=(), teacher_cfg=teacher_cfg, dmd=0.0))  # baked in: any scale
+    validate(DistillConfig(cfg_range=(), teacher_cfg=teacher_cfg))  # baked in: any scale
 
 
 @pytest.mark.parametrize("preset", ["default", "digitdreamer"])
