@@ -125,10 +125,10 @@ class DistillConfig:
     teacher_solver: str = "heun"
     # The student's default guidance (with () below: the one scale of the pairs; 0 = the teacher's
     # own sampling default), applied for t in the interval only (guidance at high noise costs
-    # diversity). 1.2, chosen by FID and recall over the dial of the autoguided pairs
-    # (BENCHMARKS.md): FID 2.88, recall 0.845, class accuracy 98.63%; 1.4 drew 3.05, 0.838, 98.84%,
-    # and 2 (for the cleanest classes) 4.13, 0.823, 99.22%.
-    teacher_cfg: float = 1.2
+    # diversity). 1 (no classifier-free guidance), chosen by FID and recall over the dial with the
+    # class term below (BENCHMARKS.md): FID 2.91, recall 0.844, class accuracy 98.91%; 1.2 drew
+    # 2.96, 0.837, 99.07%. (Without the class term 1.2 was best: 2.89, 0.845, 98.62%.)
+    teacher_cfg: float = 1.0
     teacher_cfg_interval: tuple[float, ...] = (0.0, 0.5)
     # Autoguidance for the pairs (models/dit.py AutoGuided; 1 = none, or no guide model): the teacher
     # steps this far from its own early weights, besides its classifier-free guidance. The teacher
@@ -139,9 +139,9 @@ class DistillConfig:
     # a small classifier of the training latents (classifier_epochs), and each teacher step moves its
     # denoised estimate this far up that classifier's log-probability of the wanted class. Sure of
     # most digits, the classifier has no slope there: it mends ambiguous digits and leaves the variety
-    # that classifier-free guidance spends. At 2 it lifted the teacher's class accuracy from 97.30% to
-    # 99.03% at the same FID and recall, but the one-step student kept a fifth of that (98.36% ->
-    # 98.73% at w = 1, FID 2.92 -> 2.96): off by default, chosen by FID (BENCHMARKS.md).
+    # that classifier-free guidance spends. At 8 the teacher drew class accuracy 99.47% at FID 2.71,
+    # recall 0.855 (97.30%, 2.51, 0.863 without it), but its one-step students drew FID 3.1-3.4
+    # (with distribution matching and the class term, 3.42 in a full run): off (BENCHMARKS.md).
     teacher_classifier_guidance: float = 0.0
     classifier_epochs: int = 8
     # The student's guidance dial: the pairs are drawn at scales spread evenly over (LO, HI), one a
@@ -163,13 +163,16 @@ class DistillConfig:
     # latents, and the student moves along the difference of the fake's and the guided teacher's
     # denoised estimates (the same guides as the pairs) at noised copies of them, t in dmd_t, on
     # the first dmd_rows rows of each batch, from dmd_start of the steps on (the fake from a tenth
-    # before). With classifier guidance 8 and ema_decay 0.999 at 1: class accuracy 99.22% at w = 1,
-    # recall 0.847, but FID 3.23 (2.89, 98.36%, 0.851 for the default): off (BENCHMARKS.md)
+    # before). With classifier guidance 8, the class term 2 and ema_decay 0.999 at w = 1: class
+    # accuracy 99.45%, recall 0.841, FID 3.22 (3.42 with the sampling decoder in a full run, which
+    # took 1.17x the time): off (BENCHMARKS.md)
     dmd: float = 0.0
     # weight of a class term: cross-entropy of the student's one-step latents under the latent
     # classifier above (models/latent_classifier.py; trained here even without classifier
-    # guidance). Sure of most digits, it has no slope there: it tips only the borderline ones; 0 = off
-    classifier_loss: float = 0.0
+    # guidance, in seconds). Sure of most digits, it has no slope there: it tips only the borderline
+    # ones; 0 = off. At 5, at w = 1: class accuracy 98.91% against 98.36%, FID 2.91 against 2.92,
+    # recall 0.844 against 0.851 (BENCHMARKS.md)
+    classifier_loss: float = 5.0
     dmd_start: float = 0.3
     dmd_t: tuple[float, ...] = (0.3, 0.98)
     dmd_rows: int = 64
@@ -389,7 +392,11 @@ _RULES: dict[type, tuple] = {
         _positive("checkpoint_every", "student_steps", "decoder_every"),
         _fraction("ema_decay"),
         _fraction("dmd_start", closed=True),
-        lambda c: "dmd needs the dial (cfg_range)" if c.dmd and not c.cfg_range else None,
+        lambda c: (
+            "dmd needs the dial (cfg_range); dmd = 0 for a student without one"
+            if c.dmd and not c.cfg_range
+            else None
+        ),
         lambda c: (
             "dmd_t is (LO, HI) with 0 < LO < HI < 1"
             if len(c.dmd_t) != 2 or not 0 < c.dmd_t[0] < c.dmd_t[1] < 1

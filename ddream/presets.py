@@ -64,6 +64,7 @@ PRESETS: dict[str, Profile] = {
             cfg_range=(),
             loss="l2",
             teacher_autoguidance=1.0,
+            classifier_loss=0.0,
         ),
     ),
 }

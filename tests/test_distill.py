@@ -20,6 +20,9 @@ from ddream.sampler import STUDENT_GIF_FRAMES, Sampler
 from ddream.stages.distill import DistillTask
 from ddream.state import StateDir
 
+# the student's regression on its pairs alone (the defaults add the class term)
+REGRESSION = {"classifier_loss": 0.0}
+
 
 def test_ushape_t_lies_in_0_1_with_its_mass_at_both_ends():
     t = sample_t_ushape(20_000, seeded(0, "t"))
@@ -35,7 +38,9 @@ def test_reflow_teaches_the_student_the_teachers_many_step_map_in_one_step():
     for p in teacher.parameters():  # a teacher whose ODE paths curve: any non-zero weights
         nn.init.normal_(p, std=0.15)
     teacher.eval()
-    cfg = DistillConfig(pairs=256, teacher_steps=8, batch_size=64, epochs=40, lr=2e-3, t_dist="one")
+    cfg = DistillConfig(
+        pairs=256, teacher_steps=8, batch_size=64, epochs=40, lr=2e-3, t_dist="one", **REGRESSION
+    )
     pairs = teacher_pairs(teacher, 256, cfg, 1.5, 0, "train", torch.device("cpu"))
     student = DiT(teacher.cfg)
     student.load_state_dict(teacher.state_dict())
@@ -66,7 +71,7 @@ def test_the_distill_record_names_its_teacher_and_the_student_describes_itself(t
     latents = read_metadata(trained_state / "latents" / "train.safetensors")
     assert meta["latent_mean"] == pytest.approx(latents["mean"])
     assert meta["latent_std"] == pytest.approx(latents["std"])
-    assert meta["steps"] == 1 and meta["cfg"] == 1.2  # the default of its guidance dial
+    assert meta["steps"] == 1 and meta["cfg"] == 1.0  # the default of its guidance dial
     assert meta["cfg_range"] == [1.0, 2.0]
     assert not (trained_state / "distill" / "resume.safetensors").exists()
     assert not (trained_state / "distill" / "pairs.safetensors").exists()
@@ -160,7 +165,7 @@ def test_the_student_lands_where_one_step_of_its_own_velocity_says(trained_state
     assert calls == [4]  # one pass, one row per digit
     noise = sampler.noise(4, 5)
     with torch.inference_mode():
-        w = torch.full((4,), 1.2)  # the dial at its default
+        w = torch.full((4,), 1.0)  # the dial at its default
         z, _ = sample_ode(lambda x, t: sampler.dit(x, t, labels, w), noise, 1)
     assert torch.equal(images, sampler.decode(z))
 
@@ -196,7 +201,7 @@ def test_the_small_decoder_learns_on_every_kth_student_step_only():
     cfg = AEConfig(widths=(4, 8, 16, 16, 16), latent_channels=4)
     teacher_decoder, decoder = Decoder(cfg).eval(), Decoder(cfg)
     dit = DiT(DiTConfig(latent_channels=4, width=32, depth=1, heads=2))
-    dcfg = DistillConfig(pairs=64, teacher_steps=2, batch_size=16, decoder_every=3)
+    dcfg = DistillConfig(pairs=64, teacher_steps=2, batch_size=16, decoder_every=3, **REGRESSION)
     pairs = teacher_pairs(dit, 64, dcfg, 1.5, 0, "train", torch.device("cpu"))
     stats = Latents(torch.empty(0), torch.empty(0), torch.zeros(4), torch.ones(4), "x")
     task = DistillTask(
@@ -263,7 +268,7 @@ def test_pairs_over_a_range_are_each_drawn_at_their_own_scale():
 
 def test_the_student_learns_the_teachers_map_at_every_scale_of_its_dial():
     teacher = tiny_teacher()
-    cfg = DistillConfig(pairs=256, teacher_steps=8, batch_size=64, epochs=40, lr=2e-3)
+    cfg = DistillConfig(pairs=256, teacher_steps=8, batch_size=64, epochs=40, lr=2e-3, **REGRESSION)
     cpu = torch.device("cpu")
     pairs = teacher_pairs(teacher, 256, cfg, (1.0, 3.0), 0, "train", cpu)
     student = DiT(teacher.cfg, guidance_input=True)
@@ -299,7 +304,7 @@ def test_the_student_learns_the_teachers_map_at_every_scale_of_its_dial():
 def test_the_dial_changes_the_digits_and_its_ends_work(trained_state, tmp_path, cli):
     common = ["--state-dir", trained_state, "--device", "cpu", "--n", "20", "--json"]
     digits = {}
-    for w in ("1", "1.2", "2"):
+    for w in ("1", "1.5", "2"):
         res = cli("sample", *common, "--cfg", w, "--npz", tmp_path / f"{w}.npz")
         assert res.code == 0, res.err
         assert json.loads(res.out)["cfg"] == float(w) and json.loads(res.out)["steps"] == 1
@@ -312,7 +317,7 @@ def test_the_dial_changes_the_digits_and_its_ends_work(trained_state, tmp_path, 
         v1, v3 = (sampler.dit(x, t, y, torch.full((20,), w)) for w in (1.0, 2.0))
     assert not torch.equal(v1, v3)
     assert cli("sample", *common, "--npz", tmp_path / "d.npz").code == 0
-    assert np.array_equal(np.load(tmp_path / "d.npz")["images"], digits["1.2"])
+    assert np.array_equal(np.load(tmp_path / "d.npz")["images"], digits["1"])
 
 
 def test_the_python_api_takes_the_dial_and_refuses_outside_it(trained_state):
@@ -346,7 +351,7 @@ def test_a_student_with_guidance_baked_in_still_samples(trained_state, tmp_path,
         "sample", "--state-dir", state, "--device", "cpu", "--json", "--npz", tmp_path / "o.npz"
     )
     assert res.code == 0, res.err
-    assert json.loads(res.out)["model"] == "student" and json.loads(res.out)["cfg"] == 1.2
+    assert json.loads(res.out)["model"] == "student" and json.loads(res.out)["cfg"] == 1.0
     res = cli("sample", "--state-dir", state, "--cfg", "2", "--grid", tmp_path / "g.png")
     assert res.code == 2 and "baked in" in res.err and not (tmp_path / "g.png").exists()
 
@@ -355,7 +360,7 @@ def test_the_adversarial_term_trains_a_critic_and_resumes_exactly():
     """[distill] adversarial: the critic learns, and its state travels in the resume checkpoint so a
     resumed run takes the steps an uninterrupted one would."""
     teacher = tiny_teacher()
-    cfg = DistillConfig(pairs=128, teacher_steps=4, batch_size=32, adversarial=0.1)
+    cfg = DistillConfig(pairs=128, teacher_steps=4, batch_size=32, adversarial=0.1, **REGRESSION)
     cpu = torch.device("cpu")
     pairs = teacher_pairs(teacher, 128, cfg, (1.0, 2.0), 0, "train", cpu)
     stats = Latents(torch.empty(0), torch.empty(0), torch.zeros(4), torch.ones(4), "x")
@@ -511,35 +516,41 @@ def test_classifier_guidance_moves_ambiguous_estimates_toward_their_class_and_su
 def test_the_pairs_follow_the_classifier_guidance_and_distribution_matching_settings(
     trained_state, tmp_path, cli
 ):
-    """Off by default: its settings leave the student's record fresh (a state dir of an earlier
-    release distils nothing again). On, the record and the student's metadata say so, and the
-    pairs, and so the student, differ."""
+    """The class term is on by default, classifier guidance and DMD off: the record and the
+    student's metadata say so. Switched off, their settings stay out of the record, as in an
+    earlier release's (so its students stay up to date), and changing one of them while its switch
+    is off redoes nothing; on, they reach the record and the metadata."""
     import shutil
 
-    sampler = read_metadata(trained_state / "distill" / "student.safetensors")["teacher_sampler"]
-    assert "classifier guidance" not in sampler
+    meta = read_metadata(trained_state / "distill" / "student.safetensors")
+    assert "classifier guidance" not in meta["teacher_sampler"]
+    assert "class term 5.0" in meta["method"] and "distribution matching" not in meta["method"]
+    recorded = set(StateDir(trained_state).record("distill")["config"]["distill"])
+    assert {"classifier_loss", "classifier_epochs"} <= recorded
+    assert not {"teacher_classifier_guidance", "dmd", "dmd_rows"} & recorded
     state = tmp_path / "copy"
     shutil.copytree(trained_state, state)
     st = StateDir(state)
-    before = st.record("distill")
     base = ("distill", "--state-dir", state, "--profile", "quick", "--device", "cpu", "-q")
-    (tmp_path / "off.toml").write_text(  # the settings of what is off
-        "[distill]\nclassifier_epochs = 3\ndmd_start = 0.5\ndmd_rows = 32\n"
-    )
+    (tmp_path / "off.toml").write_text("[distill]\nclassifier_loss = 0.0\n")
     res = cli(*base, "--config", tmp_path / "off.toml")
     assert res.code == 0, res.err
-    assert st.record("distill") == before  # nothing redone
-    (tmp_path / "on.toml").write_text(
-        "[distill]\nteacher_classifier_guidance = 2.0\ndmd = 0.5\nclassifier_loss = 0.5\n"
+    before = st.record("distill")
+    later = {"teacher_classifier_guidance", "classifier_epochs", "classifier_loss", "dmd"}
+    assert not later & set(before["config"]["distill"])  # as an earlier release recorded it
+    assert "class term" not in read_metadata(state / "distill" / "student.safetensors")["method"]
+    (tmp_path / "off2.toml").write_text(
+        "[distill]\nclassifier_loss = 0.0\nclassifier_epochs = 3\ndmd_start = 0.5\ndmd_rows = 32\n"
     )
+    res = cli(*base, "--config", tmp_path / "off2.toml")
+    assert res.code == 0, res.err
+    assert st.record("distill") == before  # nothing redone
+    (tmp_path / "on.toml").write_text("[distill]\nteacher_classifier_guidance = 2.0\ndmd = 0.5\n")
     res = cli(*base, "--config", tmp_path / "on.toml")
     assert res.code == 0, res.err
     on = read_metadata(state / "distill" / "student.safetensors")
     assert "classifier guidance 2.0" in on["teacher_sampler"]
-    assert "distribution matching 0.5" in on["method"]
-    assert "class term 0.5" in on["method"]
-    assert st.record("distill")["config"]["distill"]["classifier_loss"] == 0.5
-    assert st.record("distill")["config"]["distill"]["teacher_classifier_guidance"] == 2.0
+    assert "distribution matching 0.5" in on["method"] and "class term 5.0" in on["method"]
     assert st.record("distill")["config"]["distill"]["dmd"] == 0.5
     assert st.record("distill")["outputs"]["model"] != before["outputs"]["model"]
 
@@ -556,7 +567,7 @@ def test_the_class_term_moves_the_students_digits_toward_the_classifiers_class()
     stats = Latents(torch.empty(0), torch.empty(0), torch.zeros(4), torch.ones(4), "x")
 
     def trained(weight: float) -> tuple[DistillTask, list]:
-        cfg = DistillConfig(pairs=128, batch_size=32, classifier_loss=weight)
+        cfg = DistillConfig(pairs=128, batch_size=32, classifier_loss=weight, dmd=0.0)
         torch.manual_seed(0)
         student = DiT.started_from(teacher, True, cpu)
         task = DistillTask(
@@ -621,7 +632,9 @@ def test_the_distribution_matching_term_trains_its_fake_and_resumes_exactly():
     """[distill] dmd: the fake learns the student's latents, and it travels in the resume
     checkpoint so a resumed run takes the steps an uninterrupted one would."""
     teacher = tiny_teacher()
-    cfg = DistillConfig(pairs=128, teacher_steps=4, batch_size=32, dmd=0.5, dmd_start=0.25)
+    cfg = DistillConfig(
+        pairs=128, teacher_steps=4, batch_size=32, dmd=0.5, dmd_start=0.25, classifier_loss=0.0
+    )
     cpu = torch.device("cpu")
     pairs = teacher_pairs(teacher, 128, cfg, (1.0, 2.0), 0, "train", cpu)
     stats = Latents(torch.empty(0), torch.empty(0), torch.zeros(4), torch.ones(4), "x")

@@ -61,7 +61,7 @@ def test_generate_draws_a_labelled_grid_and_its_trajectory_deterministically(dem
     assert picture.shape[0] == 2 * (2 * 30 + 2)  # two class rows of 28 + 2 pad, zoom 2
     frames = iio.imread(gif, index=None)
     assert len(frames) == 12  # the student's straight path, as `sample --gif` draws it
-    assert "6 digits from the student (1 euler step, guidance 1.2), seed 7" in caption
+    assert "6 digits from the student (1 euler step, guidance 1.0), seed 7" in caption
     again, _, _ = demo.generate(["8", "3"], 6, 7, "student", None, None)  # order, unset: same
     assert np.array_equal(picture, again)
     other, _, _ = demo.generate(["3", "8"], 6, 8, "student", 0, 0)
