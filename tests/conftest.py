@@ -70,8 +70,11 @@ class CliResult:
 
 
 @pytest.fixture
-def cli(capsys):
-    """Run `ddream ARGS` in this process; returns exit code, stdout and stderr."""
+def cli(capsys, tmp_path, monkeypatch):
+    """Run `ddream ARGS` in this process, in the test's own folder (so an output named by default,
+    such as `sample`'s samples.png, never lands in the checkout); returns exit code, stdout and
+    stderr."""
+    monkeypatch.chdir(tmp_path)
 
     def run(*args: str) -> CliResult:
         capsys.readouterr()
