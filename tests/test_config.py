@@ -166,6 +166,10 @@ def test_the_fast_profile_keeps_the_models_and_data_and_shortens_the_schedule(pr
     # the GAN term starts at the same share of the autoencoder's steps
     share = lambda p: p.ae_train.gan_start / ae_epochs(p)  # noqa: E731
     assert abs(share(fast) - share(ref)) <= 1
+    # a dial student defaults to the fast profile's own w (its teacher wants more guidance); a
+    # baked-in one keeps its preset's scale
+    dial = bool(ref.distill.cfg_range)
+    assert fast.distill.teacher_cfg == (2.0 if dial else ref.distill.teacher_cfg)
     for section in ("ae", "ae_train", "dit", "dit_train", "sample", "distill"):
         validate(getattr(fast, section))
 
