@@ -167,15 +167,15 @@ class DistillConfig:
     # accuracy 99.45%, recall 0.841, FID 3.22 (3.42 with the sampling decoder in a full run, which
     # took 1.17x the time): off (BENCHMARKS.md)
     dmd: float = 0.0
+    dmd_start: float = 0.3
+    dmd_t: tuple[float, ...] = (0.3, 0.98)
+    dmd_rows: int = 64
     # weight of a class term: cross-entropy of the student's one-step latents under the latent
     # classifier above (models/latent_classifier.py; trained here even without classifier
     # guidance, in seconds). Sure of most digits, it has no slope there: it tips only the borderline
     # ones; 0 = off. At 5, at w = 1: class accuracy 98.91% against 98.36%, FID 2.91 against 2.92,
     # recall 0.844 against 0.851 (BENCHMARKS.md)
     classifier_loss: float = 5.0
-    dmd_start: float = 0.3
-    dmd_t: tuple[float, ...] = (0.3, 0.98)
-    dmd_rows: int = 64
     # training t: one (t = 1 only: the one-step map itself) or ushape (reflow's U-shaped t, mass
     # near 0 and 1). Chosen by FID (BENCHMARKS.md): at one step, one 5.38 against ushape's 8.20.
     t_dist: str = "one"

@@ -151,8 +151,9 @@ class DistillTask:
             v = self.student(xt, t, y, w)
         loss = one_step_loss(self.cfg.loss, v.float(), x0, eps, xt, tb, self._pixels)
         losses = {"loss": loss.detach()}
-        if self.cfg.classifier_loss > 0:  # the one-step latents named as their class
-            ce = F.cross_entropy(self.classifier((xt - tb * v).float()), y)
+        landed = xt - tb * v.float()  # the student's one-step latents (gradients to the student)
+        if self.cfg.classifier_loss > 0:  # named as their class
+            ce = F.cross_entropy(self.classifier(landed), y)
             loss, losses["class"] = loss + self.cfg.classifier_loss * ce, ce.detach()
         if self.adversary is not None:  # the unguided end of the dial against the real latents
             fake, y_fake = self.adversary.unguided(self.student, eps.shape, gen)
@@ -162,7 +163,7 @@ class DistillTask:
         fake_learns = self.dmd is not None and share >= self.cfg.dmd_start - DMD_WARMUP
         if fake_learns:  # the student's one-step latents, of the first dmd_rows rows
             k = self.cfg.dmd_rows or len(idx)
-            x, yk, wk = (xt - tb * v.float())[:k], y[:k], w[:k]
+            x, yk, wk = landed[:k], y[:k], w[:k]
             if share >= self.cfg.dmd_start:
                 dmd = self.dmd.student_term(x, yk, wk, gen)
                 loss, losses["dmd"] = loss + self.cfg.dmd * dmd, dmd.detach()
