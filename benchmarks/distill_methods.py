@@ -80,6 +80,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--steps", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--cfg", type=float, nargs="+", help="guidance scales (default: the student's)")
+    ap.add_argument("--seed", type=int, default=0, help="distill's seed (pairs and student)")
     args = ap.parse_args()
 
     from ddream.config import DistillConfig
@@ -98,7 +99,7 @@ def main() -> None:
             (state / "distill").mkdir(exist_ok=True)
             shutil.copy(pairs_cache, state / "distill" / "pairs.safetensors")
         t0 = time.perf_counter()
-        res = distill(StateDir(state), cfg, device=torch.device("cpu"), seed=0, quiet=False,
+        res = distill(StateDir(state), cfg, device=torch.device("cpu"), seed=args.seed, quiet=False,
                       keep_pairs=True)  # fmt: skip
         seconds = time.perf_counter() - t0
         kept = state / "distill" / "pairs.safetensors"

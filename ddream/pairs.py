@@ -6,17 +6,19 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ddream.checkpoint import load_tensors, save_tensors
 from ddream.config import CHOICES, DistillConfig, fingerprint
 from ddream.flow import guided_velocity, sample_ode
 from ddream.models.dit import DiT
-from ddream.models.latent_classifier import LatentClassifier
+from ddream.models.latent_classifier import LatentClassifier, PixelClassifier
 from ddream.runtime import ROWS, autocast, seeded, training_dtype
 
 
@@ -92,14 +94,16 @@ def train_latent_classifier(
     noise: float = 0.3,
     batch: int = 256,
     lr: float = 1e-3,
-) -> LatentClassifier:
+    make: Callable[[], nn.Module] | None = None,
+) -> nn.Module:
     """The teacher's classifier of (standardised) training latents, from its own seeded draws:
     AdamW on a cosine schedule, each latent with Gaussian noise of a random strength up to `noise`
     (the denoised estimates it will judge are not quite clean). Returned frozen, in eval mode."""
     gen = seeded(seed, "latent-classifier")
     with torch.random.fork_rng(devices=[]):  # its initial weights from its own seed alone
         torch.manual_seed(int(torch.randint(2**31, (1,), generator=gen)))
-        model = LatentClassifier(latents[0].numel(), num_classes).to(device)
+        model = (make or (lambda: LatentClassifier(latents[0].numel(), num_classes)))()
+        model = model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
     batch = min(batch, len(labels))
     steps_per_epoch = len(labels) // batch
@@ -109,8 +113,8 @@ def train_latent_classifier(
         order = torch.randperm(len(labels), generator=gen)
         for i in range(steps_per_epoch):
             idx = order[i * batch : (i + 1) * batch]
-            x = latents[idx].flatten(1)
-            strength = torch.rand(len(idx), 1, generator=gen) * noise
+            x = latents[idx]
+            strength = torch.rand(len(idx), *[1] * (x.dim() - 1), generator=gen) * noise
             x = (x + strength * torch.randn(x.shape, generator=gen)).to(device)
             step = epoch * steps_per_epoch + i
             for group in opt.param_groups:
@@ -141,6 +145,40 @@ def latent_classifier(
         with torch.inference_mode():
             hits = classifier(test[0].to(device)).argmax(1).cpu() == test[1]
         print(f"distill: latent classifier {hits.float().mean():.2%} on the test latents",
+              flush=True)  # fmt: skip
+    return classifier
+
+
+def pixel_classifier(
+    num_classes: int,
+    epochs: int,
+    decode: Callable[[torch.Tensor], torch.Tensor],
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    seed: int,
+    device: torch.device,
+    quiet: bool,
+) -> nn.Module:
+    """The class term's judge in pixels: a small CNN trained on the frozen autoencoder's decodings
+    of the (standardised) training latents `train`, the digits the student's own are decoded like,
+    saying how well it names the decodings of `test`."""
+
+    def decoded(z: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return torch.cat([decode(z[i : i + 2048].to(device)).float().cpu()
+                              for i in range(0, len(z), 2048)])  # fmt: skip
+
+    if not quiet:
+        print(f"distill: training the pixel classifier ({epochs} epochs)", flush=True)
+    images = decoded(train[0])
+    classifier = train_latent_classifier(
+        images, train[1], num_classes, epochs, seed, device, noise=0.0,
+        make=lambda: PixelClassifier(num_classes),
+    )  # fmt: skip
+    if not quiet:
+        with torch.inference_mode():
+            hits = classifier(decoded(test[0]).to(device)).argmax(1).cpu() == test[1]
+        print(f"distill: pixel classifier {hits.float().mean():.2%} on the test latents decoded",
               flush=True)  # fmt: skip
     return classifier
 

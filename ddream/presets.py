@@ -65,6 +65,9 @@ PRESETS: dict[str, Profile] = {
             loss="l2",
             teacher_autoguidance=1.0,
             classifier_loss=0.0,
+            dmd=0.0,
+            epochs=15,
+            ema_decay=0.99,
         ),
     ),
 }

@@ -20,8 +20,8 @@ from ddream.sampler import STUDENT_GIF_FRAMES, Sampler
 from ddream.stages.distill import DistillTask
 from ddream.state import StateDir
 
-# the student's regression on its pairs alone (the defaults add the class term)
-REGRESSION = {"classifier_loss": 0.0}
+# the student's regression on its pairs alone (the defaults add the class term and DMD)
+REGRESSION = {"classifier_loss": 0.0, "dmd": 0.0}
 
 
 def test_ushape_t_lies_in_0_1_with_its_mass_at_both_ends():
@@ -516,31 +516,35 @@ def test_classifier_guidance_moves_ambiguous_estimates_toward_their_class_and_su
 def test_the_pairs_follow_the_classifier_guidance_and_distribution_matching_settings(
     trained_state, tmp_path, cli
 ):
-    """The class term is on by default, classifier guidance and DMD off: the record and the
-    student's metadata say so. Switched off, their settings stay out of the record, as in an
-    earlier release's (so its students stay up to date), and changing one of them while its switch
-    is off redoes nothing; on, they reach the record and the metadata."""
+    """The class term (in pixels) and DMD are on by default, classifier guidance off: the record
+    and the student's metadata say so. Switched off, their settings stay out of the record, as in
+    an earlier release's (so its students stay up to date), and changing one of them while its
+    switch is off redoes nothing; on, they reach the record and the metadata."""
     import shutil
 
     meta = read_metadata(trained_state / "distill" / "student.safetensors")
     assert "classifier guidance" not in meta["teacher_sampler"]
-    assert "class term 5.0" in meta["method"] and "distribution matching" not in meta["method"]
+    assert "class term 2.0 in pixels" in meta["method"]
+    assert "distribution matching 1.0" in meta["method"]
     recorded = set(StateDir(trained_state).record("distill")["config"]["distill"])
-    assert {"classifier_loss", "classifier_epochs"} <= recorded
-    assert not {"teacher_classifier_guidance", "dmd", "dmd_rows"} & recorded
+    assert {"classifier_loss", "classifier_rows", "pixel_classifier_epochs", "dmd"} <= recorded
+    assert "teacher_classifier_guidance" not in recorded
     state = tmp_path / "copy"
     shutil.copytree(trained_state, state)
     st = StateDir(state)
     base = ("distill", "--state-dir", state, "--profile", "quick", "--device", "cpu", "-q")
-    (tmp_path / "off.toml").write_text("[distill]\nclassifier_loss = 0.0\n")
+    (tmp_path / "off.toml").write_text("[distill]\nclassifier_loss = 0.0\ndmd = 0.0\n")
     res = cli(*base, "--config", tmp_path / "off.toml")
     assert res.code == 0, res.err
     before = st.record("distill")
     later = {"teacher_classifier_guidance", "classifier_epochs", "classifier_loss", "dmd"}
+    later |= {"classifier_rows", "pixel_classifier_epochs", "dmd_rows"}
     assert not later & set(before["config"]["distill"])  # as an earlier release recorded it
-    assert "class term" not in read_metadata(state / "distill" / "student.safetensors")["method"]
+    method = read_metadata(state / "distill" / "student.safetensors")["method"]
+    assert "class term" not in method and "distribution matching" not in method
     (tmp_path / "off2.toml").write_text(
-        "[distill]\nclassifier_loss = 0.0\nclassifier_epochs = 3\ndmd_start = 0.5\ndmd_rows = 32\n"
+        "[distill]\nclassifier_loss = 0.0\ndmd = 0.0\nclassifier_epochs = 3\ndmd_start = 0.5\n"
+        "dmd_rows = 16\nclassifier_rows = 8\npixel_classifier_epochs = 1\n"
     )
     res = cli(*base, "--config", tmp_path / "off2.toml")
     assert res.code == 0, res.err
@@ -550,7 +554,9 @@ def test_the_pairs_follow_the_classifier_guidance_and_distribution_matching_sett
     assert res.code == 0, res.err
     on = read_metadata(state / "distill" / "student.safetensors")
     assert "classifier guidance 2.0" in on["teacher_sampler"]
-    assert "distribution matching 0.5" in on["method"] and "class term 5.0" in on["method"]
+    assert (
+        "distribution matching 0.5" in on["method"] and "class term 2.0 in pixels" in on["method"]
+    )
     assert st.record("distill")["config"]["distill"]["dmd"] == 0.5
     assert st.record("distill")["outputs"]["model"] != before["outputs"]["model"]
 
@@ -585,6 +591,73 @@ def test_the_class_term_moves_the_students_digits_toward_the_classifiers_class()
 
     (plain, plain_logs), (classed, classed_logs) = trained(0.0), trained(2.0)
     assert "class" in classed_logs[0] and "class" not in plain_logs[0]
+    assert surprise(classed) < surprise(plain) - 0.1
+
+
+class _Painter(nn.Module):
+    """A fixed "decoder": (B, 4, 2, 2) latents -> (B, 1, 32, 32) pictures, linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(16, 32 * 32)
+        nn.init.normal_(self.lin.weight, std=0.3)
+        self.requires_grad_(False)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.lin(z.flatten(1)).view(-1, 1, 32, 32)
+
+
+def test_the_pixel_classifier_learns_the_decoded_classes_from_its_own_seed():
+    """pairs.pixel_classifier: a CNN trained on the decoder's pictures of the training latents
+    names the pictures of held-out ones; the same seed trains the same weights."""
+    from ddream.pairs import pixel_classifier
+
+    x, y = _clustered_latents(800, torch.Generator().manual_seed(1))
+    painter, cpu = _Painter(), torch.device("cpu")
+    a = pixel_classifier(10, 3, painter, (x[:600], y[:600]), (x[600:], y[600:]), 5, cpu, True)
+    with torch.no_grad():
+        assert (a(painter(x[600:])).argmax(1) == y[600:]).float().mean() > 0.9
+    b = pixel_classifier(10, 3, painter, (x[:600], y[:600]), (x[600:], y[600:]), 5, cpu, True)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    assert not any(p.requires_grad for p in a.parameters())
+
+
+def test_the_class_term_in_pixels_acts_on_its_rows_through_the_decoder():
+    """[distill] classifier_rows: the class term names the decoded one-step digits of the first
+    rows of a batch: a student trained with it draws digits the pixel classifier names as their
+    class more surely than one without, and only those rows reach the decoder."""
+    teacher, cpu = tiny_teacher(), torch.device("cpu")
+    torch.manual_seed(1)
+    painter, judge = _Painter(), nn.Sequential(nn.Flatten(), nn.Linear(1024, 10))
+    nn.init.normal_(judge[1].weight, std=0.1)  # a judge with opinions
+    judge.requires_grad_(False)
+    seen = []
+    painter.register_forward_hook(lambda m, i, o: seen.append(len(o)))
+    pairs = teacher_pairs(teacher, 128, DistillConfig(teacher_steps=4), (1.0, 2.0), 0, "x", cpu)
+    stats = Latents(torch.empty(0), torch.empty(0), torch.zeros(4), torch.ones(4), "x")
+
+    def trained(weight: float) -> tuple[DistillTask, list]:
+        cfg = DistillConfig(
+            pairs=128, batch_size=32, classifier_loss=weight, classifier_rows=8, dmd=0.0
+        )
+        torch.manual_seed(0)
+        task = DistillTask(
+            DiT.started_from(teacher, True, cpu), None, None, stats, cfg, pairs,
+            {k: v[:32] for k, v in pairs.items()}, torch.empty(0), torch.empty(0), cpu, 0, 1.5,
+            pixel_decoder=painter, pixel_classifier=judge if weight else None,
+        )  # fmt: skip
+        task.total_steps = 24
+        return task, [task.step(0, s, torch.arange(32) + 32 * (s % 4)) for s in range(24)]
+
+    def surprise(task: DistillTask) -> float:  # the judge's CE on the decoded one-step digits
+        ones = torch.ones(128)
+        with torch.no_grad():
+            x = pairs["noise"] - task.student(pairs["noise"], ones, pairs["labels"], ones + 0.5)
+            return float(nn.functional.cross_entropy(judge(painter(x)), pairs["labels"]))
+
+    (plain, plain_logs), (classed, classed_logs) = trained(0.0), trained(3.0)
+    assert "class" in classed_logs[0] and "class" not in plain_logs[0]
+    assert set(seen[:24]) == {8}  # its rows alone, each step
     assert surprise(classed) < surprise(plain) - 0.1
 
 

@@ -59,3 +59,20 @@ class ClassifierGuided(nn.Module):
         v = self.model.forward_with_cfg(x, t, y, cfg_scale)
         x0 = x.float() - t.float().view(-1, *([1] * (x.dim() - 1))) * v.float()
         return v - (self.scale * self.classifier.log_prob_slope(x0, y)).to(v.dtype)
+
+
+class PixelClassifier(nn.Module):
+    """(B, 1, 32, 32) decoded digits in [-1, 1] -> class logits: three strided convolutions (no
+    pooling; not `ddream eval`'s network, which pools 28x28 digits) and a linear head."""
+
+    def __init__(self, num_classes: int, width: int = 32) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, width, 4, 2, 1), nn.SiLU(),  # 16x16
+            nn.Conv2d(width, 2 * width, 4, 2, 1), nn.SiLU(),  # 8x8
+            nn.Conv2d(2 * width, 4 * width, 4, 2, 1), nn.SiLU(),  # 4x4
+            nn.Flatten(), nn.Linear(16 * 4 * width, num_classes),
+        )  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)

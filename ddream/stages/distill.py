@@ -24,6 +24,7 @@ resumed run trains on the same pairs.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +53,7 @@ from ddream.pairs import (
     latent_classifier,
     load_or_draw_pairs,
     pairs_key,
+    pixel_classifier,
     teacher_pairs,
 )
 from ddream.render import grid
@@ -67,12 +69,13 @@ VALIDATION_PAIRS = 1000
 # the fake model of distribution matching starts learning the student's latents this share of the
 # steps before the student's term starts
 DMD_WARMUP = 0.1
-# settings added after students were released, each group under the switch that turns it on: while
-# the switch is off they stay out of the stage's fingerprint, so those students stay up to date
+# settings added after students were released, each group under the switches that turn it on: while
+# one is off they stay out of the stage's fingerprint, so those students stay up to date
 LATER_SETTINGS = {
-    "teacher_classifier_guidance": ("teacher_classifier_guidance", "classifier_epochs"),
-    "dmd": ("dmd", "dmd_start", "dmd_t", "dmd_rows"),
-    "classifier_loss": ("classifier_loss", "classifier_epochs"),
+    ("teacher_classifier_guidance",): ("teacher_classifier_guidance", "classifier_epochs"),
+    ("dmd",): ("dmd", "dmd_start", "dmd_t", "dmd_rows"),
+    ("classifier_loss",): ("classifier_loss", "classifier_epochs"),
+    ("classifier_loss", "classifier_rows"): ("classifier_rows", "pixel_classifier_epochs"),
 }
 
 
@@ -99,6 +102,7 @@ class DistillTask:
     real: torch.nn.Module | None = None
     interval: tuple[float, float] = (0.0, 1.0)
     classifier: torch.nn.Module | None = None  # the latent classifier (classifier_loss)
+    pixel_classifier: torch.nn.Module | None = None  # the class term's in pixels (classifier_rows)
 
     def __post_init__(self) -> None:
         self.n_train = len(self.pairs["labels"])
@@ -152,7 +156,11 @@ class DistillTask:
         loss = one_step_loss(self.cfg.loss, v.float(), x0, eps, xt, tb, self._pixels)
         losses = {"loss": loss.detach()}
         landed = xt - tb * v.float()  # the student's one-step latents (gradients to the student)
-        if self.cfg.classifier_loss > 0:  # named as their class
+        if self.cfg.classifier_loss > 0 and self.pixel_classifier is not None:  # drawn, named
+            k = self.cfg.classifier_rows
+            ce = F.cross_entropy(self.pixel_classifier(self._pixels(landed[:k])), y[:k])
+            loss, losses["class"] = loss + self.cfg.classifier_loss * ce, ce.detach()
+        elif self.cfg.classifier_loss > 0:  # named as their class
             ce = F.cross_entropy(self.classifier(landed), y)
             loss, losses["class"] = loss + self.cfg.classifier_loss * ce, ce.detach()
         if self.adversary is not None:  # the unguided end of the dial against the real latents
@@ -307,6 +315,8 @@ def distill(
 ) -> dict[str, Any]:
     """Distil (or resume, or skip when done and fresh) the student and the small decoder."""
     validate(cfg)
+    if cfg.dmd and not cfg.cfg_range:  # DMD matches along the dial: guidance baked in skips it
+        cfg = dataclasses.replace(cfg, dmd=0.0)
     teacher, stats, teacher_sha = load_dit(state, device)
     guide = load_guide(state, device) if cfg.teacher_autoguidance != 1.0 else None
     autoguidance = cfg.teacher_autoguidance if guide is not None else 1.0
@@ -323,7 +333,12 @@ def distill(
     dec_cfg = decoder_config(ae.cfg, cfg)
     settings = to_dict(cfg)
     # a later setting stays out unless a switch that names it is on: earlier students stay fresh
-    on = {key for switch, keys in LATER_SETTINGS.items() if settings[switch] for key in keys}
+    on = {
+        key
+        for switches, keys in LATER_SETTINGS.items()
+        if all(settings[switch] for switch in switches)
+        for key in keys
+    }
     for key in {key for keys in LATER_SETTINGS.values() for key in keys} - on:
         settings.pop(key)
     config = {
@@ -345,7 +360,8 @@ def distill(
             "one-step distillation (t = 1)" if cfg.t_dist == "one" else "reflow (U-shaped t)"
         )
         + (f", distribution matching {cfg.dmd}" if cfg.dmd else "")
-        + (f", class term {cfg.classifier_loss}" if cfg.classifier_loss else ""),
+        + (f", class term {cfg.classifier_loss}" if cfg.classifier_loss else "")
+        + (" in pixels" if cfg.classifier_loss and cfg.classifier_rows else ""),
         "teacher_sampler": (
             f"{cfg.teacher_solver} {cfg.teacher_steps} steps, cfg "
             f"{guidance if dial is None else f'{dial[0]} to {dial[1]}'} for t in "
@@ -365,9 +381,23 @@ def distill(
         train_latents, _ = load_latents(state, "train")
         test_latents, _ = load_latents(state, "test")
         draw, guides, classifier = drawer, (*interval, autoguidance), None
-        if classifier_guidance or cfg.classifier_loss:
+        if classifier_guidance or (cfg.classifier_loss and not cfg.classifier_rows):
             classifier = latent_classifier(
                 teacher.cfg.num_classes, cfg.classifier_epochs,
+                (stats.standardise(train_latents.latents), train_latents.labels),
+                (stats.standardise(test_latents.latents), test_latents.labels),
+                seed, device, quiet,
+            )  # fmt: skip
+        pixel_judge = None
+        if cfg.classifier_loss and cfg.classifier_rows:
+            ae.decoder.requires_grad_(False)
+
+            def decode(z: torch.Tensor) -> torch.Tensor:
+                with autocast(device):
+                    return ae.decoder(stats.unstandardise(z))
+
+            pixel_judge = pixel_classifier(
+                teacher.cfg.num_classes, cfg.pixel_classifier_epochs, decode,
                 (stats.standardise(train_latents.latents), train_latents.labels),
                 (stats.standardise(test_latents.latents), test_latents.labels),
                 seed, device, quiet,
@@ -404,7 +434,9 @@ def distill(
             device,
             seed,
             guidance,
-            ae.decoder.requires_grad_(False) if cfg.loss == "pixel" else None,
+            ae.decoder.requires_grad_(False)
+            if cfg.loss == "pixel" or pixel_judge is not None
+            else None,
             train_latents.labels.to(device),
             latent_decoder(ae, stats.unstandardise, device)
             if log is None or log.snapshots
@@ -413,6 +445,7 @@ def distill(
             draw,
             interval,
             classifier,
+            pixel_judge,
         )
 
     def files(task: DistillTask, result) -> tuple[dict, dict]:
