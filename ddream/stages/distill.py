@@ -12,6 +12,9 @@
   is a setting: `one` (t = 1 only, i.e. regressing the one-step map itself, as in Luhman & Luhman's
   knowledge distillation; the default, chosen by FID) or `ushape` (reflow's U-shaped t, which
   serves 2 steps and more).
+  Beside that regression, by default: a class term (a small CNN, trained here on the autoencoder's
+  decodings of the training latents, names the decoded one-step digits of a few rows a batch) and
+  distribution matching (student_losses.py DistributionMatching) on a few rows more.
 - **Decoder** (`decoder_widths`, `decoder_blocks`; on by default): a cheaper DC-AE decoder that
   imitates the autoencoder's decoder on latents (the teacher's pairs and the encoded training
   digits), so the DiT, the student and the encoder stay valid. It starts from the trained decoder's
