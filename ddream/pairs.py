@@ -98,7 +98,9 @@ def train_latent_classifier(
 ) -> nn.Module:
     """The teacher's classifier of (standardised) training latents, from its own seeded draws:
     AdamW on a cosine schedule, each latent with Gaussian noise of a random strength up to `noise`
-    (the denoised estimates it will judge are not quite clean). Returned frozen, in eval mode."""
+    (the denoised estimates it will judge are not quite clean). Returned frozen, in eval mode.
+    `make` builds another model for other inputs of the same classes (the pixel classifier's
+    decoded digits)."""
     gen = seeded(seed, "latent-classifier")
     with torch.random.fork_rng(devices=[]):  # its initial weights from its own seed alone
         torch.manual_seed(int(torch.randint(2**31, (1,), generator=gen)))
@@ -142,11 +144,17 @@ def latent_classifier(
         print(f"distill: training the latent classifier ({epochs} epochs)", flush=True)
     classifier = train_latent_classifier(*train, num_classes, epochs, seed, device)
     if not quiet:
-        with torch.inference_mode():
-            hits = classifier(test[0].to(device)).argmax(1).cpu() == test[1]
-        print(f"distill: latent classifier {hits.float().mean():.2%} on the test latents",
-              flush=True)  # fmt: skip
+        say_accuracy(classifier, *test, "latent classifier", "the test latents", device)
     return classifier
+
+
+def say_accuracy(
+    classifier: nn.Module, x: torch.Tensor, y: torch.Tensor, name: str, what: str, device
+) -> None:
+    """One line: how many of `what` (inputs x, classes y) the classifier names right."""
+    with torch.inference_mode():
+        hits = classifier(x.to(device)).argmax(1).cpu() == y
+    print(f"distill: {name} {hits.float().mean():.2%} on {what}", flush=True)
 
 
 def pixel_classifier(
@@ -176,10 +184,8 @@ def pixel_classifier(
         make=lambda: PixelClassifier(num_classes),
     )  # fmt: skip
     if not quiet:
-        with torch.inference_mode():
-            hits = classifier(decoded(test[0]).to(device)).argmax(1).cpu() == test[1]
-        print(f"distill: pixel classifier {hits.float().mean():.2%} on the test latents decoded",
-              flush=True)  # fmt: skip
+        say_accuracy(classifier, decoded(test[0]), test[1], "pixel classifier",
+                     "the test latents decoded", device)  # fmt: skip
     return classifier
 
 

@@ -159,12 +159,13 @@ class DistillTask:
         loss = one_step_loss(self.cfg.loss, v.float(), x0, eps, xt, tb, self._pixels)
         losses = {"loss": loss.detach()}
         landed = xt - tb * v.float()  # the student's one-step latents (gradients to the student)
-        if self.cfg.classifier_loss > 0 and self.pixel_classifier is not None:  # drawn, named
-            k = self.cfg.classifier_rows
-            ce = F.cross_entropy(self.pixel_classifier(self._pixels(landed[:k])), y[:k])
-            loss, losses["class"] = loss + self.cfg.classifier_loss * ce, ce.detach()
-        elif self.cfg.classifier_loss > 0:  # named as their class
-            ce = F.cross_entropy(self.classifier(landed), y)
+        if self.cfg.classifier_loss > 0:  # named as their class: decoded (first rows) or latent
+            if self.pixel_classifier is not None:
+                k = self.cfg.classifier_rows
+                logits, want = self.pixel_classifier(self._pixels(landed[:k])), y[:k]
+            else:
+                logits, want = self.classifier(landed), y
+            ce = F.cross_entropy(logits, want)
             loss, losses["class"] = loss + self.cfg.classifier_loss * ce, ce.detach()
         if self.adversary is not None:  # the unguided end of the dial against the real latents
             fake, y_fake = self.adversary.unguided(self.student, eps.shape, gen)
@@ -334,6 +335,7 @@ def distill(
     )
     dial = tuple(cfg.cfg_range) or None  # the guidance scales the student learns to take
     dec_cfg = decoder_config(ae.cfg, cfg)
+    in_pixels = bool(cfg.classifier_loss and cfg.classifier_rows)  # the class term's judge
     settings = to_dict(cfg)
     # a later setting stays out unless a switch that names it is on: earlier students stay fresh
     on = {
@@ -364,7 +366,7 @@ def distill(
         )
         + (f", distribution matching {cfg.dmd}" if cfg.dmd else "")
         + (f", class term {cfg.classifier_loss}" if cfg.classifier_loss else "")
-        + (" in pixels" if cfg.classifier_loss and cfg.classifier_rows else ""),
+        + (" in pixels" if in_pixels else ""),
         "teacher_sampler": (
             f"{cfg.teacher_solver} {cfg.teacher_steps} steps, cfg "
             f"{guidance if dial is None else f'{dial[0]} to {dial[1]}'} for t in "
@@ -384,7 +386,7 @@ def distill(
         train_latents, _ = load_latents(state, "train")
         test_latents, _ = load_latents(state, "test")
         draw, guides, classifier = drawer, (*interval, autoguidance), None
-        if classifier_guidance or (cfg.classifier_loss and not cfg.classifier_rows):
+        if classifier_guidance or (cfg.classifier_loss and not in_pixels):
             classifier = latent_classifier(
                 teacher.cfg.num_classes, cfg.classifier_epochs,
                 (stats.standardise(train_latents.latents), train_latents.labels),
@@ -392,8 +394,7 @@ def distill(
                 seed, device, quiet,
             )  # fmt: skip
         pixel_judge = None
-        if cfg.classifier_loss and cfg.classifier_rows:
-            ae.decoder.requires_grad_(False)
+        if in_pixels:
 
             def decode(z: torch.Tensor) -> torch.Tensor:
                 with autocast(device):
@@ -437,9 +438,7 @@ def distill(
             device,
             seed,
             guidance,
-            ae.decoder.requires_grad_(False)
-            if cfg.loss == "pixel" or pixel_judge is not None
-            else None,
+            ae.decoder.requires_grad_(False) if cfg.loss == "pixel" or in_pixels else None,
             train_latents.labels.to(device),
             latent_decoder(ae, stats.unstandardise, device)
             if log is None or log.snapshots
