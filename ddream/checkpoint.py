@@ -109,6 +109,14 @@ def restore_optimizer(
             idx, name = key[len(head) :].split(".", 1)
             state.setdefault(int(idx), {})[name] = value
     opt.load_state_dict({"state": state, "param_groups": param_groups})
+    # A fused optimiser walks a parameter, its gradient and its moments as one flat run of memory,
+    # so each moment must be laid out as its parameter is (channels-last weights): loaded tensors
+    # come back contiguous. (The per-tensor loop indexes by shape and did not mind.)
+    for group in opt.param_groups:
+        for p in group["params"]:
+            for name, value in opt.state.get(p, {}).items():
+                if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
+                    opt.state[p][name] = torch.empty_like(p).copy_(value)
 
 
 def split_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

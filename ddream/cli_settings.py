@@ -68,11 +68,14 @@ def settings(ctx: typer.Context):
 
     from ddream.config import SECTIONS, validate
     from ddream.config_file import apply_tables
-    from ddream.presets import get_profile
+    from ddream.presets import get_profile, on_gpu
 
     params = ctx.params
     source, tables = ctx.meta.get("ddream_tables", ("--config", {}))
-    prof = apply_tables(get_profile(params["profile"], params["preset"]), tables, source)
+    prof = get_profile(params["profile"], params["preset"])
+    if on_cuda(params.get("device")):  # a GPU's own schedule, under the file's and flags' word
+        prof = on_gpu(prof)
+    prof = apply_tables(prof, tables, source)
     changes: dict[str, dict] = {}
     for flag, targets in FLAG_SETTINGS.get(ctx.info_name, {}).items():
         if params.get(flag) is not None:
@@ -172,6 +175,15 @@ def say(quiet: bool):
             typer.echo(text)
 
     return echo
+
+
+def on_cuda(device: str | None) -> bool:
+    """Whether a command's --device (None: a command without one) will train on a CUDA GPU."""
+    if device is None or device == "cpu" or device == "mps":
+        return False
+    from ddream.runtime import pick_device
+
+    return pick_device(device).type == "cuda"
 
 
 def device_for(device: str, seed: int):

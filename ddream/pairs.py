@@ -20,6 +20,7 @@ from ddream.flow import guided_velocity, sample_ode
 from ddream.models.dit import DiT
 from ddream.models.latent_classifier import LatentClassifier, PixelClassifier
 from ddream.runtime import ROWS, autocast, seeded, training_dtype
+from ddream.train import adamw
 
 
 def sample_t_ushape(n: int, gen: torch.Generator, a: float = 4.0) -> torch.Tensor:
@@ -71,7 +72,7 @@ def teacher_pairs(
         y = labels[i : i + batch].to(device)
         w = guidance if scales is None else scales[i : i + batch].to(device)
         # the whole batch in one call, computing as training does
-        cast = lambda: autocast(device, training_dtype(device))  # noqa: E731  (pairs train the student)
+        cast = lambda: autocast(device, training_dtype(device, "teacher pairs"))  # noqa: E731  (pairs train the student)
         velocity = guided_velocity(teacher, y, w, interval, len(y), cast)
 
         z, _ = sample_ode(
@@ -106,7 +107,7 @@ def train_latent_classifier(
         torch.manual_seed(int(torch.randint(2**31, (1,), generator=gen)))
         model = (make or (lambda: LatentClassifier(latents[0].numel(), num_classes)))()
         model = model.to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
+    opt = adamw(model.parameters(), lr, weight_decay=1e-2)
     batch = min(batch, len(labels))
     steps_per_epoch = len(labels) // batch
     total = epochs * steps_per_epoch

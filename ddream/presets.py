@@ -164,6 +164,33 @@ def fasten(preset: Profile) -> Profile:
     )
 
 
+# ---- on a GPU ----------------------------------------------------------------------------------------
+# A GPU runs the autoencoder's step at batch 128 far below its capacity (7,270 images/s on an H200, the
+# card mostly idle: BENCHMARKS.md). There its batch is GPU_BATCH times the CPU's, at sqrt(GPU_BATCH)
+# times the learning rate (the square-root rule for Adam: Malladi et al., "On the SDEs and Scaling
+# Rules for Adaptive Gradient Algorithms", 2022), and the settings counted in steps (when the GAN
+# starts, how often a checkpoint is written) divided by GPU_BATCH, so each falls at the same image.
+# The DiT and the student keep their batches: their steps are a few small matrix products, and the
+# DiT's own measurements found it wants more updates, not larger ones.
+GPU_BATCH = 4
+
+
+def on_gpu(preset: Profile, k: int = GPU_BATCH) -> Profile:
+    """A profile's autoencoder schedule as a GPU trains it (the rule above); a --config file or a
+    flag given after it still has the last word."""
+    t = preset.ae_train
+    return dataclasses.replace(
+        preset,
+        ae_train=dataclasses.replace(
+            t,
+            batch_size=t.batch_size * k,
+            lr=t.lr * k**0.5,
+            gan_start=t.gan_start // k,
+            checkpoint_every=max(1, t.checkpoint_every // k),
+        ),
+    )
+
+
 def get_profile(profile: str, preset: str = "default") -> Profile:
     """A preset's settings at the scale a profile names; a clear error for unknown names."""
     from ddream.errors import BadInput

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ddream.flow import guidance_at
-from ddream.runtime import autocast
+from ddream.runtime import autocast, training_dtype
+from ddream.train import adamw
 
 
 def one_step_loss(
@@ -117,8 +118,9 @@ class DistributionMatching:
         from ddream.models.dit import DiT
 
         self.fake = DiT.started_from(teacher, True, device)
-        self.opt = torch.optim.AdamW(self.fake.parameters(), lr=lr, weight_decay=0.0)
+        self.opt = adamw(self.fake.parameters(), lr, weight_decay=0.0)
         self.real, self.interval, self.device, self.t_range = real, interval, device, t_range
+        self.dtype = training_dtype(device, "student step")
 
     def _noised(self, x: torch.Tensor, gen: torch.Generator):
         """x on the straight path to fresh noise, one t a row in t_range: (x_t, t, t shaped as x
@@ -135,7 +137,7 @@ class DistributionMatching:
         """The student's DMD loss for its one-step latents x (gradients to the student): each row
         noised to its own t, the teacher guided there as it was for the pairs."""
         xt, t, tb, _ = self._noised(x.detach(), gen)
-        with torch.no_grad():
+        with torch.no_grad(), autocast(self.device, self.dtype):
             v_real = self.real.forward_with_cfg(xt, t, y, guidance_at(t, w, self.interval)).float()
             v_fake = self.fake(xt, t, y, w, dedupe=False).float()
         x0_real, x0_fake = xt - tb * v_real, xt - tb * v_fake
@@ -150,7 +152,8 @@ class DistributionMatching:
         """One rectified-flow step of the fake model on the student's latents (detached)."""
         x = x.detach()
         xt, t, _, eps = self._noised(x, gen)
-        v = self.fake(xt, t, y, w, dedupe=False)
+        with autocast(self.device, self.dtype):
+            v = self.fake(xt, t, y, w, dedupe=False)
         loss = F.mse_loss(v.float(), eps - x)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -153,3 +153,65 @@ def test_epochs_but_the_last_score_a_fixed_test_subset_the_last_scores_all(mnist
     task._epoch = task.total_epochs - 1
     assert task.evaluate()["test_psnr"] == round(evaluate_psnr(ae, test, CPU), 3)
     assert evaluate_psnr(ae, test.head(16), CPU) != evaluate_psnr(ae, test, CPU)
+
+
+def test_a_bf16_run_resumed_ends_with_the_weights_of_an_unbroken_one(
+    tmp_path, mnist_dir, monkeypatch
+):
+    opts = dict(epochs=1, finetune_epochs=1, batch_size=32, gan_start=2, checkpoint_every=100)
+    _train(tmp_path / "fp32", mnist_dir, **opts)
+    monkeypatch.setattr("ddream.runtime.cpu_has_bf16", lambda: True)
+    _train(tmp_path / "whole", mnist_dir, **opts)
+    with pytest.raises(Interrupted):
+        _train(tmp_path / "broken", mnist_dir, steps=5, **opts)
+    _train(tmp_path / "broken", mnist_dir, **opts)
+    fp32, _ = load_tensors(tmp_path / "fp32" / "ae" / "model.safetensors")
+    a, _ = load_tensors(tmp_path / "whole" / "ae" / "model.safetensors")
+    b, _ = load_tensors(tmp_path / "broken" / "ae" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert all(v.dtype == torch.float32 for v in a.values())  # the weights themselves stay fp32
+    assert any(not torch.equal(a[k], fp32[k]) for k in a)  # the steps did compute in bf16
+    # and it learned as fp32 did: the test PSNR within a fraction of a dB
+    psnr = {
+        s: StateDir(tmp_path / s).record("ae")["metrics"]["test_psnr"] for s in ("fp32", "whole")
+    }
+    assert abs(psnr["whole"] - psnr["fp32"]) < 0.5, psnr
+
+
+def test_the_gpu_rule_scales_the_autoencoder_s_batch_and_learning_rate_and_still_learns(
+    tmp_path, mnist_dir
+):
+    from ddream.presets import GPU_BATCH, get_profile, on_gpu
+
+    ref, gpu = get_profile("reference"), on_gpu(get_profile("reference"))
+    k = GPU_BATCH
+    assert gpu.ae_train.batch_size == ref.ae_train.batch_size * k == 512
+    assert gpu.ae_train.lr == pytest.approx(ref.ae_train.lr * k**0.5)
+    # the GAN starts, and checkpoints fall, at the same image as on a CPU
+    assert gpu.ae_train.gan_start * gpu.ae_train.batch_size == 7488 * 128
+    assert gpu.ae_train.checkpoint_every * k == ref.ae_train.checkpoint_every
+    assert (gpu.dit_train, gpu.distill) == (ref.dit_train, ref.distill)
+    # a scaled run (on the CPU here) still learns: test PSNR rises epoch over epoch
+    cfg = dataclasses.replace(on_gpu(QUICK).ae_train, epochs=5, finetune_epochs=1)
+    state = StateDir(tmp_path)
+    train_ae(state, QUICK.ae, cfg, data_dir=mnist_dir, device=CPU, seed=3, quiet=True)
+    history = [h["test_psnr"] for h in state.record("ae")["history"]]
+    assert state.record("ae")["config"]["train"]["batch_size"] == 64 * k
+    assert history[-1] > history[0] + 1.0, history
+
+
+def test_a_gpu_run_takes_the_gpu_rule_unless_a_flag_says_otherwise(tmp_path, cli, monkeypatch):
+    monkeypatch.setattr("ddream.cli_settings.on_cuda", lambda device: device == "auto")
+    seen = {}
+
+    def fake_train(state, model_cfg, cfg, **kwargs):
+        seen["cfg"] = cfg
+        return {"skipped": True, "metrics": {}}
+
+    monkeypatch.setattr("ddream.stages.train_ae.train_ae", fake_train)
+    assert cli("train-ae", "--state-dir", tmp_path, "--quiet").code == 0
+    assert (seen["cfg"].batch_size, seen["cfg"].gan_start) == (512, 7488 // 4)
+    res = cli("train-ae", "--state-dir", tmp_path, "--quiet", "--batch-size", "128")
+    assert res.code == 0 and seen["cfg"].batch_size == 128  # the flag has the last word
+    assert cli("train-ae", "--state-dir", tmp_path, "--quiet", "--device", "cpu").code == 0
+    assert seen["cfg"].batch_size == 128 and seen["cfg"].lr == 2e-3

@@ -60,11 +60,11 @@ from ddream.pairs import (
     teacher_pairs,
 )
 from ddream.render import grid
-from ddream.runtime import autocast, seeded
+from ddream.runtime import autocast, seeded, training_dtype
 from ddream.stages.record import PipelineRun, StageRun
 from ddream.state import StateDir
 from ddream.student_losses import Adversary, DistributionMatching, one_step_loss
-from ddream.train import EMA, scheduled_lr
+from ddream.train import EMA, adamw, scheduled_lr
 from ddream.watch import SNAPSHOT_CLASSES, latent_decoder, snapshot_noise
 
 STAGE = "distill"
@@ -112,7 +112,8 @@ class DistillTask:
         self.batch_size = self.cfg.batch_size
         self.total_epochs = self.cfg.epochs
         self.total_steps = self.total_epochs * (self.n_train // self.batch_size)
-        self.opt = torch.optim.AdamW(self.student.parameters(), lr=self.cfg.lr, weight_decay=0.0)
+        self.opt = adamw(self.student.parameters(), self.cfg.lr, weight_decay=0.0)
+        self.dtype = training_dtype(self.device, "student step")  # scores stay exact
         self.ema = EMA(self.student, self.cfg.ema_decay)
         self.adversary = None
         if self.cfg.adversarial > 0:
@@ -131,7 +132,7 @@ class DistillTask:
                 tuple(self.cfg.dmd_t),
             )
         self.opt_dec = (
-            torch.optim.AdamW(self.decoder.parameters(), lr=self.cfg.decoder_lr)
+            adamw(self.decoder.parameters(), self.cfg.decoder_lr)
             if self.decoder is not None
             else None
         )
@@ -154,7 +155,7 @@ class DistillTask:
         self.student.train()
         tb = t.view(-1, 1, 1, 1)
         xt = (1 - tb) * x0 + tb * eps
-        with autocast(self.device):
+        with autocast(self.device, self.dtype):
             v = self.student(xt, t, y, w)
         loss = one_step_loss(self.cfg.loss, v.float(), x0, eps, xt, tb, self._pixels)
         losses = {"loss": loss.detach()}
@@ -198,7 +199,7 @@ class DistillTask:
 
     def _pixels(self, z: torch.Tensor) -> torch.Tensor:
         """Standardised latents -> the frozen autoencoder's pixels (the "pixel" objective)."""
-        with autocast(self.device):
+        with autocast(self.device, self.dtype):
             return self.pixel_decoder(self.stats.unstandardise(z)).float()
 
     def _decoder_step(self, x0: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -206,11 +207,11 @@ class DistillTask:
         encoded training digits."""
         pick = torch.randint(0, len(self.extra_latents), (len(x0),), generator=gen)
         z = self.stats.unstandardise(torch.cat([x0, self.extra_latents[pick.to(self.device)]]))
-        with torch.no_grad(), autocast(self.device):
+        with torch.no_grad(), autocast(self.device, self.dtype):
             target = self.teacher_decoder(z).float()
         target = target.clone()  # out of inference mode, so autograd may keep it
         self.decoder.train()
-        with autocast(self.device):
+        with autocast(self.device, self.dtype):
             out = self.decoder(z).float()
         loss = F.l1_loss(out, target) + F.mse_loss(out, target)
         self.opt_dec.zero_grad(set_to_none=True)

@@ -26,7 +26,7 @@ from ddream.errors import DDreamError
 from ddream.files import check_writable
 from ddream.metrics import frechet_distance, precision_recall, psnr, ssim
 from ddream.models.classifier import DigitClassifier
-from ddream.runtime import ROWS, autocast, seeded, training_dtype
+from ddream.runtime import ROWS, autocast, exact_dtype, seeded
 from ddream.sampler import Sampler, SampleRequest
 from ddream.state import StateDir
 
@@ -211,7 +211,7 @@ def evaluate(
     say("reconstruction: PSNR, SSIM and FID over the test split")
     recon, images = reconstruction_scores(ae.encoder, ae.decoder, test, device)
     recon["fid"] = frechet_distance(real_feats, features(classifier, images, device)[0])
-    decoders = {f"autoencoder decoder, {training_dtype(device)}": recon}
+    decoders = {f"autoencoder decoder, {exact_dtype(device)}": recon}
     # the decoder as sampling runs it, when that differs: a distilled one, or bf16 arithmetic
     sampling_decoder = f"{sampler.decoder_name} decoder, {sampler.dtype}"
     if sampling_decoder not in decoders:

@@ -29,10 +29,10 @@ from ddream.metrics import psnr
 from ddream.models.autoencoder import AutoEncoder
 from ddream.models.discriminator import PatchDiscriminator
 from ddream.render import grid
-from ddream.runtime import ROWS, autocast, seeded
+from ddream.runtime import ROWS, autocast, seeded, training_dtype
 from ddream.stages.record import PipelineRun, StageRun
 from ddream.state import StateDir
-from ddream.train import scheduled_lr
+from ddream.train import adamw, scheduled_lr
 
 STAGE = "ae"
 
@@ -111,12 +111,9 @@ class AETask:
         self.batch_size = self.cfg.batch_size
         self.total_epochs = self.cfg.epochs + self.cfg.finetune_epochs
         self.total_steps = self.total_epochs * (self.n_train // self.batch_size)
-        self.opt_ae = torch.optim.AdamW(
-            self.ae.parameters(), lr=self.cfg.lr, betas=(0.9, 0.99), weight_decay=0.0
-        )
-        self.opt_d = torch.optim.AdamW(
-            self.disc.parameters(), lr=self.cfg.lr, betas=(0.5, 0.99), weight_decay=0.0
-        )
+        self.opt_ae = adamw(self.ae.parameters(), self.cfg.lr, betas=(0.9, 0.99), weight_decay=0.0)
+        self.opt_d = adamw(self.disc.parameters(), self.cfg.lr, betas=(0.5, 0.99), weight_decay=0.0)
+        self.dtype = training_dtype(self.device, "autoencoder")  # scores stay exact
         self.augment = Augment(self.cfg.rotate, self.cfg.translate, self.cfg.scale, self.cfg.shear)
         self.images = self.train.images.to(self.device)
         self._epoch = 0
@@ -133,7 +130,7 @@ class AETask:
                 group["lr"] = lr
         use_gan = self.cfg.gan_weight > 0 and global_step >= self.cfg.gan_start
         self.ae.train()
-        with autocast(self.device):
+        with autocast(self.device, self.dtype):
             total, rec, gan, recon = ae_losses(
                 self.ae_ddp,
                 self.disc,  # frozen for this pass; DDP keeps its weights equal on every rank
@@ -148,7 +145,7 @@ class AETask:
         self.opt_ae.step()
         out = {"loss": rec.detach()}
         if use_gan:  # the discriminator costs nothing until the GAN term starts
-            with autocast(self.device):
+            with autocast(self.device, self.dtype):
                 d = disc_loss(self.disc_ddp, x, recon.detach(), self.cfg.gan_loss)
             self.opt_d.zero_grad(set_to_none=True)
             d.backward()

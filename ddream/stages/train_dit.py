@@ -23,10 +23,10 @@ from ddream.errors import BadInput, DDreamError
 from ddream.flow import flow_loss, guided_velocity, sample_ode, sample_t
 from ddream.models.dit import DiT
 from ddream.render import grid
-from ddream.runtime import autocast, seeded
+from ddream.runtime import autocast, seeded, training_dtype
 from ddream.stages.record import PipelineRun, StageRun
 from ddream.state import StateDir
-from ddream.train import EMA, scheduled_lr
+from ddream.train import EMA, adamw, scheduled_lr
 from ddream.watch import SNAPSHOT_CLASSES, latent_decoder, snapshot_noise
 
 STAGE = "dit"
@@ -52,9 +52,8 @@ class DiTTask:
         self.batch_size = self.cfg.batch_size
         self.total_epochs = self.cfg.epochs
         self.total_steps = self.total_epochs * (self.n_train // self.batch_size)
-        self.opt = torch.optim.AdamW(
-            self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay
-        )
+        self.opt = adamw(self.model.parameters(), self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        self.dtype = training_dtype(self.device, "dit step")  # scores stay exact
         self.ema = EMA(self.model, self.cfg.ema_decay)
         self.null = self.model.cfg.num_classes
         # the autoguidance model: the EMA weights after this many steps (0: none)
@@ -82,7 +81,7 @@ class DiTTask:
                 self.cfg.lr_schedule, self.cfg.lr, global_step, self.total_steps
             )
         self.model.train()
-        with autocast(self.device):
+        with autocast(self.device, self.dtype):
             loss = flow_loss(lambda xt, tt: self.model_ddp(xt, tt, y, dedupe=False), x, t, eps)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -1,0 +1,160 @@
+"""Issue 35's levers, each alone: what a training step costs with and without it, in one process,
+interleaved round by round, as the median over the rounds and a ratio to the step as ac6ede1 took it
+(fp32 arithmetic, PyTorch's per-tensor AdamW).
+
+1. The autoencoder's step (`AETask.step`: augmentation, losses, both optimisers), GAN off (its first
+   16 epochs) and on (its last 6): bf16 autocast alone, the fused AdamW alone, both (today's
+   default where the CPU has native bf16), and both with the decoder alone learning in the GAN
+   phase (DC-AE's decoder-only phase; not a default: see BENCHMARKS.md).
+2. The DiT's step (`DiTTask.step`): the same two levers.
+3. The teacher's pairs (`pairs.teacher_pairs`: 12 Heun steps, the dial's guidance, the DiT's own
+   shape): fp32 against bf16.
+
+    python benchmarks/train_levers.py [--steps 20] [--rounds 3]
+
+The images and latents are random: a step's cost does not depend on what the digits look like. On
+a CPU without native bf16 (or under ONEDNN_MAX_CPU_ISA=AVX2) the bf16 rows emulate it and are slow:
+ddream trains in fp32 there (`runtime.training_dtype`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+import ddream.pairs as pairs_mod
+from ddream.config import DistillConfig, DiTConfig, DiTTrainConfig
+from ddream.data import Split
+from ddream.models.autoencoder import AutoEncoder
+from ddream.models.discriminator import PatchDiscriminator
+from ddream.models.dit import DiT
+from ddream.presets import PRESETS
+from ddream.runtime import native_bf16
+from ddream.stages.train_ae import AETask
+from ddream.stages.train_dit import DiTTask
+
+NO_GAN = 10**9  # a gan_start no run reaches
+CPU = torch.device("cpu")
+
+
+def plain_adamw(model: torch.nn.Module, opt: torch.optim.Optimizer) -> torch.optim.AdamW:
+    """The optimiser as ac6ede1 built it: the same settings, PyTorch's default (per-tensor) loop."""
+    group = {k: v for k, v in opt.param_groups[0].items() if k in ("lr", "betas", "weight_decay")}
+    return torch.optim.AdamW(model.parameters(), **group)
+
+
+def ae_task(split: Split, *, bf16: bool, fused: bool, gan: bool, decoder_only: bool = False):
+    profile = PRESETS["default"]
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(profile.ae_train, gan_start=0 if gan else NO_GAN)
+    ae, disc = AutoEncoder(profile.ae), PatchDiscriminator(profile.ae.disc_width)
+    task = AETask(ae, disc, cfg, split, split, CPU, 0)
+    task.dtype = "bf16" if bf16 else "fp32"
+    if not fused:
+        task.opt_ae, task.opt_d = plain_adamw(ae, task.opt_ae), plain_adamw(disc, task.opt_d)
+    if decoder_only:  # no graph through the encoder: its backward pass is skipped
+        ae.encoder.requires_grad_(False)
+    bs = task.batch_size
+    return lambda i: task.step(0, i, torch.arange(i * bs, (i + 1) * bs) % len(split)), bs
+
+
+def dit_task(latents: torch.Tensor, labels: torch.Tensor, *, bf16: bool, fused: bool):
+    torch.manual_seed(0)
+    model = DiT(DiTConfig())
+    task = DiTTask(model, DiTTrainConfig(), latents, labels, latents[:500], labels[:500], CPU, 0)
+    task.dtype = "bf16" if bf16 else "fp32"
+    if not fused:
+        task.opt = plain_adamw(model, task.opt)
+    bs = task.batch_size
+    return lambda i: task.step(0, i, torch.arange(i * bs, (i + 1) * bs) % len(labels)), bs
+
+
+def pairs_draw(teacher: DiT, n: int, *, bf16: bool):
+    cfg = DistillConfig()
+
+    def draw(i: int) -> None:
+        pairs_mod.training_dtype = lambda _d: "bf16" if bf16 else "fp32"
+        pairs_mod.teacher_pairs(teacher, n, cfg, tuple(cfg.cfg_range), i, "bench", CPU,
+                                interval=tuple(cfg.teacher_cfg_interval))  # fmt: skip
+
+    return draw, n
+
+
+def rate(fn: Callable[[int], object], per_call: int, calls: int, start: int) -> float:
+    t0 = time.perf_counter()
+    for i in range(start, start + calls):
+        fn(i)
+    return calls * per_call / (time.perf_counter() - t0)
+
+
+def table(title: str, unit: str, variants: dict, calls: int, rounds: int, base: str) -> None:
+    for fn, per_call in variants.values():
+        rate(fn, per_call, 2, 0)  # warm-up
+    rates: dict[str, list[float]] = {name: [] for name in variants}
+    for r in range(rounds):
+        for name, (fn, per_call) in variants.items():
+            rates[name].append(rate(fn, per_call, calls, 2 + r * calls))
+    ref = statistics.median(rates[base])
+    print(f"\n**{title}**\n\n| variant | {unit} (median) | rounds | ratio to ac6ede1's |")
+    print("| --- | --- | --- | --- |")
+    for name, r in rates.items():
+        med = statistics.median(r)
+        print(f"| {name} | {med:,.0f} | {', '.join(f'{v:,.0f}' for v in r)} | {med / ref:.2f}x |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=20, help="timed steps per variant and round")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--pairs", type=int, default=2000, help="teacher pairs per timed draw")
+    args = ap.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
+          f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {native_bf16(CPU)}")  # fmt: skip
+
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (128 * 40, 28, 28), dtype=torch.uint8, generator=gen)
+    split = Split(images, torch.zeros(len(images), dtype=torch.long))
+    for gan in (False, True):
+        v = {
+            "fp32, per-tensor AdamW (ac6ede1)": ae_task(split, bf16=False, fused=False, gan=gan),
+            "bf16 autocast alone": ae_task(split, bf16=True, fused=False, gan=gan),
+            "fused AdamW alone": ae_task(split, bf16=False, fused=True, gan=gan),
+            "bf16 + fused AdamW (the default)": ae_task(split, bf16=True, fused=True, gan=gan),
+        }
+        if gan:
+            v["bf16 + fused, the decoder alone learning"] = ae_task(
+                split, bf16=True, fused=True, gan=gan, decoder_only=True
+            )
+        title = f"The autoencoder's step, GAN {'on' if gan else 'off'} (batch 128)"
+        table(title, "images/s", v, args.steps, args.rounds, "fp32, per-tensor AdamW (ac6ede1)")
+
+    latents = torch.randn(256 * 60, 16, 2, 2, generator=gen)
+    labels = torch.randint(0, 10, (len(latents),), generator=gen)
+    v = {
+        "fp32, per-tensor AdamW (ac6ede1)": dit_task(latents, labels, bf16=False, fused=False),
+        "bf16 autocast alone": dit_task(latents, labels, bf16=True, fused=False),
+        "fused AdamW alone": dit_task(latents, labels, bf16=False, fused=True),
+        "bf16 + fused AdamW (the default)": dit_task(latents, labels, bf16=True, fused=True),
+    }
+    table("The DiT's step", "latents/s", v, args.steps * 3, args.rounds, next(iter(v)))
+
+    torch.manual_seed(0)
+    teacher = DiT(DiTConfig(), guidance_input=False).eval()
+    for p in teacher.parameters():  # a teacher that is not the identity: random adaLN weights
+        torch.nn.init.normal_(p, std=0.02)
+    v = {
+        "fp32 (ac6ede1)": pairs_draw(teacher, args.pairs, bf16=False),
+        "bf16 (the default)": pairs_draw(teacher, args.pairs, bf16=True),
+    }
+    with torch.inference_mode():
+        table("The teacher's pairs (12 Heun steps, guided)", "pairs/s", v, 1, args.rounds,
+              "fp32 (ac6ede1)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
