@@ -1,16 +1,25 @@
-"""A commit against a fixed older one, in one run: `ddream all` of each (wall time and each stage's),
-`ddream eval` of each (each with its own code), and the default sampler's digits/s of each model
-timed in turns in fresh processes. Both run from git worktrees, so the checkout may change meanwhile.
+"""A commit against a fixed older one, in one run: `ddream all` of each (wall time, peak memory, each
+stage's time, and the whole-run estimate it printed at its start), `ddream eval` of each (each with
+its own code), and the default sampler's digits/s of each model timed in turns in fresh processes
+(the median over the rounds). Both run from git worktrees, so the checkout may change meanwhile.
 
-    python benchmarks/against_commit.py --commit 87ad28a --data-dir ../shared/data/mnist \\
-        --work /work/runs/vs --json /work/runs/vs/result.json
+    python benchmarks/against_commit.py --commit 87ad28a --data-dir DIR --work RUNS/vs \\
+        [--seed 1] [--json RUNS/vs/result.json]
+
+--old-state DIR --old-seconds S --old-rss MIB reuse the older side's `ddream all`, run alone
+earlier on this machine at the same seed (its wall time and peak memory as measured then), so that
+a second comparison (another seed, or the kernels held to AVX2) need not train it again.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
+import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -37,6 +46,25 @@ def run(code: Path, *args: str, capture: bool = False) -> tuple[float, str]:
     return time.perf_counter() - t0, out
 
 
+def run_all(code: Path, state: Path, args) -> dict:
+    """`ddream all` of the package at `code`, alone: wall seconds, peak RSS, the whole-run estimate
+    its first line printed, and its log beside the state dir."""
+    log = state.with_suffix(".log")
+    cmd = [sys.executable, "-m", "ddream", "all", "--data-dir", str(args.data_dir), "--state-dir",
+           str(state), "--device", "cpu", "--seed", str(args.seed)]  # fmt: skip
+    t0 = time.perf_counter()
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, cwd=code, env={**os.environ, "PYTHONPATH": str(code)},
+                                stdout=f, stderr=subprocess.STDOUT)  # fmt: skip
+        _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status):
+        raise SystemExit(f"ddream all failed at {code}: see {log}")
+    wall = time.perf_counter() - t0
+    first = re.search(r"whole run: about (\d+):(\d\d):(\d\d) left", log.read_text())
+    eta = int(first[1]) * 3600 + int(first[2]) * 60 + int(first[3]) if first else None
+    return {"all_s": round(wall, 1), "rss_mib": round(usage.ru_maxrss / 1024), "eta_s": eta}
+
+
 def rate(code: Path, state: Path, n: int) -> float:
     return float(at(code, "-c", TIMER, str(state), str(n), capture=True).strip().splitlines()[-1])
 
@@ -50,6 +78,10 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=10_000, help="eval samples")
     ap.add_argument("--rate-n", type=int, default=20_000, help="digits per timed sampling call")
     ap.add_argument("--rounds", type=int, default=3, help="sampling timings of each, in turns")
+    ap.add_argument("--seed", type=int, default=0, help="`ddream all --seed`")
+    ap.add_argument("--old-state", type=Path, help="the older side's finished state dir, reused")
+    ap.add_argument("--old-seconds", type=float, help="its `ddream all` wall time")
+    ap.add_argument("--old-rss", type=float, help="its `ddream all` peak RSS in MiB")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -63,13 +95,17 @@ def compare(sides: dict[str, Path], args) -> None:
     out: dict = {}
     for name, code in sides.items():
         state = args.work / name.split()[0]
-        wall, _ = run(code, "all", "--data-dir", str(args.data_dir), "--state-dir", str(state),
-                      "--device", "cpu", "--quiet")  # fmt: skip
+        if name.startswith("old") and args.old_state:
+            state = args.old_state
+            timed = {"all_s": args.old_seconds, "rss_mib": args.old_rss, "eta_s": None}
+        else:
+            timed = run_all(code, state, args)
         records = json.loads((state / "state.json").read_text())["stages"]
         out[name] = {
             "state": str(state),
-            "all_s": round(wall, 1),
+            **timed,
             "stages_s": {k: round(v.get("wall_time", 0), 1) for k, v in records.items()},
+            "test_psnr": records["ae"]["metrics"]["test_psnr"],
         }
         print(name, json.dumps(out[name]), flush=True)
     for name, code in sides.items():
@@ -87,18 +123,21 @@ def compare(sides: dict[str, Path], args) -> None:
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
     old, new = out.values()
-    print("\n| | `ddream all` | train-ae | encode | train-dit | distill | FID | class acc. | "
-          "precision | recall | digits/s (best of each round) |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("\n| | `ddream all` | estimate at its start | peak RSS | train-ae | encode | train-dit | "
+          "distill loop | test PSNR | FID | class acc. | precision | recall | digits/s (median; "
+          "each round's best) |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, r in out.items():
         st, g = r["stages_s"], r["eval"]["generation"]
-        print(f"| {name} | {r['all_s']:.0f} s | {st.get('ae', 0):.0f} s | {st.get('encode', 0):.0f} s"
-              f" | {st.get('dit', 0):.0f} s | {st.get('distill', 0):.0f} s | {g['fid']:.2f} | "
-              f"{g['class_accuracy']:.2%} | {g['precision']:.3f} | {g['recall']:.3f} | "
-              f"{', '.join(f'{x:,}' for x in r['digits_per_s'])} |")  # fmt: skip
+        eta = f"{r['eta_s']} s" if r["eta_s"] else ""
+        print(f"| {name} | {r['all_s']:.0f} s | {eta} | {r['rss_mib']:.0f} MiB | {st.get('ae', 0):.0f} s"
+              f" | {st.get('encode', 0):.0f} s | {st.get('dit', 0):.0f} s | {st.get('distill', 0):.0f} s"
+              f" | {r['test_psnr']:.2f} dB | {g['fid']:.2f} | {g['class_accuracy']:.2%} | "
+              f"{g['precision']:.3f} | {g['recall']:.3f} | {statistics.median(r['digits_per_s']):,.0f}"
+              f" ({', '.join(f'{x:,}' for x in r['digits_per_s'])}) |")  # fmt: skip
     print(
-        f"\nnew / old: `ddream all` {new['all_s'] / old['all_s']:.3f}x; digits/s (best) "
-        f"{max(new['digits_per_s']) / max(old['digits_per_s']):.3f}x"
+        f"\nnew / old: `ddream all` {new['all_s'] / old['all_s']:.3f}x; digits/s (medians) "
+        f"{statistics.median(new['digits_per_s']) / statistics.median(old['digits_per_s']):.3f}x"
     )
 
 

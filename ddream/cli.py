@@ -387,6 +387,7 @@ def all_cmd(
 
     Example: ddream all --profile quick --data-dir ../shared/data/mnist
     """
+    from ddream.progress import Ledger
     from ddream.stages.pipeline import run_all
 
     prof = cs.settings(ctx)
@@ -400,6 +401,7 @@ def all_cmd(
     if not quiet:
         typer.echo(f"samples: {', '.join(summary['sample']['written'])}")
         plots_line(summary["plots"])
+        typer.echo(Ledger.line(summary["seconds"], summary["seconds_detail"]))
 
 
 @app.command("plot")

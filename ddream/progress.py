@@ -3,8 +3,11 @@ epoch otherwise."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import time
+from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -91,6 +94,81 @@ class Progress:
 
 
 # ---- the whole run (`ddream all`) ---------------------------------------------------------------------
+_IMPORTED = time.perf_counter()
+
+
+def process_seconds() -> float:
+    """Seconds since this process started (Linux reads it from /proc: the interpreter's start-up and
+    imports count), else since ddream's progress module was imported."""
+    try:
+        with open("/proc/self/stat") as f:
+            started = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22: start, in clock ticks
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        age = uptime - started / os.sysconf("SC_CLK_TCK")
+        if 0 <= age < 10 * 24 * 3600:
+            return age
+    except (OSError, ValueError, IndexError):
+        pass
+    return time.perf_counter() - _IMPORTED
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far, in MiB (0 where the OS does not say)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0.0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)  # bytes on macOS
+
+
+@dataclass
+class Ledger:
+    """Where every second of a whole run went: named parts, in order, timed as they finish; what
+    the parts do not cover (the interpreter's start-up before the first part, the gaps between them)
+    is its own line, so the parts sum to the whole by construction."""
+
+    start: float = field(default_factory=process_seconds)  # the process's age when the run began
+    parts: dict[str, float] = field(default_factory=dict)
+    details: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    peak_mib: dict[str, float] = field(default_factory=dict)  # the process's peak RSS after each
+
+    @contextlib.contextmanager
+    def timed(self, name: str) -> Iterator[None]:
+        """Adds the wall time of its block to part `name`, and notes the peak memory after it."""
+        if not self.peak_mib:
+            self.peak_mib["start-up"] = peak_rss_mib()
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.parts[name] = self.parts.get(name, 0.0) + time.perf_counter() - t0
+            self.peak_mib[name] = peak_rss_mib()
+
+    def table(self) -> dict[str, float]:
+        """Each part's seconds, start-up first and 'other' last, summing to the process's age."""
+        total = process_seconds()
+        out = {"start-up": self.start, **self.parts}
+        out["other"] = max(0.0, total - sum(out.values()))
+        out["total"] = total
+        return {k: round(v, 2) for k, v in out.items()}
+
+    @staticmethod
+    def line(table: dict[str, float], details: dict[str, dict[str, float]] | None = None) -> str:
+        """The table in one line: 'total 812 s = start-up 3 + ae 400 (...) + ... + other 0'."""
+        details = details or {}
+
+        def part(name: str) -> str:
+            inner = details.get(name)
+            sub = ", ".join(f"{k} {v:.0f}" for k, v in inner.items()) if inner else ""
+            return f"{name} {table[name]:.0f}" + (f" ({sub})" if sub else "")
+
+        names = [k for k in table if k != "total"]
+        return f"whole run {table['total']:.0f} s = " + " + ".join(part(k) for k in names)
+
+
 def clock(seconds: float) -> str:
     seconds = max(0.0, seconds)
     return f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:{int(seconds % 60):02d}"

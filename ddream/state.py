@@ -206,6 +206,23 @@ class StateDir:
         }
         atomic_write_bytes(self.state_file, (json.dumps(data, indent=2) + "\n").encode())
 
+    def write_seconds(
+        self,
+        table: dict[str, float],
+        details: dict[str, dict[str, float]],
+        peak_mib: dict[str, float] | None = None,
+    ) -> None:
+        """Keep where the last `ddream all`'s seconds went (its parts sum to its whole), and the
+        process's peak memory after each part, in its run record, beside the command and options
+        `write_run` keeps."""
+        data = self.read()
+        data["format"] = STATE_FORMAT
+        run = data.get("run") if isinstance(data.get("run"), dict) else {}
+        data["run"] = {**run, "seconds": table, "seconds_detail": details}
+        if peak_mib:
+            data["run"]["peak_rss_mib"] = peak_mib
+        atomic_write_bytes(self.state_file, (json.dumps(data, indent=2) + "\n").encode())
+
     def drop_record(self, stage: str) -> None:
         data = self.read()
         if data["stages"].pop(stage, None) is not None:

@@ -316,3 +316,28 @@ def test_the_plan_scales_what_is_left_by_the_measured_pace():
     assert plan.left("encode") == 2 * 100.0 and plan.text("encode").endswith("left")
     plan.epoch("dit", elapsed=10.0, left=5.0, done_before=0.5)  # resumed half way: 15 s for 15
     assert plan.factor == 1.0 and plan.left("dit", 5.0) == 5.0 + 60.0
+
+
+def test_all_accounts_for_every_second_in_its_run_record_and_last_line(tmp_path, mnist_dir, cli):
+    state = tmp_path / "s"
+    res = cli("all", "--data-dir", mnist_dir, "--state-dir", state, "--profile", "quick",
+              "--device", "cpu")  # fmt: skip
+    assert res.code == 0, res.err
+    run = StateDir(state).read()["run"]
+    seconds, detail = run["seconds"], run["seconds_detail"]
+    names = list(seconds)
+    assert names == ["start-up", "ae", "encode", "dit", "distill", "pictures", "plots", "other",
+                     "total"]  # fmt: skip
+    parts = sum(v for k, v in seconds.items() if k != "total")
+    assert abs(parts - seconds["total"]) <= 0.02 * seconds["total"]
+    # each training stage split into what its record keeps and what it loaded before
+    for stage in ("ae", "dit", "distill"):
+        inner = detail[stage]
+        assert set(inner) == {"setup", "training", "writing", "loading"}
+        assert abs(sum(inner.values()) - seconds[stage]) <= 0.02 + 0.01 * seconds[stage]
+        assert StateDir(state).record(stage)["setup_time"] == inner["setup"]
+    # distill's pairs and judges are made in its setup, which its record now keeps
+    assert detail["distill"]["setup"] > 0
+    last = res.out.strip().splitlines()[-1]
+    assert last.startswith(f"whole run {seconds['total']:.0f} s = start-up")
+    assert "distill" in last and "setup" in last and last.endswith(f"other {seconds['other']:.0f}")

@@ -4,6 +4,7 @@ training loop for every training stage."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,10 +151,20 @@ class StageRun:
             return {"skipped": True, "metrics": state.record(stage)["metrics"]}
         from ddream.train import run_training
 
-        task = make_task()
+        t0 = time.perf_counter()
+        task = make_task()  # its inputs loaded and made (distill: the teacher's pairs, the judges)
+        # the record accounts for it beside the loop's wall time (a resumed run: its last process's)
+        record["setup_time"] = round(time.perf_counter() - t0, 2)
         result = run_training(
             task, stage=stage, state=state, record=record, resume_path=resume, seed=self.seed,
             checkpoint_every=checkpoint_every, quiet=self.quiet, dist=dist, log=self.log,
         )  # fmt: skip
+        t1 = time.perf_counter()
         outputs, notes = files(task, result)
-        return close_stage(state, stage, record, result, resume, outputs, notes, dist)
+        done = close_stage(state, stage, record, result, resume, outputs, notes, dist)
+        done["parts"] = {
+            "setup": record["setup_time"],
+            "training": round(result.elapsed, 2),
+            "writing": round(time.perf_counter() - t1, 2),
+        }
+        return done
