@@ -115,7 +115,11 @@ def restore_optimizer(
     for group in opt.param_groups:
         for p in group["params"]:
             for name, value in opt.state.get(p, {}).items():
-                if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
+                if (
+                    torch.is_tensor(value)
+                    and value.shape == p.shape
+                    and value.stride() != p.stride()
+                ):
                     opt.state[p][name] = torch.empty_like(p).copy_(value)
 
 

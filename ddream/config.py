@@ -207,7 +207,8 @@ class DistillConfig:
     decoder_lr: float = 5e-4
     # the small decoder learns on every k-th student step (8: ~3.8 passes over 60,000 latents)
     decoder_every: int = 8
-    train_limit: int = 0  # distill on the first N pairs only (0 = all)
+    # distill on the first N pairs only, its pixel judge on the first N training latents (0 = all)
+    train_limit: int = 0
     checkpoint_every: int = 200
 
 

@@ -121,6 +121,7 @@ def quicken(preset: Profile) -> Profile:
         distill=dataclasses.replace(
             preset.distill,
             pairs=512,
+            train_limit=1024,  # the pixel judge's slice (the 512 pairs are all trained on)
             teacher_steps=4,
             epochs=2,
             batch_size=64,

@@ -44,19 +44,28 @@ class Stage:
             return ""
 
 
-# Seconds per unit of work on the development machine (2-core AMD EPYC), measured by a whole default
-# `ddream all` on 2026-11-29 (BENCHMARKS.md, benchmarks/quality.py): autoencoder 511 s for 22 epochs
-# of 60,000, encode 6 s for 70,000 digits, DiT 101 s for 10 epochs; distill (an earlier run of the
-# same day) 37 s for 60,000 12-step teacher pairs and 93 s for 15 epochs. Any other machine is
-# measured as it goes: progress.Plan scales the stages still to come by how this one compares.
+# Seconds per unit of work on the development machine (2-core Intel Xeon with AMX, torch 2.14.1),
+# measured by a whole default `ddream all` at 72bf2df on 2026-12-07 (BENCHMARKS.md, its record's
+# table of seconds): autoencoder 609 s for 22 epochs of 60,000 (in bf16), encode 7 s for 70,000
+# digits, DiT 130 s for 10 epochs; distill 36 s for 60,000 12-step teacher pairs, 31 s for the pixel
+# judge's 2 epochs, 191 s for 10 epochs; start-up, pictures and plots 3.5 s (pipeline.PICTURES).
+# Any other machine is measured as it goes: progress.Plan scales the stages still to come by how this
+# one compares.
 def _images(p) -> int:
     return p.ae_train.train_limit or 60_000  # an MNIST-like training split
 
 
 def _distill_cost(p) -> float:
+    """The teacher's pairs, the judges the class term needs, and the student's epochs."""
     d = p.distill
     trained = min(d.train_limit or d.pairs, d.pairs)
-    return d.pairs * d.teacher_steps * 37 / (60_000 * 12) + d.epochs * trained * 93 / (15 * 60_000)
+    pairs = (d.pairs + 1_000) * d.teacher_steps * 36 / (61_000 * 12)  # with the validation pairs
+    judges = 0.0
+    if d.classifier_loss and d.classifier_rows:  # the pixel judge, on the decoded training latents
+        judges += d.pixel_classifier_epochs * _images(p) * 31 / (2 * 60_000)
+    elif d.classifier_loss or d.teacher_classifier_guidance:  # the latent judge: a small MLP
+        judges += d.classifier_epochs * _images(p) * 1 / 60_000
+    return pairs + judges + d.epochs * trained * 191 / (10 * 60_000)
 
 
 def _distill_metrics(m: dict[str, Any]) -> str:
@@ -71,7 +80,7 @@ STAGE_TABLE = (
         None,
         (("ae", "model"), ("ae_train", "train")),
         lambda m: f"test PSNR {m['test_psnr']:.2f} dB",
-        lambda p: (p.ae_train.epochs + p.ae_train.finetune_epochs) * _images(p) * 511 / (22 * 60_000),
+        lambda p: (p.ae_train.epochs + p.ae_train.finetune_epochs) * _images(p) * 609 / (22 * 60_000),
         ("test_psnr", "max"),
         "autoencoder",
     ),
@@ -82,7 +91,7 @@ STAGE_TABLE = (
         ("ae", "model"),
         (),
         lambda m: f"{m['train']} + {m['test']} latents {tuple(m['latent_shape'])}",
-        lambda p: (_images(p) + (p.ae_train.test_limit or 10_000)) * 6 / 70_000,
+        lambda p: (_images(p) + (p.ae_train.test_limit or 10_000)) * 7 / 70_000,
     ),
     Stage(
         "dit", "train-dit", "train_dit",
@@ -91,7 +100,7 @@ STAGE_TABLE = (
         ("encode", "train"),
         (("dit", "model"), ("dit_train", "train"), ("sample", "sample")),
         lambda m: f"val loss {m['val_loss']:.4f}",
-        lambda p: p.dit_train.epochs * (p.dit_train.train_limit or _images(p)) * 101 / (10 * 60_000),
+        lambda p: p.dit_train.epochs * (p.dit_train.train_limit or _images(p)) * 130 / (10 * 60_000),
         ("val_loss", "min"),
         "DiT (the teacher)",
     ),

@@ -24,16 +24,18 @@ def seeded(seed: int, *parts: Any) -> torch.Generator:
 # ---- rows per call: one rule for every loop that slices a batch --------------------------------------
 # Loops that slice only to bound memory take ROWS[...]; the two that slice for speed ask rows_per_call:
 # on a CPU the DiT runs ~1.5x faster on slices of 1,024 rows, whose activations stay in cache (2,048 in
-# bf16, ~1.1x more), and the decoder 2-3x faster on 256; a GPU wants large batches (BENCHMARKS.md).
-ROWS = {"draw": 2000, "encode": 2000, "features": 2000, "reconstruct": 1000, "distances": 2048}
+# bf16, ~1.1x more), the decoder 2-3x faster on 256 and the encoder 1.6x; a GPU wants large batches
+# (BENCHMARKS.md).
+ROWS = {"draw": 2000, "features": 2000, "reconstruct": 1000, "distances": 2048}
 
 
 def rows_per_call(work: str, device: torch.device, dtype: str = "fp32") -> int | None:
-    """Rows per call of the DiT ("dit") or a decoder ("decoder") on this device; None: all of them."""
+    """Rows per call of the DiT ("dit"), a decoder ("decoder") or the encoder ("encoder") on this
+    device; None: all of them."""
     cpu = device.type == "cpu"
     if work == "dit":
         return (2048 if dtype == "bf16" else 1024) if cpu else None
-    if work == "decoder":
+    if work in ("decoder", "encoder"):
         return 256 if cpu else 16384
     raise ValueError(f"no rows-per-call rule for {work!r}")
 

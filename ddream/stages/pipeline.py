@@ -72,7 +72,7 @@ def run_all(
     return summary
 
 
-PICTURES = 8.0  # development-machine seconds of what `ddream all` does beside its stages
+PICTURES = 3.5  # development-machine seconds of what `ddream all` does beside its stages
 
 
 def whole_run(state: StateDir, profile: Profile) -> Plan:
