@@ -54,6 +54,7 @@ def fp32_by_default():
     real = ddream.runtime.cpu_has_bf16
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(ddream.runtime, "cpu_has_bf16", lambda: False)
+        mp.setenv("DDREAM_FP32", "1")  # and in the processes the tests start (torchrun, kill -9)
         yield real
 
 

@@ -74,6 +74,7 @@ def test_dtype_auto_means_bf16_only_on_hardware_that_has_it(monkeypatch):
     from ddream.runtime import native_bf16, sampling_dtype
 
     cpu = torch.device("cpu")
+    monkeypatch.delenv("DDREAM_FP32", raising=False)
     monkeypatch.setattr("ddream.runtime.cpu_has_bf16", lambda: True)
     assert sampling_dtype(cpu) == "bf16" and sampling_dtype(cpu, "fp32") == "fp32"
     assert native_bf16(torch.device("meta")) is False  # neither a GPU nor a CPU

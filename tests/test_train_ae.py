@@ -160,6 +160,7 @@ def test_a_bf16_run_resumed_ends_with_the_weights_of_an_unbroken_one(
 ):
     opts = dict(epochs=1, finetune_epochs=1, batch_size=32, gan_start=2, checkpoint_every=100)
     _train(tmp_path / "fp32", mnist_dir, **opts)
+    monkeypatch.delenv("DDREAM_FP32", raising=False)
     monkeypatch.setattr("ddream.runtime.cpu_has_bf16", lambda: True)
     _train(tmp_path / "whole", mnist_dir, **opts)
     with pytest.raises(Interrupted):

@@ -13,11 +13,15 @@ def test_training_runs_in_bf16_where_the_hardware_has_it_and_the_work_gains(monk
 
     from ddream.runtime import CPU_BF16_WORK, exact_dtype, training_dtype
 
+    monkeypatch.delenv("DDREAM_FP32", raising=False)
     monkeypatch.setattr("ddream.runtime.cpu_has_bf16", lambda: True)
     assert {w: training_dtype(CPU, w) for w in CPU_BF16_WORK} == {
         "autoencoder": "bf16", "teacher pairs": "bf16", "dit step": "fp32", "student step": "fp32"
     }  # fmt: skip
     assert exact_dtype(CPU) == "fp32"  # encoding and held-out scores stay exact
+    monkeypatch.setenv("DDREAM_FP32", "1")  # asked for fp32: the same pixels on every CPU
+    assert {training_dtype(CPU, w) for w in CPU_BF16_WORK} == {"fp32"}
+    monkeypatch.delenv("DDREAM_FP32")
     monkeypatch.setattr("ddream.runtime.cpu_has_bf16", lambda: False)  # AVX2, or ONEDNN held back
     assert {training_dtype(CPU, w) for w in CPU_BF16_WORK} == {"fp32"}
     monkeypatch.setattr("ddream.runtime.native_bf16", lambda device: True)  # a GPU: all of it
@@ -88,3 +92,20 @@ def test_a_fused_optimiser_restored_for_channels_last_weights_steps_as_the_unbro
         return conv.weight.detach()
 
     assert torch.equal(run(None), run(3))
+
+
+def test_encoding_in_slices_gives_the_latents_of_one_call(monkeypatch):
+    from ddream.data import Split
+    from ddream.models.autoencoder import AutoEncoder
+    from ddream.presets import get_profile
+    from ddream.runtime import rows_per_call
+    from ddream.stages.encode import encode_split
+
+    assert rows_per_call("encoder", CPU) == 256  # the CPU's rule: faster, and less memory
+    torch.manual_seed(0)
+    ae = AutoEncoder(get_profile("quick").ae).eval()
+    images = torch.randint(0, 256, (600, 28, 28), dtype=torch.uint8)
+    split = Split(images, torch.zeros(600, dtype=torch.long))
+    sliced, whole = encode_split(ae, split, CPU), encode_split(ae, split, CPU, batch=600)
+    assert sliced.shape == (600, 4, 2, 2)
+    assert torch.allclose(sliced, whole, atol=1e-5)
