@@ -3,7 +3,6 @@ redone when stale, then a sample grid and GIF in the state dir."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from importlib import import_module
 from pathlib import Path
@@ -44,11 +43,10 @@ def run_all(
             stage, view = row.name, state.view(row.name)
             detail = f" ({view.detail})" if view.detail else ""
             say(f"[{i}/{len(STAGE_TABLE)}] {stage}: {view.status}{detail}; {plan.text(stage)}")
-            t0 = time.perf_counter()
             with ledger.timed(stage):
                 result = import_module(f"ddream.stages.{row.module}").run_stage(run)
             say(f"{stage}: {'already done, skipped' if result['skipped'] else 'done'}")
-            plan.finished(stage, 0.0 if result["skipped"] else time.perf_counter() - t0)
+            plan.finished(stage, 0.0 if result["skipped"] else ledger.parts[stage])
             if "parts" in result:  # what the stage's own record accounts for, and the rest
                 parts = result["parts"]
                 rest = ledger.parts[stage] - sum(parts.values())
