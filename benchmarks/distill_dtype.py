@@ -58,11 +58,13 @@ def main() -> None:
         rec = state.record("distill")
         rows.append((dtype, whole, rec["setup_time"], rec["wall_time"], rec["metrics"]))
     base = rows[0][1]
-    print("| distill | whole stage | setup (judges, pairs) | training loop | ratio | 1-step mse |")
+    print(
+        "| distill | whole stage | setup (judges, pairs) | training loop | ratio | judge accuracy |"
+    )
     print("| --- | --- | --- | --- | --- | --- |")
     for dtype, whole, setup, loop, m in rows:
         print(f"| {dtype} | {whole:.0f} s | {setup:.0f} s | {loop:.0f} s | {whole / base:.2f}x | "
-              f"{m['val_mse']:.4f} |")  # fmt: skip
+              f"{m['judge_acc']:.1%} |")  # fmt: skip
 
 
 if __name__ == "__main__":

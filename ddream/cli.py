@@ -174,7 +174,6 @@ def distill_cmd(
     epochs: o.DistillEpochsOpt = None,
     pairs: o.PairsOpt = None,
     teacher_steps: o.TeacherStepsOpt = None,
-    student_steps: o.StudentStepsOpt = None,
     lr: o.LrOpt = None,
     checkpoint_every: o.CkptOpt = None,
     tensorboard: o.TensorboardOpt = None,

@@ -192,10 +192,6 @@ PairsOpt = Annotated[
 TeacherStepsOpt = Annotated[
     int | None, typer.Option(min=1, max=200, help="Heun steps of the teacher for the pairs.")
 ]
-StudentStepsOpt = Annotated[
-    int | None,
-    typer.Option(min=1, max=2, help="The student's default steps when sampling (1 or 2)."),
-]
 
 # ---- sampling ----------------------------------------------------------------------------------------
 ModelOpt = Annotated[
@@ -203,7 +199,7 @@ ModelOpt = Annotated[
     typer.Option(
         "--model",
         help="auto (the distilled student when `ddream distill` has run, else the teacher), "
-        "student (one network pass a digit, guidance an input; 1-2 steps) or teacher (the DiT's "
+        "student (one network pass a digit, guidance an input) or teacher (the DiT's "
         "guided ODE: --steps, --solver, --cfg).",
     ),
 ]
@@ -221,8 +217,8 @@ StepsOpt = Annotated[
     typer.Option(
         min=1,
         max=1000,
-        help="ODE steps (default: the model's own: 1 for the one-step student, which takes 1 or 2; "
-        "for ddream's teacher, 2 Heun steps).",
+        help="ODE steps of the teacher (default: its own, 2 Heun steps for ddream's); the student "
+        "draws in one.",
     ),
 ]
 CfgOpt = Annotated[
@@ -281,7 +277,7 @@ GifOpt = Annotated[
     typer.Option(
         "--gif",
         help="GIF of the sampling trajectory: the teacher's ODE steps, or for the student the "
-        "straight path from the noise to its digit that its 1-2 steps jump along.",
+        "straight path from the noise to its digit that its one step jumps along.",
     ),
 ]
 NpzOpt = Annotated[

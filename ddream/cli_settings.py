@@ -40,7 +40,6 @@ FLAG_SETTINGS: dict[str, dict[str, tuple[str, ...]]] = {
         "epochs": ("distill.epochs",),
         "pairs": ("distill.pairs",),
         "teacher_steps": ("distill.teacher_steps",),
-        "student_steps": ("distill.student_steps",),
         "lr": ("distill.lr",),
         "checkpoint_every": ("distill.checkpoint_every",),
         "tensorboard": ("log.tensorboard",),

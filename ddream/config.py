@@ -118,96 +118,51 @@ class SampleConfig:
 @dataclass(frozen=True)
 class DistillConfig:
     """How `ddream distill` makes the fast sampling models: a one-step student of the guided DiT
-    (reflow on teacher pairs) and, optionally, a smaller decoder that imitates the autoencoder's."""
+    and, optionally, a smaller decoder that imitates the autoencoder's. Each default was chosen by
+    measurement; BENCHMARKS.md's history has the runs behind each line."""
 
     pairs: int = 60_000  # (noise, class) -> teacher latent pairs, drawn once
     teacher_steps: int = 12  # the teacher's sampler for the pairs: Heun, at the preset's guidance
     teacher_solver: str = "heun"
-    # The student's default guidance (with () below: the one scale of the pairs; 0 = the teacher's
-    # own sampling default), applied for t in the interval only (guidance at high noise costs
-    # diversity). 1 (no classifier-free guidance), chosen by FID and recall over the dial with the
-    # class term below (BENCHMARKS.md): FID 2.91, recall 0.844, class accuracy 98.91%; 1.2 drew
-    # 2.96, 0.837, 99.07%. (Without the class term 1.2 was best: 2.89, 0.845, 98.62%.)
-    teacher_cfg: float = 1.0
-    teacher_cfg_interval: tuple[float, ...] = (0.0, 0.5)
-    # Autoguidance for the pairs (models/dit.py AutoGuided; 1 = none, or no guide model): the teacher
-    # steps this far from its own early weights, besides its classifier-free guidance. The teacher
-    # at 1.5 with no CFG drew FID 2.51, recall 0.863 where CFG 1.4 drew 3.19, 0.814 (class accuracy
-    # 97.3% against 99.1%; BENCHMARKS.md). With it, CFG only for t <= 0.5 (t <= 0.7 cost FID).
+    # The student's default guidance scale w (0 = the teacher's own sampling default); with
+    # cfg_range () the one scale its pairs are drawn at. 1 drew the best FID and recall on the dial.
+    student_cfg: float = 1.0
+    teacher_cfg_interval: tuple[float, ...] = (0.0, 0.5)  # t range where the pairs' CFG applies
+    # The teacher steps this far from its own early weights (autoguidance; 1 = none): FID 2.51,
+    # recall 0.863 against CFG 1.4's 3.19, 0.814
     teacher_autoguidance: float = 1.5
-    # Classifier guidance for the pairs (models/latent_classifier.py; 0 = none): distill first trains
-    # a small classifier of the training latents (classifier_epochs), and each teacher step moves its
-    # denoised estimate this far up that classifier's log-probability of the wanted class. Sure of
-    # most digits, the classifier has no slope there: it mends ambiguous digits and leaves the variety
-    # that classifier-free guidance spends. At 8 the teacher drew class accuracy 99.47% at FID 2.71,
-    # recall 0.855 (97.30%, 2.51, 0.863 without it), but its one-step students drew FID 3.1-3.4
-    # (with distribution matching and the class term, 3.42 in a full run): off (BENCHMARKS.md).
-    teacher_classifier_guidance: float = 0.0
-    classifier_epochs: int = 8
-    # The student's guidance dial: the pairs are drawn at scales spread evenly over (LO, HI), one a
-    # pair, and the student takes the scale as an input; () = a student with teacher_cfg baked in,
-    # as before. 60,000 pairs spread over 1-2 drew the same digits at 1.4 as 60,000 pairs all at 1.4
-    # (FID 3.58 / 3.56, recall 0.805 / 0.805; BENCHMARKS.md).
+    # The guidance dial: the pairs' scales spread evenly over (LO, HI), w an input of the student;
+    # () = one scale baked in (the digitdreamer preset's student, as before the dial)
     cfg_range: tuple[float, ...] = (1.0, 2.0)
-    # the one-step objective: l2 (regression on the teacher's latent), huber (pseudo-Huber on it,
-    # as in sCM and rectified flow++) or pixel (L2 between both latents decoded by the frozen
-    # autoencoder). huber: lower FID and higher recall than l2 at every scale for the same time;
-    # pixel was mixed and 2.5x slower (BENCHMARKS.md)
+    # The one-step objective: huber (pseudo-Huber, as in sCM; lower FID and higher recall than l2
+    # at every scale) or l2 (plain regression, the digitdreamer preset's)
     loss: str = "huber"
-    # weight of an adversarial term (student_losses.py: a small latent critic tells the student's
-    # unguided one-step latents from the encoded training digits); 0 = off
-    adversarial: float = 0.0
-    adversarial_lr: float = 2e-4
-    # weight of a distribution-matching term (student_losses.py DistributionMatching, as in DMD;
-    # 0 = off; a student without the dial skips it): a fake copy of the teacher learns the student's own one-step
-    # latents, and the student moves along the difference of the fake's and the guided teacher's
-    # denoised estimates (the same guides as the pairs) at noised copies of them, t in dmd_t, on
-    # the first dmd_rows rows of each batch, from dmd_start of the steps on (the fake from a tenth
-    # before). On 32 rows beside the class term in pixels below, it lifts class accuracy and recall
-    # together where every other knob traded one for the other (BENCHMARKS.md)
+    # Distribution matching (DMD; 0 = off): a fake copy of the teacher learns the student's own
+    # latents, on the first dmd_rows rows of each batch, t in dmd_t, from dmd_start of the steps on;
+    # beside the class term it lifted class accuracy and recall together
     dmd: float = 1.0
     dmd_start: float = 0.3
     dmd_t: tuple[float, ...] = (0.3, 0.98)
     dmd_rows: int = 32
-    # weight of a class term: cross-entropy of the student's one-step latents under the latent
-    # classifier above (models/latent_classifier.py; trained here even without classifier
-    # guidance, in seconds). Sure of most digits, it has no slope there: it tips only the borderline
-    # ones; 0 = off. In latents at 5, at w = 1: class accuracy 98.91% against 98.36%, FID 2.91
-    # against 2.92, recall 0.844 against 0.851 (BENCHMARKS.md)
-    classifier_loss: float = 2.0
-    # the class term in pixels instead, on the first classifier_rows rows of each batch (0 = in
-    # latents, every row): the frozen autoencoder decodes the student's one-step latents and a small
-    # CNN (models/latent_classifier.py PixelClassifier, trained here for pixel_classifier_epochs on
-    # the autoencoder's decodings of the training latents; never `ddream eval`'s network) names them.
-    # It finds digits the latent classifier is sure of and `ddream eval`'s calls wrong. At 2, with
-    # DMD on 32 rows, EMA 0.999 and 10 epochs, at w = 1, seeds 0, 1, 2: class accuracy 99.33%,
-    # 99.37%, 99.40% (the latent term at 5, 15 epochs: 98.91%, 98.82%, 98.93%), recall 0.845, 0.837,
-    # 0.848 (0.844, 0.843, 0.841), FID 2.82, 3.24, 3.03 (2.91, 3.00, 2.90); ~1.35x the student's
-    # time (BENCHMARKS.md)
-    classifier_rows: int = 32
-    pixel_classifier_epochs: int = 2
-    # training t: one (t = 1 only: the one-step map itself) or ushape (reflow's U-shaped t, mass
-    # near 0 and 1). Chosen by FID (BENCHMARKS.md): at one step, one 5.38 against ushape's 8.20.
-    t_dist: str = "one"
-    # 10 (was 15, 30 before): with DMD and the class term in pixels, 10 epochs drew as well as 15
-    # in two thirds of the time (BENCHMARKS.md)
-    epochs: int = 10
+    # The class term (0 = off): the stage's judge (a small CNN trained here for judge_epochs on the
+    # autoencoder's decodings, never `ddream eval`'s network) names the decoded one-step digits of
+    # the first class_rows rows; class accuracy 99.33-99.40% over three seeds against 98.8-98.9%
+    # in latents. The judge also scores the student's validation digits.
+    class_term: float = 2.0
+    class_rows: int = 32
+    judge_epochs: int = 2
+    epochs: int = 10  # with DMD and the class term, 10 epochs drew as well as 15
     batch_size: int = 256
     lr: float = 1e-3
     ema_decay: float = 0.999
-    student_steps: int = 1  # the student's default number of evaluations (1 or 2)
-    # A cheaper decoder for sampling, distilled from the autoencoder's (it imitates the trained
-    # decoder's output, starting from its weights wherever a tensor fits); () = sample with the
-    # autoencoder's own decoder. The default is the default autoencoder's decoder without its 4x4
-    # residual block: ~1.15x the decoding rate at test PSNR 28.43 dB against 28.45 and
-    # reconstruction FID 0.216 against 0.254 (BENCHMARKS.md). Widths (4, 8, 16, 64, 64) with blocks
-    # (0, 0, 1, 1, 1), trained from scratch, decoded ~1.7x faster but lost 2 dB.
+    # A cheaper decoder for sampling that imitates the autoencoder's, started from its weights where a
+    # tensor fits (() = the autoencoder's own): the default drops the 4x4 residual block, ~1.15x the
+    # decoding rate at test PSNR 28.43 dB against 28.45
     decoder_widths: tuple[int, ...] = (8, 16, 32, 64, 64)
     decoder_blocks: tuple[int, ...] = (0, 1, 1, 0, 1)
     decoder_lr: float = 5e-4
-    # the small decoder learns on every k-th student step (8: ~3.8 passes over 60,000 latents)
-    decoder_every: int = 8
-    # distill on the first N pairs only, its pixel judge on the first N training latents (0 = all)
+    decoder_every: int = 8  # the decoder learns on every k-th student step
+    # distill on the first N pairs only, its judge on the first N training latents (0 = all)
     train_limit: int = 0
     checkpoint_every: int = 200
 
@@ -241,6 +196,20 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     """A config as JSON-ready data (tuples become lists)."""
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
+
+# Settings renamed (table -> {former name: name}) and removed (table -> {name: its last default}):
+# a settings file that names one gets one line saying so; a stage's record keeps the former names and
+# the removed settings' values, so that models trained before stay fresh (stages/distill.py).
+RENAMED: dict[str, dict[str, str]] = {
+    "distill": {"teacher_cfg": "student_cfg", "classifier_loss": "class_term",
+                "classifier_rows": "class_rows", "pixel_classifier_epochs": "judge_epochs"},
+}  # fmt: skip
+# measured and not kept in 0.2.0 (BENCHMARKS.md's history has each): classifier guidance for the
+# pairs, the class term in latents, the adversarial term, the U-shaped t, a 2-step student
+REMOVED: dict[str, dict[str, Any]] = {
+    "distill": {"teacher_classifier_guidance": 0.0, "classifier_epochs": 8, "adversarial": 0.0,
+                "adversarial_lr": 2e-4, "t_dist": "one", "student_steps": 1},
+}  # fmt: skip
 
 # Settings added with a new default: the value that a config written before them meant.
 LEGACY: dict[type, dict[str, Any]] = {AEConfig: {"io": "conv"}}
@@ -283,8 +252,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "gan_loss": ("hinge", "bce"),
     "solver": ("euler", "heun"),
     "teacher_solver": ("euler", "heun"),
-    "t_dist": ("one", "ushape"),
-    "loss": ("l2", "huber", "pixel"),
+    "loss": ("huber", "l2"),
 }
 
 
@@ -399,9 +367,8 @@ _RULES: dict[type, tuple] = {
     ),
     DistillConfig: (
         _positive("pairs", "teacher_steps", "epochs", "batch_size", "lr", "decoder_lr"),
-        _positive("adversarial_lr", "teacher_autoguidance", "classifier_epochs"),
-        _positive("pixel_classifier_epochs"),
-        _positive("checkpoint_every", "student_steps", "decoder_every"),
+        _positive("teacher_autoguidance", "judge_epochs", "class_rows"),
+        _positive("checkpoint_every", "decoder_every"),
         _fraction("ema_decay"),
         _fraction("dmd_start", closed=True),
         lambda c: (
@@ -409,7 +376,6 @@ _RULES: dict[type, tuple] = {
             if len(c.dmd_t) != 2 or not 0 < c.dmd_t[0] < c.dmd_t[1] < 1
             else None
         ),
-        lambda c: "student_steps must be 1 or 2" if c.student_steps > 2 else None,
         lambda c: (
             "teacher_cfg_interval is () or (LO, HI) with 0 <= LO <= HI <= 1"
             if c.teacher_cfg_interval
@@ -420,12 +386,12 @@ _RULES: dict[type, tuple] = {
             else None
         ),
         lambda c: (
-            "cfg_range is () or (LO, HI) with 1 <= LO < HI, holding teacher_cfg"
+            "cfg_range is () or (LO, HI) with 1 <= LO < HI, holding student_cfg"
             if c.cfg_range
             and (
                 len(c.cfg_range) != 2
                 or not 1 <= c.cfg_range[0] < c.cfg_range[1]
-                or not c.cfg_range[0] <= (c.teacher_cfg or c.cfg_range[0]) <= c.cfg_range[1]
+                or not c.cfg_range[0] <= (c.student_cfg or c.cfg_range[0]) <= c.cfg_range[1]
             )
             else None
         ),

@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ddream.config import SECTIONS, Profile, validate
+from ddream.config import REMOVED, RENAMED, SECTIONS, Profile, validate
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -71,6 +71,13 @@ def _fields(current: Any, section: str, values: dict[str, Any], source: str) -> 
     known = [f.name for f in dataclasses.fields(current)]
     fields = {}
     for key, value in values.items():
+        if key in RENAMED.get(section, {}):
+            raise BadInput(f"{source}: [{section}] {key} is now {RENAMED[section][key]}")
+        if key in REMOVED.get(section, {}):
+            raise BadInput(
+                f"{source}: [{section}] {key} was removed in 0.2.0 (measured and not kept); "
+                "drop it from the file"
+            )
         if key not in known:
             raise BadInput(
                 f"{source}: [{section}] has no setting {key!r} (it has: {', '.join(known)})"

@@ -116,8 +116,9 @@ class History:
         return int(self.header.get("steps_per_epoch") or 0)
 
     def best(self) -> tuple[dict[str, Any], str] | None:
-        """(the best epoch's row, the metric it is best by) by the stage's registry rule, if any."""
-        rule = STAGE[self.stage].best
+        """(the best epoch's row, the metric it is best by) by the stage's registry rule, if it
+        names one."""
+        rule = STAGE[self.stage].metric if STAGE[self.stage].names_best else None
         if not rule:
             return None
         name, direction = rule

@@ -24,13 +24,13 @@ from ddream.render import write_gif
 from ddream.state import StateDir
 
 PLOT_HINT = "the curves need matplotlib: pip install 'ddream[plot]'"
-TRAINED = tuple(s.name for s in STAGE_TABLE if s.best)  # the stages that train epoch by epoch
+TRAINED = tuple(s.name for s in STAGE_TABLE if s.metric)  # the stages that train epoch by epoch
 CURVES = "curves.png"
 PLOTS = "plots"  # the state dir's folder for them (`ddream all` writes it; `ddream plot`'s default)
-# each panel: the training loss's points, and the stage's held-out metric (registry.py's `best`) by
+# each panel: the training loss's points, and the stage's held-out metric (registry.py's `metric`) by
 # epoch, on an axis of its own unless it is a loss of the same kind
 METRIC_LABELS = {"test_psnr": "test PSNR (dB)", "val_loss": "validation loss (EMA weights)",
-                 "val_mse": "1-step error against the teacher"}  # fmt: skip
+                 "judge_acc": "the judge's class accuracy of its digits"}  # fmt: skip
 SAME_AXIS = ("val_loss",)
 PHASE_COLOURS = {"augmented": "#dbe9f6", "augmented + GAN": "#f9dcc4", "fine-tune": "#d9f2d9",
                  "fine-tune + GAN": "#f6e7a8"}  # fmt: skip
@@ -130,7 +130,7 @@ def _phases(epochs: list[dict[str, Any]]) -> list[tuple[str, float, float]]:
 
 
 def _panel(ax, hist: History) -> None:
-    loss_key, metric = "loss", STAGE[hist.stage].best[0]
+    loss_key, metric = "loss", STAGE[hist.stage].metric[0]
     metrics = [(metric, METRIC_LABELS.get(metric, metric), metric not in SAME_AXIS)]
     spe = hist.steps_per_epoch
     for phase, lo, hi in _phases(hist.epochs):

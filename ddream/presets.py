@@ -58,13 +58,13 @@ PRESETS: dict[str, Profile] = {
         # not in DigitDreamer: a student of its DiT, at the preset's own guidance (it keeps its own
         # plain decoder; its guidance baked in, with the plain L2 objective, as before the dial)
         distill=DistillConfig(
-            teacher_cfg=0.0,
+            student_cfg=0.0,
             teacher_cfg_interval=(),
             decoder_widths=(),
             cfg_range=(),
             loss="l2",
             teacher_autoguidance=1.0,
-            classifier_loss=0.0,
+            class_term=0.0,
             dmd=0.0,
             epochs=15,
             ema_decay=0.99,
@@ -160,7 +160,7 @@ def fasten(preset: Profile) -> Profile:
             pairs=FAST_PAIRS,
             epochs=FAST_DISTILL_EPOCHS,
             decoder_widths=(),
-            teacher_cfg=FAST_W if preset.distill.cfg_range else preset.distill.teacher_cfg,
+            student_cfg=FAST_W if preset.distill.cfg_range else preset.distill.student_cfg,
         ),
     )
 

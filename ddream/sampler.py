@@ -79,7 +79,7 @@ def checked_request(req: SampleRequest, num_classes: int, names: dict[str, str])
 
 class Sampler:
     """A velocity network + decoder, ready to turn (labels, seed) into digits. The teacher is the
-    DiT, integrated with guidance; the student takes 1-2 Euler steps, its guidance an input (or,
+    DiT, integrated with guidance; the student takes one Euler step, its guidance an input (or,
     from before the dial, baked into its weights)."""
 
     def __init__(
@@ -131,7 +131,7 @@ class Sampler:
         if decoder is None:
             ae, _ = load_ae(state, device)
             decoder, name = ae.decoder, "autoencoder"
-        defaults = {"steps": st.meta["steps"], "cfg": st.meta["cfg"], "solver": "euler"}
+        defaults = {"steps": 1, "cfg": st.meta["cfg"], "solver": "euler"}
         if st.meta.get("cfg_range"):  # guidance is the student's input, within the range it learned
             defaults["cfg_range"] = tuple(st.meta["cfg_range"])
         return cls(st.model, decoder, st.stats, device, "student", defaults, name, dtype)
@@ -167,10 +167,10 @@ class Sampler:
                     f"{names['cfg_interval']}: the student's guidance interval is fixed by its "
                     f"training; use {teacher} to limit guidance to an interval"
                 )
-            if req.steps is not None and req.steps > STUDENT_MAX_STEPS:
+            if req.steps is not None and req.steps != 1:  # trained at t = 1 only: 2 drew worse
                 raise BadInput(
-                    f"{names['steps']} {req.steps}: the student draws in 1 or {STUDENT_MAX_STEPS} "
-                    f"steps; use {teacher} for more"
+                    f"{names['steps']} {req.steps}: the student draws in one step; use {teacher} "
+                    "for more"
                 )
         return dataclasses.replace(
             req,
@@ -264,7 +264,6 @@ class Sampler:
         return self.dit.cfg.num_classes
 
 
-STUDENT_MAX_STEPS = 2
 STUDENT_GIF_FRAMES = 12
 
 
@@ -275,7 +274,7 @@ def gif_frames(sampler: Sampler, req: SampleRequest) -> int:
 
 def straight_path(points: list[torch.Tensor], frames: int) -> list[torch.Tensor]:
     """`frames` latents evenly spaced along the piecewise-straight path through `points` (the
-    student's 1-2 Euler steps), so its GIF shows the line its steps jump along."""
+    student's Euler steps), so its GIF shows the line its step jumps along."""
     segments = len(points) - 1
     out = []
     for s in torch.linspace(0.0, float(segments), frames).tolist():

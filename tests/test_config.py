@@ -21,8 +21,8 @@ SPECIAL = {
     ("sample", "cfg_interval"): [0.1, 0.9],
     ("distill", "teacher_cfg_interval"): [0.1, 0.8],
     ("distill", "decoder_widths"): [4, 8, 16, 64, 64],
-    ("distill", "student_steps"): 2,
-    ("distill", "teacher_cfg"): 1.8,  # within the dial's range
+    ("distill", "judge_epochs"): 3,
+    ("distill", "student_cfg"): 1.8,  # within the dial's range
     ("distill", "cfg_range"): [1.0, 2.5],
     ("distill", "dmd_t"): [0.2, 0.9],
     ("log", "tensorboard"): "tb-logs",
@@ -141,15 +141,15 @@ def test_models_refuse_settings_that_do_not_validate():
 
 
 @pytest.mark.parametrize(
-    "cfg_range,teacher_cfg",
+    "cfg_range,student_cfg",
     [((2.0, 1.0), 1.4), ((0.5, 2.0), 1.4), ((1.0, 2.0), 2.5), ((1.0,), 1.4)],
 )
-def test_a_guidance_dial_that_is_no_range_or_misses_its_default_is_refused(cfg_range, teacher_cfg):
+def test_a_guidance_dial_that_is_no_range_or_misses_its_default_is_refused(cfg_range, student_cfg):
     from ddream.config import DistillConfig
 
     with pytest.raises(BadInput, match="cfg_range is"):
-        validate(DistillConfig(cfg_range=cfg_range, teacher_cfg=teacher_cfg))
-    validate(DistillConfig(cfg_range=(), teacher_cfg=teacher_cfg))  # baked in: any scale
+        validate(DistillConfig(cfg_range=cfg_range, student_cfg=student_cfg))
+    validate(DistillConfig(cfg_range=(), student_cfg=student_cfg))  # baked in: any scale
 
 
 @pytest.mark.parametrize("preset", ["default", "digitdreamer"])
@@ -169,7 +169,7 @@ def test_the_fast_profile_keeps_the_models_and_data_and_shortens_the_schedule(pr
     # a dial student defaults to the fast profile's own w (its teacher wants more guidance); a
     # baked-in one keeps its preset's scale
     dial = bool(ref.distill.cfg_range)
-    assert fast.distill.teacher_cfg == (2.0 if dial else ref.distill.teacher_cfg)
+    assert fast.distill.student_cfg == (2.0 if dial else ref.distill.student_cfg)
     for section in ("ae", "ae_train", "dit", "dit_train", "sample", "distill"):
         validate(getattr(fast, section))
 

@@ -15,7 +15,7 @@ LAYERS = {
     "use": ["demo", "sampler", "stages.sample", "stages.reconstruct", "stages.evaluate",
             "stages.export", "stages.onnx_export", "stages.card", "stages.pipeline", "plots"],
     "train": ["stages.train_ae", "stages.encode", "stages.train_dit", "stages.distill", "pairs",
-              "student_losses", "watch",
+              "student", "student_losses", "judge", "watch",
               "stages.record", "train", "distributed", "stages.__init__"],
     "files": ["artifacts", "state", "manifest", "checkpoint", "status", "history"],
     "core": ["config", "presets", "config_file", "models", "flow", "metrics", "data", "userimage",

@@ -79,8 +79,8 @@ def _training_section(stages: dict[str, Any]) -> str:
     rows.append(
         f"| student | the DiT distilled to one step, {_dial_words(cfg, d.get('guidance', '?'))} | "
         f"{cfg.get('epochs', '?')} epochs on {cfg.get('pairs', '?')} teacher pairs "
-        f"({cfg.get('teacher_solver', '?')} {cfg.get('teacher_steps', '?')} steps) | 1-step mse "
-        f"{_f(distill.get('metrics', {}), 'val_mse', 4)} | {_secs(distill)} |"
+        f"({cfg.get('teacher_solver', '?')} {cfg.get('teacher_steps', '?')} steps) | "
+        f"judge {_f(distill.get('metrics', {}), 'judge_acc', 3)} of its digits | {_secs(distill)} |"
     )
     versions = ae.get("versions", {})
     return "\n".join(rows) + (
