@@ -65,8 +65,9 @@ def settings(ctx: typer.Context):
     file's tables, then the command's flags (FLAG_SETTINGS), validated in one place."""
     import dataclasses
 
-    from ddream.config import SECTIONS, validate
+    from ddream.config import SECTIONS
     from ddream.config_file import apply_tables
+    from ddream.config_rules import validate
     from ddream.presets import get_profile, on_gpu
 
     params = ctx.params

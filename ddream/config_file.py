@@ -9,7 +9,8 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ddream.config import REMOVED, RENAMED, SECTIONS, Profile, validate
+from ddream.config import REMOVED, RENAMED, SECTIONS, Profile
+from ddream.config_rules import validate
 
 
 def read_toml(path: Path) -> dict[str, Any]:

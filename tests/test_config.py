@@ -7,8 +7,9 @@ import re
 
 import pytest
 
-from ddream.config import CHOICES, SECTIONS, AEConfig, DistillConfig, DiTConfig, validate
+from ddream.config import SECTIONS, AEConfig, DistillConfig, DiTConfig
 from ddream.config_file import read_toml
+from ddream.config_rules import CHOICES, validate
 from ddream.errors import BadInput
 
 # values that the generic rule below would make invalid, set by hand

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ddream.config import AEConfig, DistillConfig, validate
+from ddream.config import AEConfig, DistillConfig
+from ddream.config_rules import validate
 from ddream.errors import BadInput
 from ddream.models.plain_autoencoder import PlainDecoder, PlainEncoder
 

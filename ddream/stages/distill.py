@@ -31,8 +31,8 @@ from ddream.config import (
     LogConfig,
     fingerprint,
     to_dict,
-    validate,
 )
+from ddream.config_rules import validate
 from ddream.judge import train_judge
 from ddream.models.autoencoder import Decoder, decoder_config, warm_start
 from ddream.models.dit import AutoGuided, DiT
