@@ -1,6 +1,6 @@
-"""Every option of the `ddream` commands, declared once, and the --config callback that turns a TOML
-file into their defaults. Fixed choices are Literal types, so Typer checks them and completion offers
-them. Nothing here imports torch."""
+"""Every option of the `ddream` commands, declared once (the --config callback that turns a TOML file
+into their defaults is cli_settings.load_config). Fixed choices are Literal types, so Typer checks
+them and completion offers them; figures in the help come from the settings. No torch here."""
 
 from __future__ import annotations
 
@@ -9,7 +9,19 @@ from typing import Annotated, Literal
 
 import typer
 
-from ddream.errors import BadInput
+from ddream import cli_settings as cs
+from ddream.config import DistillConfig
+from ddream.presets import get_profile
+
+_DIAL = DistillConfig().cfg_range
+
+
+def _schedule(profile: str) -> str:
+    """'20+2 AE, 10 DiT, 10 distill epochs': a profile's epochs, as its settings have them."""
+    p = get_profile(profile)
+    return (f"{p.ae_train.epochs}+{p.ae_train.finetune_epochs} AE, {p.dit_train.epochs} DiT, "
+            f"{p.distill.epochs} distill epochs")  # fmt: skip
+
 
 DEFAULT_STATE = Path("ddream-state")
 
@@ -21,30 +33,6 @@ Model = Literal["auto", "student", "teacher"]
 Between = Literal["classes", "seeds"]
 Dtype = Literal["auto", "fp32", "bf16"]
 DEVICES = ["auto", "cpu", "cuda", "mps"]
-
-
-# ---- a --config file -----------------------------------------------------------------------------
-def _load_config(ctx: typer.Context, value: Path | None) -> Path | None:
-    """Eager: a TOML file's top-level keys become the command's defaults (flags override them); its
-    settings tables are kept for `settings()` and `sample_table()`."""
-    if value is None or ctx.resilient_parsing:
-        return value
-    from ddream.config_file import read_toml, split_tables
-
-    known = {p.name for p in ctx.command.params} - {"config"}
-    top, tables = split_tables(read_toml(value), f"--config {value}")
-    ctx.meta["ddream_tables"] = (f"--config {value}", tables)
-    options = {}
-    for key, val in top.items():
-        name = key.replace("-", "_")
-        if name not in known:
-            raise BadInput(
-                f"{value}: `ddream {ctx.info_name}` has no option {key!r} "
-                f"(it has: {', '.join(sorted(k.replace('_', '-') for k in known))})"
-            )
-        options[name] = val
-    ctx.default_map = {**(ctx.default_map or {}), **options}
-    return value
 
 
 # ---- options every command shares -----------------------------------------------------------------
@@ -78,7 +66,7 @@ ConfigOpt = Annotated[
     typer.Option(
         "--config",
         is_eager=True,
-        callback=_load_config,
+        callback=cs.load_config,
         help="TOML file: option values as top-level keys (the long options), and any setting in "
         "tables [ae] [ae_train] [dit] [dit_train] [sample] [distill] (see `ddream config`); "
         "flags given here override it.",
@@ -107,9 +95,9 @@ ProfileOpt = Annotated[
     Profile,
     typer.Option(
         "--profile",
-        help="reference (the full schedule: 20+2 AE, 10 DiT, 15 distill epochs), fast (the same "
-        "models, 3+1 AE, 6 DiT and 10 distill epochs: a first look, ~230 s to FID 13.0 on a 2-core "
-        "CPU) or quick (a tiny model on a slice of the data, seconds: a smoke test).",
+        help=f"reference (the full schedule: {_schedule('reference')}), fast (the same models, "
+        f"{_schedule('fast')}: a first look in minutes) or quick (a tiny model on a slice of the "
+        "data, seconds: a smoke test).",
     ),
 ]
 ForceOpt = Annotated[
@@ -208,7 +196,7 @@ DtypeOpt = Annotated[
     typer.Option(
         "--dtype",
         help="What the DiT and the decoder compute in: auto (bf16 on a GPU or a CPU with bf16 "
-        "hardware, AVX512-BF16 or AMX: ~1.7x the digits/s at the same FID; fp32 elsewhere), fp32 "
+        "hardware, AVX512-BF16 or AMX; fp32 elsewhere), fp32 "
         "(the same pixels on every CPU) or bf16.",
     ),
 ]
@@ -227,7 +215,8 @@ CfgOpt = Annotated[
         "--cfg",
         help="Classifier-free guidance scale, 1 = none: the dial between varied digits (low) and "
         "clean, alike ones (high). The student takes it in one pass within the range it learned "
-        "(the default model's: 1 to 2; a scale outside it is refused and names it); default: the "
+        f"(the default model's: {_DIAL[0]:g} to {_DIAL[1]:g}; a scale outside it is refused and "
+        "names it); default: the "
         "model's own.",
     ),
 ]

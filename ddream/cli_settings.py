@@ -233,3 +233,26 @@ def run_training_command(ctx, command: str, state_dir: Path, device: str, seed: 
         raise
     shutdown(dist, clean=True)
     return result if dist.main else None
+
+
+def load_config(ctx: typer.Context, value: Path | None) -> Path | None:
+    """Eager: a TOML file's top-level keys become the command's defaults (flags override them); its
+    settings tables are kept for `settings()` and `sample_table()`."""
+    if value is None or ctx.resilient_parsing:
+        return value
+    from ddream.config_file import read_toml, split_tables
+
+    known = {p.name for p in ctx.command.params} - {"config"}
+    top, tables = split_tables(read_toml(value), f"--config {value}")
+    ctx.meta["ddream_tables"] = (f"--config {value}", tables)
+    options = {}
+    for key, val in top.items():
+        name = key.replace("-", "_")
+        if name not in known:
+            raise BadInput(
+                f"{value}: `ddream {ctx.info_name}` has no option {key!r} "
+                f"(it has: {', '.join(sorted(k.replace('_', '-') for k in known))})"
+            )
+        options[name] = val
+    ctx.default_map = {**(ctx.default_map or {}), **options}
+    return value
