@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from ddream.checkpoint import BadArtifact, load_tensors
 from ddream.config import AEConfig, DiTConfig, from_dict
 from ddream.data import Split, load_split, resolve_data_dir
-from ddream.errors import BadInput, NotBuilt
+from ddream.errors import BadInput, DDreamError, NotBuilt
 from ddream.models.autoencoder import AutoEncoder
 from ddream.models.dit import DiT
 from ddream.registry import OUTPUT_KINDS, STAGE, STAGES
@@ -183,3 +185,32 @@ def load_dataset(
         )
     folder = resolve_data_dir(data_dir, state.root, dataset)
     return load_split(folder, "train", dataset), load_split(folder, "test", dataset)
+
+
+# ---- the last `ddream eval`: eval/report.json ----------------------------------------------------
+def report_path(state: StateDir) -> Path:
+    return state.path("eval", "report.json")
+
+
+def read_report(state: StateDir) -> dict[str, Any] | None:
+    """The last `ddream eval` of this state dir, None when it was never run; a damaged report is
+    one line naming the file."""
+    path = report_path(state)
+    if not path.exists():
+        return None
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError):
+        report = None
+    tables = ("generation", "reconstruction", "real_floor")
+    if not isinstance(report, dict) or not all(
+        isinstance(report.get(t, {}), dict)
+        and all(_is_number(v) for v in report.get(t, {}).values())
+        for t in tables
+    ):
+        raise DDreamError(f"{path} is damaged; run `ddream eval` again (or delete it)")
+    return report
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

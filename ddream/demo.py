@@ -282,7 +282,7 @@ class Demo:
 
     def model_card(self) -> str:
         """What `ddream status` and the last `ddream eval` know, as Markdown."""
-        from ddream.stages.evaluate import read_report
+        from ddream.artifacts import read_report
         from ddream.status import status_rows
 
         lines = [

@@ -200,9 +200,9 @@ def report_html(state: StateDir, pictures: list[Path]) -> str:
     epoch, the last `ddream eval` and every setting the finished stages were trained with."""
     import html
 
+    from ddream.artifacts import read_report
     from ddream.config_file import to_toml
     from ddream.presets import get_profile
-    from ddream.stages.evaluate import read_report
     from ddream.status import recorded_profile, status_rows
 
     rows = "".join(

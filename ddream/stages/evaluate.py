@@ -19,10 +19,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ddream.artifacts import load_ae_with_dataset, load_dataset
+from ddream.artifacts import load_ae_with_dataset, load_dataset, report_path
 from ddream.checkpoint import load_tensors, save_tensors
 from ddream.data import Split, to_model, to_unit
-from ddream.errors import DDreamError
 from ddream.files import check_writable
 from ddream.metrics import frechet_distance, precision_recall, psnr, ssim
 from ddream.models.classifier import DigitClassifier
@@ -262,10 +261,6 @@ def evaluate(
     return result
 
 
-def report_path(state: StateDir) -> Path:
-    return state.path("eval", "report.json")
-
-
 def write_report(state: StateDir, result: dict[str, Any]) -> None:
     """The last evaluation, kept beside the classifier so that `ddream serve` can say how good the
     model is without scoring it again."""
@@ -274,27 +269,3 @@ def write_report(state: StateDir, result: dict[str, Any]) -> None:
     report = {**result, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     report_path(state).parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(report_path(state), json.dumps(report, indent=2).encode())
-
-
-def read_report(state: StateDir) -> dict[str, Any] | None:
-    """The last `ddream eval` of this state dir, None when it was never run; a damaged report is
-    one line naming the file."""
-    path = report_path(state)
-    if not path.exists():
-        return None
-    try:
-        report = json.loads(path.read_text())
-    except (OSError, ValueError):
-        report = None
-    tables = ("generation", "reconstruction", "real_floor")
-    if not isinstance(report, dict) or not all(
-        isinstance(report.get(t, {}), dict)
-        and all(_is_number(v) for v in report.get(t, {}).values())
-        for t in tables
-    ):
-        raise DDreamError(f"{path} is damaged; run `ddream eval` again (or delete it)")
-    return report
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)

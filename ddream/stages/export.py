@@ -29,14 +29,13 @@ from typing import Any
 
 import torch
 
-from ddream.artifacts import done_output
+from ddream.artifacts import done_output, read_report
 from ddream.config import to_dict
 from ddream.errors import BadInput
 from ddream.manifest import MANIFEST, write_manifest
 from ddream.registry import STAGE, STAGE_TABLE
 from ddream.sampler import Sampler, SampleRequest
 from ddream.stages.card import model_card
-from ddream.stages.evaluate import read_report
 from ddream.stages.reconstruct import reconstruct_test
 from ddream.stages.sample import sample
 from ddream.state import StateDir
