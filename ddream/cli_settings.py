@@ -212,10 +212,11 @@ def writing(state, command: str, ctx: typer.Context | None = None):
 
 
 def run_training_command(ctx, command: str, state_dir: Path, device: str, seed: int, batch: int,
-                         quiet: bool, train) -> dict | None:  # fmt: skip
+                         quiet: bool, train, force: bool = False) -> dict | None:  # fmt: skip
     """Run a training stage alone or as one rank under torchrun: rank 0 holds the state dir's lock
     and records the run's options; every rank leaves the process group at the end. Returns the
-    stage's result on rank 0 (None elsewhere)."""
+    stage's result on rank 0 (None elsewhere). With `force`, a damaged record of the stage is
+    dropped rather than refused."""
     import torch
 
     from ddream.distributed import init_from_env, shutdown
@@ -224,7 +225,7 @@ def run_training_command(ctx, command: str, state_dir: Path, device: str, seed: 
 
     torch.manual_seed(seed)
     dist = init_from_env(pick_device(device), (batch,))
-    state = StateDir(state_dir)
+    state = StateDir(state_dir, redo=stage_of(command) if force else None)
     try:
         with writing(state, command, ctx) if dist.main else contextlib.nullcontext():
             result = train(state, dist)
@@ -256,3 +257,10 @@ def load_config(ctx: typer.Context, value: Path | None) -> Path | None:
         options[name] = val
     ctx.default_map = {**(ctx.default_map or {}), **options}
     return value
+
+
+def stage_of(command: str) -> str:
+    """The stage a training command runs (registry.py)."""
+    from ddream.registry import STAGE_TABLE
+
+    return next(s.name for s in STAGE_TABLE if s.command == command)

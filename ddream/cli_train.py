@@ -51,7 +51,7 @@ def train_ae_cmd(
         lambda state, dist: train_ae(
             state, prof.ae, prof.ae_train, data_dir=data_dir, dataset=dataset, device=dist.device,
             seed=seed, quiet=quiet, force=force, dist=dist, log=prof.log,
-        ),
+        ), force,
     )  # fmt: skip
     stage_line("train-ae", result, quiet)
 
@@ -71,7 +71,7 @@ def encode_cmd(
     from ddream.stages.encode import encode
 
     dev = cs.device_for(device, 0)
-    state = StateDir(state_dir)
+    state = StateDir(state_dir, redo="encode" if force else None)
     with cs.writing(state, "encode"):
         result = encode(state, data_dir=data_dir, device=dev, force=force)
     stage_line("encode", result, quiet)
@@ -111,7 +111,7 @@ def train_dit_cmd(
         lambda state, dist: train_dit(
             state, prof.dit, prof.dit_train, device=dist.device, seed=seed, quiet=quiet,
             sample_cfg=prof.sample, force=force, dist=dist, log=prof.log,
-        ),
+        ), force,
     )  # fmt: skip
     stage_line("train-dit", result, quiet)
 
@@ -149,7 +149,7 @@ def distill_cmd(
 
     prof = cs.settings(ctx)
     dev = cs.device_for(device, seed)
-    state = StateDir(state_dir)
+    state = StateDir(state_dir, redo="distill" if force else None)
     with cs.writing(state, "distill", ctx):
         result = distill(
             state, prof.distill, device=dev, seed=seed, quiet=quiet, force=force, log=prof.log

@@ -21,6 +21,7 @@ class Output:
     exported: bool = (
         True  # carried by `ddream export` (the latents are not: they train, not sample)
     )
+    optional: bool = False  # a run may leave it out (the DiT's guide, the student's decoder)
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class Stage:
     name: str  # in state.json
     command: str  # the `ddream` command that runs it alone
     module: str  # ddream.stages.<module>.run_stage runs it inside `ddream all`
-    outputs: tuple[Output, ...]  # every file; a run may leave out the optional decoder and guide
+    outputs: tuple[Output, ...]  # every file it makes
     upstream: tuple[str, str] | None  # the (stage, output) it is made from
     tables: tuple[tuple[str, str], ...]  # settings tables its record keeps: (table, key in config)
     metrics: Callable[[dict[str, Any]], str]  # its last metrics as `ddream status` shows them
@@ -97,7 +98,7 @@ STAGE_TABLE = (
     Stage(
         "dit", "train-dit", "train_dit",
         (Output("model", "dit/model.safetensors", "ddream-dit"),
-         Output("guide", "dit/guide.safetensors", "ddream-dit")),
+         Output("guide", "dit/guide.safetensors", "ddream-dit", optional=True)),
         ("encode", "train"),
         (("dit", "model"), ("dit_train", "train"), ("sample", "sample")),
         lambda m: f"val loss {m['val_loss']:.4f}",
@@ -108,7 +109,7 @@ STAGE_TABLE = (
     Stage(
         "distill", "distill", "distill",
         (Output("model", "distill/student.safetensors", "ddream-student"),
-         Output("decoder", "distill/decoder.safetensors", "ddream-decoder")),
+         Output("decoder", "distill/decoder.safetensors", "ddream-decoder", optional=True)),
         ("dit", "model"),
         (("distill", "distill"),),
         _distill_metrics,

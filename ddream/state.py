@@ -35,6 +35,7 @@ def versions() -> dict[str, str]:
 
 
 _AFRESH = "mend it, or move the file away to start afresh"
+_REQUIRED = ("status", "config", "inputs", "outputs")  # what every record has from its start
 _RECORD_FIELDS = {  # what readers rely on in a record: field -> (type, what it should be)
     "status": (str, "a string"), "epoch": (int, "a whole number"), "epochs": (int, "a whole number"),
     "wall_time": ((int, float), "a number"), "previous": (dict, "a record"),
@@ -42,10 +43,13 @@ _RECORD_FIELDS = {  # what readers rely on in a record: field -> (type, what it 
 }  # fmt: skip
 
 
-def _record_problem(record: Any) -> str | None:
+def _record_problem(stage: str, record: Any) -> str | None:
     """What is wrong with a (hand-edited) stage record, or None."""
     if not isinstance(record, dict):
         return "is not a table"
+    missing = [field for field in _REQUIRED if field not in record]
+    if missing:
+        return f"lacks {', '.join(map(repr, missing))}"
     for field, (kind, what) in _RECORD_FIELDS.items():
         if field in record and (
             not isinstance(record[field], kind) or isinstance(record[field], bool)
@@ -59,7 +63,11 @@ def _record_problem(record: Any) -> str | None:
                 and isinstance(out.get("sha256"), str)
             ):
                 return f"has a damaged {table} entry {name!r} (it needs a path and a sha256)"
-    return _record_problem(record["previous"]) if "previous" in record else None
+    if stage in STAGE and record["status"] == "done":
+        for out in STAGE[stage].outputs:
+            if not out.optional and out.name not in record["outputs"]:
+                return f"is done but names no {out.name} file among its outputs"
+    return _record_problem(stage, record["previous"]) if "previous" in record else None
 
 
 @dataclass
@@ -76,8 +84,11 @@ class StageView:
 class StateDir:
     """One experiment's folder: paths, the state.json records, and the writer's lock."""
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, redo: str | None = None) -> None:
+        """`redo`: the stage a forced command is about to train again; a damaged record of it is
+        dropped as the file is read (the advice every other damaged record's message gives)."""
         self.root = Path(root)
+        self.redo = redo
         self._lock_fd: int | None = None
         self._manifest: dict[str, Any] | None = None
 
@@ -180,10 +191,20 @@ class StateDir:
                 f"{self.state_file} was written by a newer ddream (format "
                 f"{data['format']}); upgrade ddream to use it"
             )
-        for stage, record in data["stages"].items():
-            problem = _record_problem(record)
-            if problem:
-                raise DDreamError(f"{self.state_file}: the {stage} record {problem}; {_AFRESH}")
+        for stage, record in list(data["stages"].items()):
+            problem = _record_problem(stage, record)
+            if problem and stage == self.redo:
+                del data["stages"][stage]  # trained again: the next write leaves it out
+            elif problem:
+                redo = (
+                    f"`ddream {STAGE[stage].command} --force` to train it again"
+                    if stage in STAGE
+                    else ""
+                )
+                raise DDreamError(
+                    f"{self.state_file}: the {stage} record {problem}; mend it, or run "
+                    + (redo or "nothing: move the file away to start afresh")
+                )
         return data
 
     def record(self, stage: str) -> dict[str, Any] | None:

@@ -60,10 +60,11 @@ def test_downstream_records_go_stale_when_upstream_output_changes(tmp_path):
     out = tmp_path / "ae" / "model.bin"
     atomic_write_bytes(out, b"v1")
     state.finish_record("ae", state.start_record("ae", {}, {}, 1), {"model": out})
-    lat = tmp_path / "latents" / "train.bin"
+    lat, test = tmp_path / "latents" / "train.bin", tmp_path / "latents" / "test.bin"
     atomic_write_bytes(lat, b"z")
+    atomic_write_bytes(test, b"t")
     enc = state.start_record("encode", {}, {"ae": state.output_sha("ae", "model")}, 1)
-    state.finish_record("encode", enc, {"train": lat})
+    state.finish_record("encode", enc, {"train": lat, "test": test})
     assert state.view("encode").status == "done"
     atomic_write_bytes(out, b"v2")  # a retrained AE...
     state.finish_record("ae", state.start_record("ae", {}, {}, 1), {"model": out})
