@@ -1,6 +1,6 @@
 """Autoencoder pilots: a few epochs of `ddream train-ae` on real MNIST from two commits, side by side.
 
-    python benchmarks/ae_pilot.py --data-dir ../shared/data/mnist --commits 1a2b3c4 HEAD
+    python benchmarks/ae_pilot.py --data-dir DIR --commits 1a2b3c4 HEAD
 
 Each commit trains in its own process from a git worktree (working-tree changes: commit first), the
 runs alternating A, B, A, B so that a noisy machine hurts both alike; the GAN term starts at step 0 so

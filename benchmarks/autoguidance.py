@@ -3,8 +3,8 @@ teacher: guide the DiT with a weaker copy of itself (the same DiT trained for fe
 narrower one) instead of its unconditional pass, v = v_weak + w (v - v_weak), optionally with CFG
 on top. Scored like `ddream eval` (FID, class accuracy, precision, recall) on n samples.
 
-    python benchmarks/autoguidance.py --state-dir /work/runs/vs/new --data-dir ../shared/data/mnist \\
-        --work /work/exp/autoguide --weak "epochs=1" "epochs=2" --w 1.5 2 2.5 --n 10000
+    python benchmarks/autoguidance.py --state-dir RUNS/vs/new --data-dir DIR \\
+        --work RUNS/autoguide --weak "epochs=1" "epochs=2" --w 1.5 2 2.5 --n 10000
     python benchmarks/autoguidance.py ... --weak guide --w 1.5 --cfg 1 1.2 1.4 --hi 0.5   # a new DiT's
 
 `--classifier S` adds classifier guidance (models/latent_classifier.py) by the latent classifier that

@@ -4,8 +4,8 @@ Prints the fused decoders' digits/s (best of N, one process) and the pruned deco
 (28x28, against the real test digits) as it fine-tunes, then its reconstruction FID (`ddream
 eval`'s classifier features, decoded test latents against the test digits) beside the trained one's.
 
-    python benchmarks/decoder_prune.py --state /work/runs/q3/default --data-dir ../shared/data/mnist \
-        [--drop 1 [3 ...]] [--epochs 4] [--target real|imitate] [--old-state /work/runs/q2/default]
+    python benchmarks/decoder_prune.py --state RUNS/q3/default --data-dir DIR \
+        [--drop 1 [3 ...]] [--epochs 4] [--target real|imitate] [--old-state RUNS/q2/default]
 
 `--drop L` removes the residual blocks at level L (0: 32x32, 1: 16x16, ..., 4: 2x2). `--target real`
 fine-tunes towards the real digits (L1 + MSE, which favours PSNR over the GAN-trained look);

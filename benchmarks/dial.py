@@ -3,7 +3,7 @@ several guidance scales w (and, with --teacher, of its teacher at the same w wit
 drew the student's pairs), side by side on `ddream eval`'s extractor; and the dial's picture: the
 same noise at each w, a row per w.
 
-    python benchmarks/dial.py --state-dir STATE --data-dir ../shared/data/mnist \\
+    python benchmarks/dial.py --state-dir STATE --data-dir DIR \\
         --cfg 1.0 1.25 1.5 2.0 3.0 --teacher --picture docs/dial.png
 """
 

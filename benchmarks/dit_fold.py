@@ -7,7 +7,7 @@ MLP's first layer takes the scale and shift, its second the gate; the final laye
 modulation. Rows are grouped by class. Prints the largest difference from the DiT's own forward and
 both rates (rows/s, slices of 1,024, best of N).
 
-    python benchmarks/dit_fold.py --state /work/runs/q3/default [--n 20000]
+    python benchmarks/dit_fold.py --state RUNS/q3/default [--n 20000]
 """
 
 from __future__ import annotations

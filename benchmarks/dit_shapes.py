@@ -2,7 +2,7 @@
 teacher with `ddream eval` (FID, class accuracy, precision, recall, sampling speed) at the teacher's
 own default sampler unless --steps/--cfg/--solver say otherwise, side by side in one run.
 
-    python benchmarks/dit_shapes.py --state-dir STATE --data-dir ../shared/data/mnist
+    python benchmarks/dit_shapes.py --state-dir STATE --data-dir DIR
     (the table in BENCHMARKS.md was made with --steps 12 --solver euler --cfg 1.25, then the defaults)
 """
 

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The speed and reference checks on a CUDA machine, in one short run; installs nothing.
 # Run from the repository root with ddream's environment active:
-#     bash benchmarks/gpu_check.sh [MNIST_DIR]        (default ../shared/data/mnist)
+#     bash benchmarks/gpu_check.sh MNIST_DIR    (a folder with MNIST/raw/*-ubyte)
 # Prints the GPU's name, the data path vs DataLoader table, `ddream all` on the reference schedule
 # with its stage times (distill included), eval of the default sampler (the student), and sampling
 # digits/s of the teacher by step count and of the student; record the output in BENCHMARKS.md.
 set -euo pipefail
-DATA=${1:-../shared/data/mnist}
+DATA=${1:?usage: bash benchmarks/gpu_check.sh MNIST_DIR}
 WORK=$(mktemp -d /tmp/ddream-gpu-XXXX)
 trap 'rm -rf "$WORK"' EXIT
 python - <<'PY'

@@ -1,8 +1,8 @@
 """Sampler sweep: FID, class accuracy, precision, recall and speed of a trained state dir over
 guidance scales, step counts and solvers, to choose the defaults by measurement.
 
-    python benchmarks/guidance.py --state-dir STATE --data-dir ../shared/data/mnist --n 2000
-    python benchmarks/guidance.py --state-dir STATE --data-dir ../shared/data/mnist --cfg 1.25 \\
+    python benchmarks/guidance.py --state-dir STATE --data-dir DIR --n 2000
+    python benchmarks/guidance.py --state-dir STATE --data-dir DIR --cfg 1.25 \\
         --steps 4 6 8 12 --solver euler heun
 """
 

@@ -3,8 +3,8 @@ interleaved: `generator.onnx` on the whole batch and in slices, against `Sampler
 its decoder, decoding included) in fp32 and in the dtype `--dtype auto` picks. Also how far the ONNX
 digits are from torch's (fp32) on the same noise.
 
-    ddream export /work/runs/main-export --onnx --state-dir /work/runs/main
-    python benchmarks/onnx_speed.py --folder /work/runs/main-export [--n 20000] [--rounds 3]
+    ddream export RUNS/main-export --onnx --state-dir RUNS/main
+    python benchmarks/onnx_speed.py --folder RUNS/main-export [--n 20000] [--rounds 3]
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ guidance sweep of the default model. Optionally (`--ttq A,F,D`) the default pres
 final FID. Prints Markdown for BENCHMARKS.md, keeps every number in WORK/results.json, and writes a grid
 and a GIF of each preset into docs/quality/.
 
-    python benchmarks/quality.py --data-dir ../shared/data/mnist --ttq 4,1,3
+    python benchmarks/quality.py --data-dir DIR --ttq 4,1,3
 """
 
 from __future__ import annotations

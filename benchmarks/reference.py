@@ -3,7 +3,7 @@
 Prints a Markdown table (stage wall times, images/s, test PSNR, DiT validation loss, sampling speed,
 peak RSS) for BENCHMARKS.md and writes the README's pictures into docs/.
 
-    python benchmarks/reference.py --data-dir ../shared/data/mnist
+    python benchmarks/reference.py --data-dir DIR
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@ each with FID / class accuracy / precision / recall (`ddream eval`'s extractor) 
 end (noise, network, decoding, uint8, writing the .npz; best of 3), beside the digitdreamer preset's
 12 Euler steps and an older commit's default sampler timed on the same state dir and machine.
 
-    python benchmarks/sampling.py --data-dir ../shared/data/mnist --state /work/runs/ref \
-        [--baseline /work/runs/dd] [--old-commit a95463b [--old-state DIR]] [--n 10000] \
+    python benchmarks/sampling.py --data-dir DIR --state RUNS/ref \
+        [--baseline RUNS/dd] [--old-commit a95463b [--old-state DIR]] [--n 10000] \
         [--dtype auto fp32] [--json out.json]
 """
 

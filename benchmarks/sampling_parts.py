@@ -2,7 +2,7 @@
 plain (as commit a95463b ran it, the whole batch at once) against the fused one by chunk size, and
 the parts of a student draw (noise, DiT, decoder, uint8, .npz). Best of N, one process.
 
-    python benchmarks/sampling_parts.py --state /work/runs/final [--n 20000] [--repeats 4]
+    python benchmarks/sampling_parts.py --state RUNS/final [--n 20000] [--repeats 4]
 """
 
 from __future__ import annotations

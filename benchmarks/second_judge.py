@@ -3,8 +3,8 @@
 dirs at several guidance scales, and the real test digits. When a change lifts class accuracy on
 both judges, its digits are more legible, not fitted to one network.
 
-    python benchmarks/second_judge.py --data-dir ../shared/data/mnist \\
-        --state old=/work/exp/d5/cg0 --state new=/work/exp/d6/cw0.1 --cfg 1.0 1.2 1.4
+    python benchmarks/second_judge.py --data-dir DIR \\
+        --state old=RUNS/d5/cg0 --state new=RUNS/d6/cw0.1 --cfg 1.0 1.2 1.4
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ every 20 ms (peak over idle); (2) drawings sent with a 6000x6000 background and 
 decoded; more than one layer refused); (3) N concurrent requests, counting the ones that failed; (4) the size of the page's
 temporary folder afterwards.
 
-    python benchmarks/serve_load.py --state-dir /work/runs/main [--concurrent 300]
+    python benchmarks/serve_load.py --state-dir RUNS/main [--concurrent 300]
 """
 
 from __future__ import annotations

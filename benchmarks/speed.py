@@ -10,7 +10,7 @@ the quick pipeline's wall time.
    default, for the state dirs given (`--state NAME=DIR`, e.g. the quality benchmark's).
 3. `ddream all --profile quick` from an empty state dir: wall time and peak RSS.
 
-    python benchmarks/speed.py --data-dir ../shared/data/mnist \
+    python benchmarks/speed.py --data-dir DIR \
         --state default=/tmp/ddream-bench-quality/default \
         --state digitdreamer=/tmp/ddream-bench-quality/digitdreamer
 """

@@ -4,7 +4,7 @@ has a guide, CFG on t <= 0.5, and classifier guidance S when asked), `ddream eva
 names each digit, and the script counts the digits each miscalls, how far apart the two latents are
 there, and (with --picture) shows the digits only the student miscalls beside the teacher's.
 
-    python benchmarks/student_errors.py --state /work/exp/d5/cg2 --data-dir ../shared/data/mnist \
+    python benchmarks/student_errors.py --state RUNS/d5/cg2 --data-dir DIR \
         --w 1.2 --classifier 2 --picture /tmp/only_student.png
 """
 

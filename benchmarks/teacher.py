@@ -2,7 +2,7 @@
 score each teacher at several samplers (FID, class accuracy, precision, recall on `ddream eval`'s
 extractor), side by side in one run, to find the DiT that draws the most varied good digits.
 
-    python benchmarks/teacher.py --state-dir STATE --data-dir ../shared/data/mnist --work /tmp/t \\
+    python benchmarks/teacher.py --state-dir STATE --data-dir DIR --work /tmp/t \\
         --variant "today:" --variant "w256:--width 256" --sampler 12,heun,1.0,0,1
 """
 

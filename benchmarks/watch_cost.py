@@ -3,8 +3,8 @@ the commit with them, one after the other in one run (git worktrees), each stage
 record; and the newer run's own account of the seconds its history, snapshots (and TensorBoard, with
 --tensorboard) took inside each stage (the record's watch_time), which no machine noise blurs.
 
-    python benchmarks/watch_cost.py --commit 7c0a4d9 --data-dir ../shared/data/mnist \\
-        --work /work/runs/watch --json /work/runs/watch/result.json
+    python benchmarks/watch_cost.py --commit 7c0a4d9 --data-dir DIR \\
+        --work RUNS/watch --json RUNS/watch/result.json
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ def train_ae_cmd(
 ) -> None:
     """Train the F-16 autoencoder (augmented epochs, then fine-tune epochs), resuming if interrupted.
 
-    Example: ddream train-ae --profile quick --data-dir ../shared/data/mnist
+    Example: ddream train-ae --profile quick --data-dir DIR
     """
     from ddream.stages.train_ae import train_ae
 
@@ -66,7 +66,7 @@ def encode_cmd(
 ) -> None:
     """Encode both MNIST splits with the trained encoder into latents for train-dit.
 
-    Example: ddream encode --data-dir ../shared/data/mnist
+    Example: ddream encode --data-dir DIR
     """
     from ddream.stages.encode import encode
 
@@ -182,7 +182,7 @@ def all_cmd(
 
     Each stage is skipped when done and fresh, resumed when interrupted, redone when stale.
 
-    Example: ddream all --profile quick --data-dir ../shared/data/mnist
+    Example: ddream all --profile quick --data-dir DIR
     """
     from ddream.progress import Ledger
     from ddream.stages.pipeline import run_all

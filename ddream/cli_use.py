@@ -156,7 +156,7 @@ def eval_cmd(
     state dir; the real-data floor (held-out real digits) is printed beside. The report is kept in
     the state dir (eval/report.json) for `ddream serve`'s Model tab.
 
-    Example: ddream eval --data-dir ../shared/data/mnist --json
+    Example: ddream eval --data-dir DIR --json
     """
     from ddream.sampler import SampleRequest
     from ddream.stages.evaluate import evaluate

@@ -53,7 +53,13 @@ def test_a_hand_edited_record_of_the_wrong_type_is_named(state, cli, field, valu
     data["stages"]["dit"][field] = value
     (state / "state.json").write_text(json.dumps(data))
     for command in (["status"], ["sample", "--n", 4, *CPU]):
-        refused(cli(*command, "--state-dir", state), 1, "state.json", words, "`ddream train-dit --force`")
+        refused(
+            cli(*command, "--state-dir", state),
+            1,
+            "state.json",
+            words,
+            "`ddream train-dit --force`",
+        )
 
 
 def test_a_state_file_whose_format_is_not_a_number_is_named(state, cli):

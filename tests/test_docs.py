@@ -1,5 +1,6 @@
 """The README's command reference matches the app, and every command's help ends with an example."""
 
+import re
 from pathlib import Path
 
 import typer
@@ -48,3 +49,48 @@ def test_the_readme_python_example_runs_as_written(trained_state, tmp_path, monk
     assert namespace["recon"].shape == (1, 28, 28) and float(namespace["psnr"][0]) > 5
     assert namespace["z"].ndim == 4 and namespace["teacher"].shape == (4, 28, 28)
     assert np.asarray(namespace["digits"]).max() > 0
+
+
+# the development machine's folders (written in pieces, so that this file does not name them)
+DEV_PATHS = re.compile("(?<![\\w.])(" + "|".join(["/" + "work/", "/" + "root/", "/" + "home/\\w+/",
+                                                    "\\.\\./" + "shared/", "/" + "tmp/pytest-"]) + ")")  # fmt: skip
+SKIP = {
+    ".git",
+    ".venv",
+    ".hypothesis",
+    ".ruff_cache",
+    ".pytest_cache",
+    "__pycache__",
+    "ddream.egg-info",
+}
+
+
+def tracked_text_files() -> list[Path]:
+    """The repository's text files (git's list where there is one, else the folder's)."""
+    import subprocess
+
+    try:
+        names = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                               check=True).stdout.split()  # fmt: skip
+        files = [ROOT / n for n in names]
+    except (OSError, subprocess.CalledProcessError):
+        files = [p for p in ROOT.rglob("*") if not SKIP & set(p.relative_to(ROOT).parts)]
+    return [p for p in files if p.is_file() and p.suffix not in (".png", ".gif", ".safetensors")]
+
+
+def test_no_tracked_file_names_a_development_machine_path():
+    found = []
+    for path in tracked_text_files():
+        try:
+            text = path.read_text()
+        except UnicodeDecodeError:
+            continue
+        found += [f"{path.relative_to(ROOT)}:{text.count(chr(10), 0, m.start()) + 1}: {m.group(0)}"
+                  for m in DEV_PATHS.finditer(text)]  # fmt: skip
+    assert found == [], found[:10]
+
+
+def test_the_guard_sees_such_a_path():
+    assert DEV_PATHS.search("--data-dir ." + "./shared/data/mnist")
+    assert DEV_PATHS.search("--state RUNS/x or /" + "work/runs/x")
+    assert not DEV_PATHS.search("--data-dir DIR --state-dir RUNS/ref, a framework/worker")
