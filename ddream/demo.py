@@ -286,7 +286,7 @@ class Demo:
         from ddream.status import status_rows
 
         lines = [
-            f"**State dir** `{self.state.root}` · models: "
+            "**Models**: "
             + ", ".join(
                 f"{k} ({s.defaults['steps']} {s.defaults['solver']} step"
                 f"{'s' if s.defaults['steps'] > 1 else ''}, guidance {s.defaults['cfg']})"

@@ -106,15 +106,25 @@ def composite_only(sketch, gr):
     return sketch
 
 
-def guidance_label(demo: Demo) -> str:
-    """The guidance slider's label: what 0 means, and the range the default model takes."""
-    sampler = demo.samplers[demo.default_model]
+def controls_for(demo: Demo, model: str) -> tuple[dict, dict]:
+    """The steps and guidance sliders' ranges, values and labels for one of the loaded models: the
+    student draws in one step and takes the guidance range it learned (or its one baked-in scale);
+    the teacher takes any number of steps and any scale up to the page's limit (0: its own)."""
+    sampler = demo.samplers[model]
+    own = sampler.defaults["cfg"]
     if sampler.kind != "student":
-        return "guidance (0: the model's own)"
-    if "cfg_range" not in sampler.defaults:
-        return f"guidance (0: the model's own; the student has {sampler.defaults['cfg']} baked in)"
+        steps = {"minimum": 0, "maximum": MAX_STEPS, "value": 0, "interactive": True,
+                 "label": f"steps (0: the model's own, {sampler.defaults['steps']})"}  # fmt: skip
+        return steps, {"minimum": 0, "maximum": MAX_GUIDANCE, "value": 0,
+                       "label": f"guidance (0: the model's own, {own:g})"}  # fmt: skip
+    steps = {"minimum": 0, "maximum": 1, "value": 1, "interactive": False,  # Gradio: min < max
+             "label": "steps (the student draws in one)"}  # fmt: skip
+    if "cfg_range" not in sampler.defaults:  # from before the dial: one scale, baked in
+        return steps, {"minimum": 0, "maximum": own, "value": own, "interactive": False,
+                       "label": f"guidance ({own:g}, baked into the student)"}  # fmt: skip
     lo, hi = sampler.defaults["cfg_range"]
-    return f"guidance (0: the model's own, {sampler.defaults['cfg']}; the student takes {lo:g} to {hi:g})"
+    return steps, {"minimum": lo, "maximum": hi, "value": own,
+                   "label": f"guidance (the student takes {lo:g} to {hi:g})"}  # fmt: skip
 
 
 def build(demo: Demo):
@@ -125,8 +135,9 @@ def build(demo: Demo):
     with gr.Blocks(title="ddream", analytics_enabled=False, delete_cache=CACHE_PRUNE) as page:
         gr.Markdown(
             "# ddream\nA rectified-flow latent diffusion model for MNIST digits, trained by "
-            f"`ddream all` in `{demo.state.root}`."
+            "`ddream all`."
         )
+        steps_at, guidance_at = controls_for(demo, demo.default_model)
         with gr.Tab("Generate"):
             with gr.Row():
                 with gr.Column(scale=1):
@@ -134,12 +145,8 @@ def build(demo: Demo):
                     count = gr.Slider(1, MAX_COUNT, value=40, step=1, label="count")
                     seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="seed")
                     model = gr.Radio(models, value=demo.default_model, label="model")
-                    steps = gr.Slider(
-                        0, MAX_STEPS, value=0, step=1, label="steps (0: the model's own)"
-                    )
-                    guidance = gr.Slider(
-                        0, MAX_GUIDANCE, value=0, step=0.05, label=guidance_label(demo)
-                    )
+                    steps = gr.Slider(step=1, elem_id="steps-slider", **steps_at)
+                    guidance = gr.Slider(step=0.05, elem_id="guidance-slider", **guidance_at)
                     with gr.Row():
                         go = gr.Button("Generate", variant="primary", elem_id="generate-button")
                         surprise = gr.Button("Surprise me", elem_id="surprise-button")
@@ -159,6 +166,10 @@ def build(demo: Demo):
                     dial_caption = gr.Markdown(elem_id="dial-caption")
         inputs = [classes, count, seed, model, steps, guidance]
         outputs = [grid_out, anim, caption]
+        model.change(  # each model's own ranges
+            lambda name: tuple(gr.Slider(**c) for c in controls_for(demo, name)),
+            model, [steps, guidance], api_name=False,
+        )  # fmt: skip
         draw_dial = on_page(demo.dial, gr), [classes, seed, model], [dial_out, dial_caption]
         go.click(on_page(demo.generate, gr), inputs, outputs, api_name="generate").then(
             *draw_dial, api_name="dial"

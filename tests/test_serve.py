@@ -544,3 +544,27 @@ def test_sigterm_stops_the_page_and_removes_its_temporary_folder(trained_state, 
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143 and "stopped (SIGTERM)" in err, err
     assert not any(p.name.startswith("ddream-serve-") for p in temp.iterdir())
+
+
+def test_the_page_names_no_server_path_and_its_sliders_span_the_loaded_models_ranges(demo):
+    """The header and the model card say nothing of where the state dir lies; the steps and
+    guidance sliders start at the default model's own (the student: one step, its dial) and follow
+    the model picked."""
+    from ddream.demo import MAX_GUIDANCE
+    from ddream.page import build, controls_for
+
+    page = build(demo)
+    texts = [getattr(b, "value", "") for b in page.blocks.values()]
+    root = str(demo.state.root)
+    assert not any(root in str(t) for t in texts) and root not in demo.model_card()
+    sliders = {b.elem_id: b for b in page.blocks.values() if getattr(b, "elem_id", None)}
+    student = demo.samplers["student"].defaults
+    lo, hi = student["cfg_range"]
+    guidance, steps = sliders["guidance-slider"], sliders["steps-slider"]
+    assert (guidance.minimum, guidance.maximum, guidance.value) == (lo, hi, student["cfg"])
+    assert (steps.maximum, steps.value, steps.interactive) == (1, 1, False)
+    teacher_steps, teacher_guidance = controls_for(demo, "teacher")
+    assert teacher_guidance["maximum"] == MAX_GUIDANCE and teacher_steps["maximum"] > 1
+    default_grid, _, _ = demo.generate(list("0123456789"), 20, 0, "student", 0, 0)
+    slider_grid, _, _ = demo.generate(list("0123456789"), 20, 0, "student", 1, student["cfg"])
+    assert np.array_equal(default_grid, slider_grid)  # the sliders' values draw the defaults
