@@ -1,6 +1,6 @@
 """The README's command reference, generated from the Typer app so it cannot drift from `--help`.
 
-python -m ddream.reference README.md    # rewrite the block between the markers
+python -m ddream.reference docs/reference.md    # rewrite the block between the markers
 """
 
 from __future__ import annotations
@@ -62,6 +62,6 @@ def splice(readme: str) -> str:
 
 
 if __name__ == "__main__":
-    path = Path(sys.argv[1] if len(sys.argv) > 1 else "README.md")
+    path = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/reference.md")
     path.write_text(splice(path.read_text()))
     print(f"updated the command reference in {path}")

@@ -1,3 +1,3 @@
 """ddream's version, in one place: the package, its metadata (pyproject.toml) and every record read it."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

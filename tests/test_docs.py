@@ -11,9 +11,9 @@ from ddream.reference import splice
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_readme_command_reference_matches_the_app():
-    readme = (ROOT / "README.md").read_text()
-    assert splice(readme) == readme, "run `python -m ddream.reference README.md`"
+def test_the_command_reference_matches_the_app():
+    reference = (ROOT / "docs" / "reference.md").read_text()
+    assert splice(reference) == reference, "run `python -m ddream.reference docs/reference.md`"
 
 
 def test_every_command_and_option_has_help_and_every_command_an_example():
@@ -26,15 +26,15 @@ def test_every_command_and_option_has_help_and_every_command_an_example():
                 assert param.help, f"{name} {param.name}"
 
 
-def test_the_readme_python_example_runs_as_written(trained_state, tmp_path, monkeypatch):
-    """The README's "From Python" block, run on a tiny trained state dir."""
+def test_the_python_example_runs_as_written(trained_state, tmp_path, monkeypatch):
+    """docs/sampling.md's "From Python" block, run on a tiny trained state dir."""
     import shutil
 
     import numpy as np
     from PIL import Image, ImageDraw
 
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index("### From Python") :]
+    text = (ROOT / "docs" / "sampling.md").read_text()
+    section = text[text.index("## From Python") :]
     code = section[section.index("```python\n") + len("```python\n") : section.index("```\n", 12)]
     shutil.copytree(trained_state, tmp_path / "ddream-state")
     im = Image.new("L", (60, 60), 255)
@@ -94,3 +94,16 @@ def test_the_guard_sees_such_a_path():
     assert DEV_PATHS.search("--data-dir ." + "./shared/data/mnist")
     assert DEV_PATHS.search("--state RUNS/x or /" + "work/runs/x")
     assert not DEV_PATHS.search("--data-dir DIR --state-dir RUNS/ref, a framework/worker")
+
+
+def test_the_readme_is_short_and_every_link_of_the_docs_leads_somewhere():
+    """The README stays a few hundred lines at most, and each relative link or picture in it and in
+    docs/ names a file that exists."""
+    readme = ROOT / "README.md"
+    assert len(readme.read_text().splitlines()) <= 300
+    broken = []
+    for page in [readme, ROOT / "BENCHMARKS.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)\)", page.read_text()):
+            if "://" not in target and not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(ROOT)} -> {target}")
+    assert broken == []
