@@ -22,6 +22,7 @@ from typing import Any
 from ddream.errors import BadInput, DDreamError, StateBusy
 from ddream.files import atomic_write_bytes, sha256_bytes, sha256_file
 from ddream.manifest import is_export, read_manifest
+from ddream.record_check import AFRESH, record_problem
 from ddream.registry import STAGE
 from ddream.version import __version__
 
@@ -32,42 +33,6 @@ def versions() -> dict[str, str]:
     import torch
 
     return {"ddream": __version__, "torch": torch.__version__, "python": platform.python_version()}
-
-
-_AFRESH = "mend it, or move the file away to start afresh"
-_REQUIRED = ("status", "config", "inputs", "outputs")  # what every record has from its start
-_RECORD_FIELDS = {  # what readers rely on in a record: field -> (type, what it should be)
-    "status": (str, "a string"), "epoch": (int, "a whole number"), "epochs": (int, "a whole number"),
-    "wall_time": ((int, float), "a number"), "previous": (dict, "a record"),
-    **{name: (dict, "a table") for name in ("config", "inputs", "outputs", "metrics", "closing")},
-}  # fmt: skip
-
-
-def _record_problem(stage: str, record: Any) -> str | None:
-    """What is wrong with a (hand-edited) stage record, or None."""
-    if not isinstance(record, dict):
-        return "is not a table"
-    missing = [field for field in _REQUIRED if field not in record]
-    if missing:
-        return f"lacks {', '.join(map(repr, missing))}"
-    for field, (kind, what) in _RECORD_FIELDS.items():
-        if field in record and (
-            not isinstance(record[field], kind) or isinstance(record[field], bool)
-        ):
-            return f"has {field} = {record[field]!r}, not {what}"
-    for table in ("outputs", "closing"):
-        for name, out in record.get(table, {}).items():
-            if not (
-                isinstance(out, dict)
-                and isinstance(out.get("path"), str)
-                and isinstance(out.get("sha256"), str)
-            ):
-                return f"has a damaged {table} entry {name!r} (it needs a path and a sha256)"
-    if stage in STAGE and record["status"] == "done":
-        for out in STAGE[stage].outputs:
-            if not out.optional and out.name not in record["outputs"]:
-                return f"is done but names no {out.name} file among its outputs"
-    return _record_problem(stage, record["previous"]) if "previous" in record else None
 
 
 @dataclass
@@ -185,14 +150,14 @@ class StateDir:
             raise DDreamError(f"{self.state_file} is not a ddream state file")
         fmt = data.get("format", 0)
         if not isinstance(fmt, int) or isinstance(fmt, bool):
-            raise DDreamError(f"{self.state_file}: 'format' is {fmt!r}, not a number; {_AFRESH}")
+            raise DDreamError(f"{self.state_file}: 'format' is {fmt!r}, not a number; {AFRESH}")
         if fmt > STATE_FORMAT:
             raise DDreamError(
                 f"{self.state_file} was written by a newer ddream (format "
                 f"{data['format']}); upgrade ddream to use it"
             )
         for stage, record in list(data["stages"].items()):
-            problem = _record_problem(stage, record)
+            problem = record_problem(stage, record)
             if problem and stage == self.redo:
                 del data["stages"][stage]  # trained again: the next write leaves it out
             elif problem:

@@ -182,3 +182,18 @@ def test_a_run_with_the_digitdreamer_arch_asks_for_io_conv(tmp_path, cli):
     assert res.code == 2 and "set io = 'conv'" in res.err and len(res.err.strip().splitlines()) == 1
     preset = cli("config", "--preset", "digitdreamer", "--state-dir", tmp_path / "none")
     assert preset.code == 0 and 'io = "conv"' in preset.out
+
+
+def test_every_setting_is_read_by_the_code_it_configures():
+    """No setting in `ddream config` that nothing reads: each field of each settings table is read
+    (as `.name`) by a module other than those that declare, check and preset them."""
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1] / "ddream"
+    declaring = {"config.py", "config_rules.py", "presets.py", "config_file.py"}
+    code = "\n".join(p.read_text() for p in package.rglob("*.py") if p.name not in declaring)
+    unread = [f"[{section}] {f.name}" for section, cls in SECTIONS.items()
+              for f in dataclasses.fields(cls) if not re.search(rf"\.{f.name}\b", code)]  # fmt: skip
+    assert unread == []

@@ -17,7 +17,7 @@ LAYERS = {
     "train": ["stages.train_ae", "stages.encode", "stages.train_dit", "stages.distill", "pairs",
               "student", "student_losses", "judge", "watch",
               "stages.record", "train", "distributed", "stages.__init__"],
-    "files": ["artifacts", "state", "manifest", "checkpoint", "status", "history"],
+    "files": ["artifacts", "state", "record_check", "manifest", "checkpoint", "status", "history"],
     "core": ["config", "config_rules", "presets", "config_file", "models", "flow", "metrics", "data", "userimage",
              "render", "runtime", "progress", "errors", "limits", "files", "version", "registry"],
 }  # fmt: skip
