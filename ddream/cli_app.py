@@ -5,6 +5,7 @@ cli_use.py (what uses them, and the state dir's tools); cli.py puts them togethe
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -45,3 +46,25 @@ def _root(
     """Train and run a rectified-flow latent diffusion model for MNIST digits."""
     if debug:
         os.environ["DDREAM_DEBUG"] = "1"
+
+
+def shared(command: Callable) -> Callable:
+    """Give each keyword-only parameter that a command names bare its declaration and default from
+    `cli_options.SHARED` (the options many commands take, declared once); Typer reads the result."""
+    import inspect
+    import typing
+
+    from ddream.cli_options import SHARED
+
+    hints = typing.get_type_hints(command, include_extras=True)
+    params = []
+    for p in inspect.signature(command).parameters.values():
+        if p.kind is p.KEYWORD_ONLY and p.annotation is p.empty and p.default is p.empty:
+            annotation, default = SHARED[p.name]
+            p = p.replace(annotation=annotation, default=default)
+        else:
+            p = p.replace(annotation=hints.get(p.name, p.annotation))
+        params.append(p)
+    command.__signature__ = inspect.signature(command).replace(parameters=params)
+    command.__annotations__ = {p.name: p.annotation for p in params if p.annotation is not p.empty}
+    return command

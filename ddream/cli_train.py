@@ -7,7 +7,7 @@ import typer
 
 from ddream import cli_options as o
 from ddream import cli_settings as cs
-from ddream.cli_app import app
+from ddream.cli_app import app, shared
 from ddream.reports import (
     plots_line,
     stage_line,
@@ -17,28 +17,17 @@ from ddream.state import StateDir
 
 # ---- training stages ---------------------------------------------------------------------------
 @app.command("train-ae")
+@shared
 def train_ae_cmd(
     ctx: typer.Context,
-    config: o.ConfigOpt = None,
-    profile: o.ProfileOpt = "reference",
-    preset: o.PresetOpt = "default",
-    data_dir: o.DataDirOpt = None,
-    dataset: o.DatasetOpt = "mnist",
+    *,
+    config, profile, preset, data_dir, dataset,
     epochs: o.AEEpochsOpt = None,
-    finetune_epochs: o.FinetuneOpt = None,
-    batch_size: o.BatchOpt = None,
-    lr: o.LrOpt = None,
-    latent_channels: o.LatentOpt = None,
+    finetune_epochs, batch_size, lr, latent_channels,
     gan_weight: o.GanWeightOpt = None,
     gan_start: o.GanStartOpt = None,
-    checkpoint_every: o.CkptOpt = None,
-    tensorboard: o.TensorboardOpt = None,
-    force: o.ForceOpt = False,
-    state_dir: o.StateDirOpt = o.DEFAULT_STATE,
-    device: o.DeviceOpt = "auto",
-    seed: o.SeedOpt = 0,
-    quiet: o.QuietOpt = False,
-) -> None:
+    checkpoint_every, tensorboard, force, state_dir, device, seed, quiet,
+) -> None:  # fmt: skip
     """Train the F-16 autoencoder (augmented epochs, then fine-tune epochs), resuming if interrupted.
 
     Example: ddream train-ae --profile quick --data-dir DIR
@@ -57,13 +46,11 @@ def train_ae_cmd(
 
 
 @app.command("encode")
+@shared
 def encode_cmd(
-    data_dir: o.DataDirOpt = None,
-    force: o.ForceOpt = False,
-    state_dir: o.StateDirOpt = o.DEFAULT_STATE,
-    device: o.DeviceOpt = "auto",
-    quiet: o.QuietOpt = False,
-) -> None:
+    *,
+    data_dir, force, state_dir, device, quiet,
+) -> None:  # fmt: skip
     """Encode both MNIST splits with the trained encoder into latents for train-dit.
 
     Example: ddream encode --data-dir DIR
@@ -78,27 +65,20 @@ def encode_cmd(
 
 
 @app.command("train-dit")
+@shared
 def train_dit_cmd(
     ctx: typer.Context,
-    config: o.ConfigOpt = None,
-    profile: o.ProfileOpt = "reference",
-    preset: o.PresetOpt = "default",
+    *,
+    config, profile, preset,
     epochs: o.DiTEpochsOpt = None,
-    batch_size: o.BatchOpt = None,
-    lr: o.LrOpt = None,
+    batch_size, lr,
     width: o.WidthOpt = None,
     depth: o.DepthOpt = None,
     patch_size: o.PatchOpt = None,
     ema_decay: o.EmaOpt = None,
     uniform_t_share: o.UniformOpt = None,
-    checkpoint_every: o.CkptOpt = None,
-    tensorboard: o.TensorboardOpt = None,
-    force: o.ForceOpt = False,
-    state_dir: o.StateDirOpt = o.DEFAULT_STATE,
-    device: o.DeviceOpt = "auto",
-    seed: o.SeedOpt = 0,
-    quiet: o.QuietOpt = False,
-) -> None:
+    checkpoint_every, tensorboard, force, state_dir, device, seed, quiet,
+) -> None:  # fmt: skip
     """Train the class-conditional DiT with rectified flow on the encoded latents.
 
     Example: ddream train-dit --epochs 10
@@ -117,23 +97,16 @@ def train_dit_cmd(
 
 
 @app.command("distill")
+@shared
 def distill_cmd(
     ctx: typer.Context,
-    config: o.ConfigOpt = None,
-    profile: o.ProfileOpt = "reference",
-    preset: o.PresetOpt = "default",
+    *,
+    config, profile, preset,
     epochs: o.DistillEpochsOpt = None,
     pairs: o.PairsOpt = None,
     teacher_steps: o.TeacherStepsOpt = None,
-    lr: o.LrOpt = None,
-    checkpoint_every: o.CkptOpt = None,
-    tensorboard: o.TensorboardOpt = None,
-    force: o.ForceOpt = False,
-    state_dir: o.StateDirOpt = o.DEFAULT_STATE,
-    device: o.DeviceOpt = "auto",
-    seed: o.SeedOpt = 0,
-    quiet: o.QuietOpt = False,
-) -> None:
+    lr, checkpoint_every, tensorboard, force, state_dir, device, seed, quiet,
+) -> None:  # fmt: skip
     """Distil the trained DiT into a student that draws a digit in one network pass.
 
     The guided teacher draws (noise, class) -> latent pairs (guided by its null class and by its own
@@ -157,27 +130,18 @@ def distill_cmd(
     stage_line("distill", result, quiet)
 
 
-# ---- using the models ---------------------------------------------------------------------------
 @app.command("all")
+@shared
 def all_cmd(
     ctx: typer.Context,
-    config: o.ConfigOpt = None,
-    profile: o.ProfileOpt = "reference",
-    preset: o.PresetOpt = "default",
-    data_dir: o.DataDirOpt = None,
-    dataset: o.DatasetOpt = "mnist",
+    *,
+    config, profile, preset, data_dir, dataset,
     ae_epochs: o.PipelineAEEpochsOpt = None,
-    finetune_epochs: o.FinetuneOpt = None,
+    finetune_epochs,
     dit_epochs: o.PipelineDiTEpochsOpt = None,
     distill_epochs: o.PipelineDistillEpochsOpt = None,
-    latent_channels: o.LatentOpt = None,
-    checkpoint_every: o.CkptOpt = None,
-    tensorboard: o.TensorboardOpt = None,
-    state_dir: o.StateDirOpt = o.DEFAULT_STATE,
-    device: o.DeviceOpt = "auto",
-    seed: o.SeedOpt = 0,
-    quiet: o.QuietOpt = False,
-) -> None:
+    latent_channels, checkpoint_every, tensorboard, state_dir, device, seed, quiet,
+) -> None:  # fmt: skip
     """Run train-ae -> encode -> train-dit -> distill -> samples (state dir: samples.png, .gif).
 
     Each stage is skipped when done and fresh, resumed when interrupted, redone when stale.

@@ -10,7 +10,7 @@ import typer
 
 from ddream import cli_options as o
 from ddream import cli_settings as cs
-from ddream.cli_app import app
+from ddream.cli_app import app, shared
 from ddream.errors import BadInput
 from ddream.reports import (
     eval_table,
@@ -24,31 +24,24 @@ from ddream.version import __version__
 
 
 @app.command("sample")
+@shared
 def sample_cmd(
     ctx: typer.Context,
-    config: o.ConfigOpt = None,
+    *,
+    config,
     n: o.CountOpt = None,
     classes: o.ClassesOpt = None,
-    model: o.ModelOpt = "auto",
-    steps: o.StepsOpt = None,
-    cfg: o.CfgOpt = None,
-    cfg_interval: o.IntervalOpt = None,
-    solver: o.SolverOpt = None,
-    dtype: o.DtypeOpt = "auto",
+    model, steps, cfg, cfg_interval, solver, dtype,
     grid: o.GridOpt = None,
     gif: o.GifOpt = None,
     npz: o.NpzOpt = None,
-    scale: o.ScaleOpt = None,
+    scale,
     labels: o.LabelsOpt = None,
     interpolate: o.InterpolateOpt = None,
     between: o.BetweenOpt = "classes",
     frames: o.FramesOpt = 16,
-    as_json: o.JsonOpt = False,
-    state_dir: o.StateDirOpt = o.DEFAULT_STATE,
-    device: o.DeviceOpt = "auto",
-    seed: o.SeedOpt = 0,
-    quiet: o.QuietOpt = False,
-) -> None:
+    as_json, state_dir, device, seed, quiet,
+) -> None:  # fmt: skip
     """Draw new digits with the trained model and decoder.
 
     A morph: ddream sample --interpolate 3 8 --gif morph.gif
@@ -95,17 +88,15 @@ def sample_cmd(
 
 
 @app.command("reconstruct")
+@shared
 def reconstruct_cmd(
+    *,
     images: o.ImagesArg = None,
     test: o.TestOpt = None,
     out: o.OutOpt = None,
     invert: o.InvertOpt = None,
-    scale: o.ScaleOpt = None,
-    data_dir: o.DataDirOpt = None,
-    state_dir: o.StateDirOpt = o.DEFAULT_STATE,
-    device: o.DeviceOpt = "auto",
-    quiet: o.QuietOpt = False,
-) -> None:
+    scale, data_dir, state_dir, device, quiet,
+) -> None:  # fmt: skip
     """Encode and decode digit images and write each beside its reconstruction, with PSNR.
 
     Reconstruction always uses the autoencoder's own decoder (sampling may use a distilled one).
@@ -134,21 +125,12 @@ def reconstruct_cmd(
 
 
 @app.command("eval")
+@shared
 def eval_cmd(
+    *,
     n: o.EvalCountOpt = 10_000,
-    model: o.ModelOpt = "auto",
-    steps: o.StepsOpt = None,
-    cfg: o.CfgOpt = None,
-    cfg_interval: o.IntervalOpt = None,
-    solver: o.SolverOpt = None,
-    dtype: o.DtypeOpt = "auto",
-    data_dir: o.DataDirOpt = None,
-    as_json: o.JsonOpt = False,
-    state_dir: o.StateDirOpt = o.DEFAULT_STATE,
-    device: o.DeviceOpt = "auto",
-    seed: o.SeedOpt = 0,
-    quiet: o.QuietOpt = False,
-) -> None:
+    model, steps, cfg, cfg_interval, solver, dtype, data_dir, as_json, state_dir, device, seed, quiet,
+) -> None:  # fmt: skip
     """Measure reconstruction (PSNR, SSIM, FID) and generation (FID, class accuracy, precision,
     recall).
 
@@ -177,7 +159,12 @@ def eval_cmd(
 
 # ---- the pipeline ----------------------------------------------------------------------------------
 @app.command("plot")
-def plot_cmd(out: o.PlotOutOpt = None, state_dir: o.StateDirOpt = o.DEFAULT_STATE) -> None:
+@shared
+def plot_cmd(
+    *,
+    out: o.PlotOutOpt = None,
+    state_dir,
+) -> None:  # fmt: skip
     """Draw how the run learned: curves.png (each stage's loss and held-out metrics by epoch, the
     autoencoder's phases shaded, wall time on top; the plot extra: matplotlib), a GIF per stage of
     its fixed-noise snapshots, epoch by epoch, and report.html (all of it on one page, with the
@@ -197,13 +184,12 @@ def plot_cmd(out: o.PlotOutOpt = None, state_dir: o.StateDirOpt = o.DEFAULT_STAT
 
 
 @app.command("config")
+@shared
 def config_cmd(
     ctx: typer.Context,
-    config: o.ConfigOpt = None,
-    profile: o.ProfileOpt = "reference",
-    preset: o.PresetOpt = "default",
-    state_dir: o.StateDirOpt = o.DEFAULT_STATE,
-) -> None:
+    *,
+    config, profile, preset, state_dir,
+) -> None:  # fmt: skip
     """Print every setting as TOML tables that --config reads back: what the state dir's finished
     stages were trained with, and the profile's (with --config applied) for the rest.
 
@@ -221,7 +207,11 @@ def config_cmd(
 
 
 @app.command("status")
-def status_cmd(as_json: o.JsonOpt = False, state_dir: o.StateDirOpt = o.DEFAULT_STATE) -> None:
+@shared
+def status_cmd(
+    *,
+    as_json, state_dir,
+) -> None:  # fmt: skip
     """Show each stage: done / partial / stale / missing / corrupt, metrics, sizes, wall time.
 
     Example: ddream status --state-dir ddream-state
@@ -240,16 +230,15 @@ def status_cmd(as_json: o.JsonOpt = False, state_dir: o.StateDirOpt = o.DEFAULT_
 
 
 @app.command("export")
+@shared
 def export_cmd(
+    *,
     out: o.ExportOutArg,
     onnx: o.OnnxOpt = False,
     force: o.ReplaceOpt = False,
     data_dir: o.ExportDataDirOpt = None,
-    state_dir: o.StateDirOpt = o.DEFAULT_STATE,
-    device: o.DeviceOpt = "auto",
-    seed: o.SeedOpt = 0,
-    quiet: o.QuietOpt = False,
-) -> None:
+    state_dir, device, seed, quiet,
+) -> None:  # fmt: skip
     """Write the model as a folder: weights, config.json, a model card (README.md, for the Hugging
     Face Hub), pictures, a manifest of sha256s; ONNX graphs with --onnx. Reading commands and
     ddream.load() take it as they take a state dir.
@@ -268,13 +257,13 @@ def export_cmd(
 
 
 @app.command("serve")
+@shared
 def serve_cmd(
+    *,
     port: o.PortOpt = 7860,
     host: o.HostOpt = "127.0.0.1",
-    state_dir: o.StateDirOpt = o.DEFAULT_STATE,
-    device: o.DeviceOpt = "auto",
-    quiet: o.QuietOpt = False,
-) -> None:
+    state_dir, device, quiet,
+) -> None:  # fmt: skip
     """Open a local demo page: generate digits, draw one and see it reconstructed, morph, and
     what `ddream status` and the last `ddream eval` know. Needs the serve extra (Gradio).
 

@@ -111,7 +111,7 @@ class Demo:
     def sampler(self, model: Any) -> Sampler:
         if unset(model):
             return self.samplers[self.default_model]
-        if model not in self.samplers:
+        if not isinstance(model, str) or model not in self.samplers:  # a list is no key
             raise BadInput(f"model {model!r}: this state dir has {', '.join(self.samplers)}")
         return self.samplers[model]
 

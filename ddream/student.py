@@ -30,7 +30,7 @@ from ddream.models.dit import DiT
 from ddream.render import grid
 from ddream.runtime import autocast, rows_per_call, seeded, training_dtype
 from ddream.student_losses import DistributionMatching, one_step_loss
-from ddream.train import EMA, adamw, scheduled_lr
+from ddream.train import EMA, EMATask, adamw, scheduled_lr
 from ddream.watch import SNAPSHOT_CLASSES, snapshot_noise
 
 # the fake model of distribution matching starts learning the student's latents this share of the
@@ -39,7 +39,7 @@ DMD_WARMUP = 0.1
 
 
 @dataclass
-class DistillTask:
+class DistillTask(EMATask):
     """Student and, if asked, the small decoder, one step of each per batch."""
 
     student: DiT
@@ -179,7 +179,7 @@ class DistillTask:
         opt, groups = flatten_optimizer(self.opt, "opt")
         tensors = {
             **prefixed(self.student.state_dict(), "model"),
-            **prefixed(self.ema.shadow, "ema"),
+            **self.ema.tensors(),
         }
         tensors.update(opt)
         self._groups = {"opt": groups}
@@ -193,14 +193,10 @@ class DistillTask:
             tensors.update(opt_fake)
         return tensors
 
-    def meta(self) -> dict[str, Any]:
-        return {"groups": self._groups, "ema_updates": self.ema.updates}
-
     def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         tensors = {k: v.to(self.device) for k, v in tensors.items()}
         self.student.load_state_dict(split_prefix(tensors, "model"))
-        self.ema.shadow = split_prefix(tensors, "ema")
-        self.ema.updates = meta["ema_updates"]
+        self.ema.restore(tensors, meta)
         restore_optimizer(self.opt, tensors, "opt", meta["groups"]["opt"])
         if self.decoder is not None:
             self.decoder.load_state_dict(split_prefix(tensors, "decoder"))

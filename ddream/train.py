@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import torch
 
-from ddream.checkpoint import load_tensors, save_tensors
+from ddream.checkpoint import load_tensors, prefixed, save_tensors, split_prefix
 from ddream.config import LogConfig
 from ddream.distributed import SINGLE, Dist
 from ddream.errors import BadInput, DDreamError, Interrupted
@@ -60,6 +60,23 @@ class EMA:
                 self.shadow[k].copy_(v)
         # one multi-tensor kernel rather than one small one a tensor (the same lerp, bit for bit)
         torch._foreach_lerp_(floats, live, 1 - d)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Its weights as a resume checkpoint keeps them ("ema." before each name)."""
+        return prefixed(self.shadow, "ema")
+
+    def restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        """Back to where a resume checkpoint's tensors and metadata left it."""
+        self.shadow = split_prefix(tensors, "ema")
+        self.updates = meta["ema_updates"]
+
+
+class EMATask:
+    """A task with one optimiser (`self._groups`, set by its `state()`) and an EMA of its model
+    (`self.ema`): what its resume checkpoint's metadata holds."""
+
+    def meta(self) -> dict[str, Any]:
+        return {"groups": self._groups, "ema_updates": self.ema.updates}
 
 
 def adamw(params: Any, lr: float, **kwargs: Any) -> torch.optim.AdamW:

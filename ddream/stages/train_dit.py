@@ -26,14 +26,14 @@ from ddream.render import grid
 from ddream.runtime import autocast, seeded, training_dtype
 from ddream.stages.record import PipelineRun, StageRun
 from ddream.state import StateDir
-from ddream.train import EMA, adamw, scheduled_lr
+from ddream.train import EMA, EMATask, adamw, scheduled_lr
 from ddream.watch import SNAPSHOT_CLASSES, latent_decoder, snapshot_noise
 
 STAGE = "dit"
 
 
 @dataclass
-class DiTTask:
+class DiTTask(EMATask):
     model: DiT
     cfg: DiTTrainConfig
     x_train: torch.Tensor  # standardised latents on the device
@@ -112,19 +112,15 @@ class DiTTask:
         opt, self._groups = flatten_optimizer(self.opt, "opt")
         return {
             **prefixed(self.model.state_dict(), "model"),
-            **prefixed(self.ema.shadow, "ema"),
+            **self.ema.tensors(),
             **prefixed(self.guide or {}, "guide"),
             **opt,
         }
 
-    def meta(self) -> dict[str, Any]:
-        return {"groups": self._groups, "ema_updates": self.ema.updates}
-
     def load_state(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         tensors = {k: v.to(self.device) for k, v in tensors.items()}
         self.model.load_state_dict(split_prefix(tensors, "model"))
-        self.ema.shadow = split_prefix(tensors, "ema")
-        self.ema.updates = meta["ema_updates"]
+        self.ema.restore(tensors, meta)
         self.guide = split_prefix(tensors, "guide") or None
         restore_optimizer(self.opt, tensors, "opt", meta["groups"])
 
