@@ -7,8 +7,8 @@ on top. Scored like `ddream eval` (FID, class accuracy, precision, recall) on n 
         --work RUNS/autoguide --weak "epochs=1" "epochs=2" --w 1.5 2 2.5 --n 10000
     python benchmarks/autoguidance.py ... --weak guide --w 1.5 --cfg 1 1.2 1.4 --hi 0.5   # a new DiT's
 
-`--classifier S` adds classifier guidance (models/latent_classifier.py) by the latent classifier that
-`ddream distill` trains (8 epochs, seed 0), as distill's pairs take it.
+(Classifier guidance by a latent classifier, measured here in issue 23 and not kept, was removed in
+0.2.0 with its `--classifier` option; docs/benchmarks-history.md has its figures.)
 
 A weak model is "epochs=E[,width=W]" (a DiT trained so on the state dir's latents), "resume=PATH"
 (the EMA weights in a stopped train-dit's resume checkpoint) or "guide" (the one train-dit kept).
@@ -74,11 +74,6 @@ def main() -> None:
     ap.add_argument("--hi", type=float, nargs="+", default=[0.7])
     ap.add_argument("--lo", type=float, default=0.0, help="CFG added for t >= --lo only")
     ap.add_argument("--steps", type=int, default=12)
-    ap.add_argument(
-        "--classifier", type=float, nargs="+", default=[0.0],
-        help="classifier guidance scales (distill's latent classifier, seed 0; 0: none)",
-    )  # fmt: skip
-    ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
@@ -89,17 +84,8 @@ def main() -> None:
     scorer = Scorer(args.state_dir, args.data_dir)
     teacher = Sampler.from_state(StateDir(args.state_dir), cpu, "teacher")
     good = teacher.dit
-    classifier = None
-    if any(args.classifier):  # as distill trains it, with the state dir's training latents
-        from ddream.artifacts import load_latents
-        from ddream.pairs import train_latent_classifier
-
-        train, _ = load_latents(StateDir(args.state_dir), "train")
-        classifier = train_latent_classifier(
-            train.standardise(train.latents), train.labels, good.cfg.num_classes, 8, 0, cpu
-        )
-    print("| weak model | w | CFG on top | classifier | FID | class acc. | precision | recall |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| weak model | w | CFG on top | FID | class acc. | precision | recall |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for spec in args.weak:
         if spec == "guide":  # the guide train-dit kept (dit/guide.safetensors)
             from ddream.artifacts import load_guide
@@ -116,22 +102,16 @@ def main() -> None:
             folder = weak_model(args.state_dir, args.work, spec)
             weak_dit = Sampler.from_state(StateDir(folder), cpu, "teacher").dit
         for w in args.w:
-            for cfg, hi, s in [
-                (c, h, s) for c in args.cfg for h in args.hi for s in args.classifier
-            ]:
+            for cfg, hi in [(c, h) for c in args.cfg for h in args.hi]:
                 teacher.dit = Guided(good, weak_dit, w, cfg, hi, args.lo)
-                if s:
-                    from ddream.models.latent_classifier import ClassifierGuided
-
-                    teacher.dit = ClassifierGuided(teacher.dit, classifier, s)
                 req = teacher.resolve(SampleRequest(model="teacher", steps=args.steps, cfg=1.0,
                                                     solver="heun", cfg_interval=(0.0, 1.0)))  # fmt: skip
                 g = scorer.score(teacher, req, args.n)
                 print(
-                    f"| {spec} | {w} | {cfg} on [{args.lo}, {hi}] | {s} | {score_cells(g)} |",
+                    f"| {spec} | {w} | {cfg} on [{args.lo}, {hi}] | {score_cells(g)} |",
                     flush=True,
                 )
-                append_json(args.json, {"weak": spec, "w": w, "cfg": cfg, "lo": args.lo, "hi": hi, "classifier": s, "n": args.n, "fid": g.fid,
+                append_json(args.json, {"weak": spec, "w": w, "cfg": cfg, "lo": args.lo, "hi": hi, "n": args.n, "fid": g.fid,
                                         "acc": g.class_accuracy, "precision": g.precision,
                                         "recall": g.recall})  # fmt: skip
     teacher.dit = good

@@ -1,11 +1,11 @@
 """Where the one-step student and its teacher disagree: both draw from the same noises and classes
 at one w (the teacher as distill draws its pairs: 12 Heun steps, autoguidance 1.5 when the state
-has a guide, CFG on t <= 0.5, and classifier guidance S when asked), `ddream eval`'s classifier
+has a guide, CFG on t <= 0.5), `ddream eval`'s classifier
 names each digit, and the script counts the digits each miscalls, how far apart the two latents are
 there, and (with --picture) shows the digits only the student miscalls beside the teacher's.
 
     python benchmarks/student_errors.py --state RUNS/d5/cg2 --data-dir DIR \
-        --w 1.2 --classifier 2 --picture /tmp/only_student.png
+        --w 1.2 --picture /tmp/only_student.png
 """
 
 from __future__ import annotations
@@ -23,20 +23,15 @@ def main() -> None:
     add_state_dir(ap)
     ap.add_argument("--data-dir", type=Path, required=True)
     ap.add_argument("--w", type=float, default=1.2)
-    ap.add_argument(
-        "--classifier", type=float, default=0.0, help="the teacher's classifier guidance"
-    )
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--picture", type=Path, help="a PNG: student | teacher, where only it errs")
     args = ap.parse_args()
 
     import imageio.v3 as iio
 
-    from ddream.artifacts import load_dit, load_guide, load_latents
+    from ddream.artifacts import load_dit, load_guide
     from ddream.flow import guided_velocity, sample_ode
     from ddream.models.dit import AutoGuided
-    from ddream.models.latent_classifier import ClassifierGuided
-    from ddream.pairs import latent_classifier
     from ddream.runtime import autocast
     from ddream.sampler import Sampler, SampleRequest
     from ddream.stages.evaluate import balanced_labels, features
@@ -51,17 +46,9 @@ def main() -> None:
     req = student.resolve(SampleRequest(n=args.n, cfg=args.w))
     with torch.inference_mode():
         z_student, _ = sample_ode(student._velocity(labels, req), noise, 1)
-    teacher, stats, _ = load_dit(st, cpu)
+    teacher, _, _ = load_dit(st, cpu)
     guide = load_guide(st, cpu)
     draw = teacher if guide is None else AutoGuided(teacher, guide, 1.5)
-    if args.classifier:
-        train, _ = load_latents(st, "train")
-        test, _ = load_latents(st, "test")
-        classifier = latent_classifier(
-            teacher.cfg.num_classes, 8, (stats.standardise(train.latents), train.labels),
-            (stats.standardise(test.latents), test.labels), 0, cpu, True,
-        )  # fmt: skip
-        draw = ClassifierGuided(draw, classifier, args.classifier)
     with torch.inference_mode():
         parts = []
         for i in range(0, args.n, 2000):
