@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from ddream import cli_options as o
 from ddream.version import __version__
 
 app = typer.Typer(
@@ -48,13 +49,28 @@ def _root(
         os.environ["DDREAM_DEBUG"] = "1"
 
 
+# ---- options many commands take, declared once ---------------------------------------------------
+# A command names them bare after its `*` (`*, state_dir, device, seed, quiet`), and `cli_app.shared`
+# gives each its declaration (cli_options) and default here.
+SHARED: dict[str, tuple[object, object]] = {
+    "config": (o.ConfigOpt, None), "profile": (o.ProfileOpt, "reference"),
+    "preset": (o.PresetOpt, "default"), "data_dir": (o.DataDirOpt, None),
+    "dataset": (o.DatasetOpt, "mnist"), "batch_size": (o.BatchOpt, None), "lr": (o.LrOpt, None),
+    "latent_channels": (o.LatentOpt, None), "finetune_epochs": (o.FinetuneOpt, None),
+    "checkpoint_every": (o.CkptOpt, None), "tensorboard": (o.TensorboardOpt, None),
+    "force": (o.ForceOpt, False), "model": (o.ModelOpt, "auto"), "steps": (o.StepsOpt, None),
+    "cfg": (o.CfgOpt, None), "cfg_interval": (o.IntervalOpt, None), "solver": (o.SolverOpt, None),
+    "dtype": (o.DtypeOpt, "auto"), "scale": (o.ScaleOpt, None), "as_json": (o.JsonOpt, False),
+    "state_dir": (o.StateDirOpt, o.DEFAULT_STATE), "device": (o.DeviceOpt, "auto"),
+    "seed": (o.SeedOpt, 0), "quiet": (o.QuietOpt, False),
+}  # fmt: skip
+
+
 def shared(command: Callable) -> Callable:
     """Give each keyword-only parameter that a command names bare its declaration and default from
-    `cli_options.SHARED` (the options many commands take, declared once); Typer reads the result."""
+    `SHARED` (the options many commands take, declared once); Typer reads the result."""
     import inspect
     import typing
-
-    from ddream.cli_options import SHARED
 
     hints = typing.get_type_hints(command, include_extras=True)
     params = []

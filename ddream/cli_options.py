@@ -344,20 +344,3 @@ TensorboardOpt = Annotated[
         help="Also write TensorBoard event files (scalars, snapshots) into DIR/<stage> (the tensorboard extra; or [log] tensorboard).",
     ),
 ]
-
-
-# ---- options many commands take, declared once ---------------------------------------------------
-# A command names them bare after its `*` (`*, state_dir, device, seed, quiet`), and `cli_app.shared`
-# gives each its declaration and default here.
-SHARED: dict[str, tuple[object, object]] = {
-    "config": (ConfigOpt, None), "profile": (ProfileOpt, "reference"),
-    "preset": (PresetOpt, "default"), "data_dir": (DataDirOpt, None),
-    "dataset": (DatasetOpt, "mnist"), "batch_size": (BatchOpt, None), "lr": (LrOpt, None),
-    "latent_channels": (LatentOpt, None), "finetune_epochs": (FinetuneOpt, None),
-    "checkpoint_every": (CkptOpt, None), "tensorboard": (TensorboardOpt, None),
-    "force": (ForceOpt, False), "model": (ModelOpt, "auto"), "steps": (StepsOpt, None),
-    "cfg": (CfgOpt, None), "cfg_interval": (IntervalOpt, None), "solver": (SolverOpt, None),
-    "dtype": (DtypeOpt, "auto"), "scale": (ScaleOpt, None), "as_json": (JsonOpt, False),
-    "state_dir": (StateDirOpt, DEFAULT_STATE), "device": (DeviceOpt, "auto"),
-    "seed": (SeedOpt, 0), "quiet": (QuietOpt, False),
-}  # fmt: skip
