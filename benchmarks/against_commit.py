@@ -4,7 +4,7 @@ its own code), and the default sampler's digits/s of each model timed in turns i
 (the median over the rounds). Both run from git worktrees, so the checkout may change meanwhile.
 
     python benchmarks/against_commit.py --commit 87ad28a --data-dir DIR --work RUNS/vs \\
-        [--seed 1] [--json RUNS/vs/result.json]
+        [--seed 1] [--profile fast] [--json RUNS/vs/result.json]
 
 --old-state DIR --old-seconds S --old-rss MIB reuse the older side's `ddream all`, run alone
 earlier on this machine at the same seed (its wall time and peak memory as measured then), so that
@@ -51,7 +51,7 @@ def run_all(code: Path, state: Path, args) -> dict:
     its first line printed, and its log beside the state dir."""
     log = state.with_suffix(".log")
     cmd = [sys.executable, "-m", "ddream", "all", "--data-dir", str(args.data_dir), "--state-dir",
-           str(state), "--device", "cpu", "--seed", str(args.seed)]  # fmt: skip
+           str(state), "--device", "cpu", "--seed", str(args.seed), "--profile", args.profile]  # fmt: skip
     t0 = time.perf_counter()
     with open(log, "w") as f:
         proc = subprocess.Popen(cmd, cwd=code, env={**os.environ, "PYTHONPATH": str(code)},
@@ -79,6 +79,7 @@ def main() -> None:
     ap.add_argument("--rate-n", type=int, default=20_000, help="digits per timed sampling call")
     ap.add_argument("--rounds", type=int, default=3, help="sampling timings of each, in turns")
     ap.add_argument("--seed", type=int, default=0, help="`ddream all --seed`")
+    ap.add_argument("--profile", default="reference", help="`ddream all --profile`")
     ap.add_argument("--old-state", type=Path, help="the older side's finished state dir, reused")
     ap.add_argument("--old-seconds", type=float, help="its `ddream all` wall time")
     ap.add_argument("--old-rss", type=float, help="its `ddream all` peak RSS in MiB")
