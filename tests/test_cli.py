@@ -407,3 +407,26 @@ def test_bad_interpolate_options(trained_state, tmp_path, cli, monkeypatch, args
     monkeypatch.chdir(tmp_path)
     res = cli("sample", "--state-dir", trained_state, *args)
     assert res.code == 2 and match in res.err and list(tmp_path.iterdir()) == []
+
+
+def test_a_shared_option_named_bare_gets_its_one_declaration():
+    """cli_app.shared: a bare keyword-only name takes SHARED's declaration and default; a declared
+    parameter keeps its own; every command's --state-dir reads the same declaration."""
+    import inspect
+
+    import typer
+
+    from ddream.cli import app
+    from ddream.cli_app import SHARED, shared
+
+    def command(n: int = 3, *, state_dir, quiet) -> None: ...
+
+    sig = inspect.signature(shared(command)).parameters
+    assert (sig["state_dir"].annotation, sig["state_dir"].default) == SHARED["state_dir"]
+    assert (sig["quiet"].annotation, sig["quiet"].default) == SHARED["quiet"]
+    assert sig["n"].annotation is int and sig["n"].default == 3
+    helps = {
+        name: next(p.help for p in cmd.params if p.name == "state_dir")
+        for name, cmd in typer.main.get_command(app).commands.items()
+    }
+    assert len(set(helps.values())) == 1, helps
