@@ -137,7 +137,13 @@ def build(demo: Demo):
             "# ddream\nA rectified-flow latent diffusion model for MNIST digits, trained by "
             "`ddream all`."
         )
-        steps_at, guidance_at = controls_for(demo, demo.default_model)
+        # Gradio checks a request against a component's own range: the server's take what any model
+        # takes (gradio_client calls name the model), starting at the default model's own values;
+        # each page narrows them to the picked model's own as it loads and as the model changes
+        wide = controls_for(demo, "teacher" if "teacher" in demo.samplers else demo.default_model)
+        own = controls_for(demo, demo.default_model)
+        steps_at, guidance_at = ({**w, "value": o["value"], "label": o["label"]}
+                                 for w, o in zip(wide, own, strict=True))  # fmt: skip
         with gr.Tab("Generate"):
             with gr.Row():
                 with gr.Column(scale=1):
@@ -166,10 +172,8 @@ def build(demo: Demo):
                     dial_caption = gr.Markdown(elem_id="dial-caption")
         inputs = [classes, count, seed, model, steps, guidance]
         outputs = [grid_out, anim, caption]
-        model.change(  # each model's own ranges
-            lambda name: tuple(gr.Slider(**c) for c in controls_for(demo, name)),
-            model, [steps, guidance], api_name=False,
-        )  # fmt: skip
+        narrow = lambda name: tuple(gr.Slider(**c) for c in controls_for(demo, name))  # noqa: E731
+        model.change(narrow, model, [steps, guidance], api_name=False)
         draw_dial = on_page(demo.dial, gr), [classes, seed, model], [dial_out, dial_caption]
         go.click(on_page(demo.generate, gr), inputs, outputs, api_name="generate").then(
             *draw_dial, api_name="dial"
@@ -177,10 +181,11 @@ def build(demo: Demo):
         surprise.click(lambda: random.randint(0, 99_999), None, seed, api_name="surprise").then(
             on_page(demo.generate, gr), inputs, outputs, api_name=False
         ).then(*draw_dial, api_name=False)
-        # the page opens with digits already drawn, not on empty boxes
-        page.load(on_page(demo.generate, gr), inputs, outputs, api_name=False).then(
-            *draw_dial, api_name=False
-        )
+        # the page opens on its model's own ranges, then with digits already drawn, not on empty
+        # boxes (in turn: the digits are asked for with the values the ranges set)
+        page.load(narrow, model, [steps, guidance], api_name=False).then(
+            on_page(demo.generate, gr), inputs, outputs, api_name=False
+        ).then(*draw_dial, api_name=False)
 
         with gr.Tab("Draw"):
             with gr.Row():

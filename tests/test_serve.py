@@ -547,9 +547,10 @@ def test_sigterm_stops_the_page_and_removes_its_temporary_folder(trained_state, 
 
 
 def test_the_page_names_no_server_path_and_its_sliders_span_the_loaded_models_ranges(demo):
-    """The header and the model card say nothing of where the state dir lies; the steps and
-    guidance sliders start at the default model's own (the student: one step, its dial) and follow
-    the model picked."""
+    """The header and the model card say nothing of where the state dir lies; each page narrows the
+    steps and guidance sliders to the picked model's own ranges (the student: one step, its dial) as
+    it loads and as the model changes, while the server's take what any model takes (so a
+    gradio_client call for the teacher is not refused by the student's range)."""
     from ddream.demo import MAX_GUIDANCE
     from ddream.page import build, controls_for
 
@@ -560,11 +561,16 @@ def test_the_page_names_no_server_path_and_its_sliders_span_the_loaded_models_ra
     sliders = {b.elem_id: b for b in page.blocks.values() if getattr(b, "elem_id", None)}
     student = demo.samplers["student"].defaults
     lo, hi = student["cfg_range"]
-    guidance, steps = sliders["guidance-slider"], sliders["steps-slider"]
-    assert (guidance.minimum, guidance.maximum, guidance.value) == (lo, hi, student["cfg"])
-    assert (steps.maximum, steps.value, steps.interactive) == (1, 1, False)
+    steps, guidance = controls_for(demo, "student")
+    assert (guidance["minimum"], guidance["maximum"], guidance["value"]) == (lo, hi, student["cfg"])
+    assert (steps["maximum"], steps["value"], steps["interactive"]) == (1, 1, False)
     teacher_steps, teacher_guidance = controls_for(demo, "teacher")
     assert teacher_guidance["maximum"] == MAX_GUIDANCE and teacher_steps["maximum"] > 1
+    served = sliders["guidance-slider"], sliders["steps-slider"]
+    assert (served[0].maximum, served[1].maximum) == (MAX_GUIDANCE, teacher_steps["maximum"])
+    narrowing = [d for d in page.config["dependencies"] if d["targets"][0][1] in ("load", "change")
+                 and len(d["outputs"]) == 2]  # fmt: skip
+    assert {d["targets"][0][1] for d in narrowing} == {"load", "change"}
     default_grid, _, _ = demo.generate(list("0123456789"), 20, 0, "student", 0, 0)
     slider_grid, _, _ = demo.generate(list("0123456789"), 20, 0, "student", 1, student["cfg"])
     assert np.array_equal(default_grid, slider_grid)  # the sliders' values draw the defaults
