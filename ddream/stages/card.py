@@ -52,8 +52,8 @@ def _f(d: dict, key: str, digits: int) -> str:
     return f"{d[key]:.{digits}f}" if isinstance(d.get(key), (int, float)) else "n/a"
 
 
-def _pct(d: dict) -> str:
-    v = d.get("class_accuracy")
+def _pct(d: dict, key: str = "class_accuracy") -> str:
+    v = d.get(key)
     return f"{100 * v:.2f}%" if isinstance(v, (int, float)) else "n/a"
 
 
@@ -80,7 +80,7 @@ def _training_section(stages: dict[str, Any]) -> str:
         f"| student | the DiT distilled to one step, {_dial_words(cfg, d.get('guidance', '?'))} | "
         f"{cfg.get('epochs', '?')} epochs on {cfg.get('pairs', '?')} teacher pairs "
         f"({cfg.get('teacher_solver', '?')} {cfg.get('teacher_steps', '?')} steps) | "
-        f"judge {_f(distill.get('metrics', {}), 'judge_acc', 3)} of its digits | {_secs(distill)} |"
+        f"judge {_pct(distill.get('metrics', {}), 'judge_acc')} of its digits | {_secs(distill)} |"
     )
     versions = ae.get("versions", {})
     return "\n".join(rows) + (
