@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from ddream import cli_train, cli_use  # noqa: F401  (each registers its commands on the app)
+from ddream import cli_edit, cli_train, cli_use  # noqa: F401  (each registers its commands)
 from ddream.cli_app import app
 
 __all__ = ["app", "main"]

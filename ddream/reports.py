@@ -193,3 +193,36 @@ def _is_usage_error(e: Exception) -> bool:
 def _help_hint(e: Exception) -> str:
     ctx = getattr(e, "ctx", None)
     return f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+
+
+# ---- edit, complete ---------------------------------------------------------------------------------
+def edit_lines(result: dict) -> str:
+    """`ddream edit`'s report: what the teacher read in each source, and where the pictures went."""
+    read = ", ".join(f"{e['input']} ({e['read_as']})" for e in result["edits"][:10])
+    more = f" and {len(result['edits']) - 10} more" if len(result["edits"]) > 10 else ""
+    return (
+        f"edited {read}{more} -> {result['to']} at strength {result['strength']:g} "
+        f"({result['steps']} teacher steps): {', '.join(result['written'])}"
+    )
+
+
+def posterior_text(posterior: list[float], top: int = 3) -> str:
+    """'7 62% · 9 30% · 4 5%': the likeliest classes."""
+    order = sorted(range(len(posterior)), key=lambda c: -posterior[c])[:top]
+    return " · ".join(f"{c} {100 * posterior[c]:.0f}%" for c in order if posterior[c] >= 0.005)
+
+
+def complete_lines(result: dict) -> str:
+    """`ddream complete`'s report: each digit's class posterior (or the class asked for)."""
+    lines = []
+    for c in result["completions"][:10]:
+        what = (
+            f"as a {result['class']}"
+            if result["class"] is not None
+            else posterior_text(c["posterior"])
+        )
+        lines.append(f"{c['input']}: {what}")
+    if len(result["completions"]) > 10:
+        lines.append(f"... and {len(result['completions']) - 10} more")
+    lines.append(f"{result['n']} completions each: {', '.join(result['written'])}")
+    return "\n".join(lines)

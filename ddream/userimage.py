@@ -8,6 +8,7 @@ MAX_PIXELS before decoding them, and blank ones, with one line.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,12 @@ def read_user_image(path: Path, invert: bool | None = None) -> torch.Tensor:
     Grayscale; dark-on-light detected from the border and inverted (unless `invert` says);
     the digit's bounding box scaled into 20x20 and centred by its centre of mass, as MNIST was made.
     """
+    return framing(read_gray(path), invert=invert, name=str(path))[0]
+
+
+def read_gray(path: Path) -> np.ndarray:
+    """A PNG/JPEG/BMP/GIF file (its first frame) as grayscale float32 (H, W) in [0, 1], checked:
+    missing, empty, oversized, tiny and undecodable files are one line each."""
     from PIL import Image, ImageSequence, UnidentifiedImageError
 
     path = Path(path)
@@ -56,7 +63,7 @@ def read_user_image(path: Path, invert: bool | None = None) -> torch.Tensor:
         raise BadInput(f"{path} is not an image ddream can read (PNG, JPEG, BMP, GIF)") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise BadInput(f"{path} cannot be decoded ({e}); is it truncated?") from None
-    return frame_digit(gray, invert=invert, name=str(path))
+    return gray
 
 
 def read_user_array(
@@ -64,6 +71,11 @@ def read_user_array(
 ) -> torch.Tensor:
     """A drawing or decoded image as an array ((H, W), (H, W, 3) or (H, W, 4), alpha composited onto
     white) -> the same MNIST framing as `read_user_image`."""
+    return framing(array_gray(arr, name), invert=invert, name=name)[0]
+
+
+def array_gray(arr: np.ndarray, name: str = "the drawing") -> np.ndarray:
+    """An image array, checked, as grayscale float32 (H, W) in [0, 1] (alpha composited onto white)."""
     from PIL import Image
 
     arr = np.asarray(arr)
@@ -80,7 +92,7 @@ def read_user_array(
         arr = arr[:, :, 0]
     if arr.dtype != np.uint8:
         arr = np.clip(np.nan_to_num(arr.astype(np.float64)), 0, 255).astype(np.uint8)
-    return frame_digit(_grayscale(Image.fromarray(arr)), invert=invert, name=name)
+    return _grayscale(Image.fromarray(arr))
 
 
 def _grayscale(im) -> np.ndarray:
@@ -98,8 +110,41 @@ def _grayscale(im) -> np.ndarray:
     return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
 
 
+@dataclass(frozen=True)
+class Frame:
+    """Where a framed digit came from: its crop of the source (origin y0, x0; size h, w), scaled
+    by k into (nh, nw) pixels placed at (top, left) of the 28x28 frame; `shape` is the source's."""
+
+    shape: tuple[int, int]
+    y0: int
+    x0: int
+    h: int
+    w: int
+    nh: int
+    nw: int
+    top: int
+    left: int
+
+    def apply(self, mask: np.ndarray) -> torch.Tensor:
+        """A mask of the source's pixels (H, W) -> the framed digit's (28, 28) bool: each framed
+        pixel takes the source pixel its centre falls on (nearest, clamped at the edges)."""
+        centre = np.arange(28) + 0.5
+        ys = self.y0 + (centre - self.top) * self.h / self.nh - 0.5
+        xs = self.x0 + (centre - self.left) * self.w / self.nw - 0.5
+        rows = np.clip(np.round(ys), 0, self.shape[0] - 1).astype(int)
+        cols = np.clip(np.round(xs), 0, self.shape[1] - 1).astype(int)
+        return torch.from_numpy(np.asarray(mask, dtype=bool)[np.ix_(rows, cols)].copy())
+
+
 def frame_digit(gray: np.ndarray, invert: bool | None = None, name: str = "image") -> torch.Tensor:
     """MNIST framing of a grayscale array: 20x20 box, centre of mass at the middle of 28x28."""
+    return framing(gray, invert, name)[0]
+
+
+def framing(
+    gray: np.ndarray, invert: bool | None = None, name: str = "image"
+) -> tuple[torch.Tensor, Frame]:
+    """`frame_digit`, and the Frame that maps the source's pixels (a mask of them) the same way."""
     from PIL import Image
 
     if invert is None:
@@ -130,4 +175,5 @@ def frame_digit(gray: np.ndarray, invert: bool | None = None, name: str = "image
     left = int(np.clip(round(13.5 - cx), 0, 28 - nw))
     out = np.zeros((28, 28), dtype=np.float32)
     out[top : top + nh, left : left + nw] = small
-    return torch.from_numpy(out)
+    y0, x0 = int(rows.min()), int(cols.min())
+    return torch.from_numpy(out), Frame(gray.shape, y0, x0, h, w, nh, nw, top, left)

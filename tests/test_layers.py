@@ -10,15 +10,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ddream"
 
 # top to bottom; every module of the package is in exactly one layer (a package name covers its modules)
 LAYERS = {
-    "face": ["__init__", "__main__", "cli", "cli_app", "cli_train", "cli_use", "cli_options", "cli_settings", "reports", "reference",
+    "face": ["__init__", "__main__", "cli", "cli_app", "cli_train", "cli_use", "cli_edit", "cli_options", "cli_settings", "reports", "reference",
              "page", "api"],
-    "use": ["demo", "sampler", "stages.sample", "stages.reconstruct", "stages.evaluate",
+    "use": ["demo", "sampler", "editor", "completer", "stages.edit", "stages.sample", "stages.reconstruct", "stages.evaluate",
             "stages.export", "stages.onnx_export", "stages.card", "stages.pipeline", "plots"],
     "train": ["stages.train_ae", "stages.encode", "stages.train_dit", "stages.distill", "pairs",
               "student", "student_losses", "judge", "watch",
               "stages.record", "train", "distributed", "stages.__init__"],
     "files": ["artifacts", "state", "record_check", "manifest", "checkpoint", "status", "history"],
-    "core": ["config", "config_rules", "presets", "config_file", "models", "flow", "metrics", "data", "userimage",
+    "core": ["config", "config_rules", "presets", "config_file", "models", "flow", "metrics", "data", "userimage", "masks",
              "render", "runtime", "progress", "errors", "limits", "files", "version", "registry"],
 }  # fmt: skip
 ORDER = list(reversed(LAYERS))  # core first

@@ -1,0 +1,83 @@
+"""The commands that edit a person's digit: `edit` (another class, in its own hand) and `complete`
+(the rest of a digit from the part kept), each reading like its help."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+
+from ddream import cli_options as o
+from ddream import cli_settings as cs
+from ddream.cli_app import app, shared
+from ddream.reports import complete_lines, edit_lines
+from ddream.state import StateDir
+
+
+@app.command("edit")
+@shared
+def edit_cmd(
+    *,
+    images: o.EditImagesArg = None,
+    to: o.ToOpt,
+    strength: o.StrengthOpt = 0.8,
+    test: o.EditTestOpt = None,
+    out: o.EditOutOpt = None,
+    npz: o.NpzOpt = None,
+    invert: o.InvertOpt = None,
+    scale, data_dir, as_json, state_dir, device, seed, quiet,
+) -> None:  # fmt: skip
+    """Redraw a digit as another class in its own hand (slant, stroke, size), beside its source.
+
+    The teacher reads the source's class and moves it back along the flow by --strength, then
+    forward again as --to (FlowEdit); --to the digit's own class returns its reconstruction.
+
+    Example: ddream edit my_three.png --to 8
+    """
+    from ddream.stages.edit import edit
+
+    result = edit(
+        StateDir(state_dir), images, to=to, strength=cs.finite(strength, "--strength"), test=test,
+        out=out, npz=npz, invert=invert, data_dir=data_dir, device=cs.device_for(device, seed),
+        seed=seed, scale=scale or 4,
+    )  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(result))
+    elif not quiet:
+        typer.echo(edit_lines(result))
+
+
+@app.command("complete")
+@shared
+def complete_cmd(
+    *,
+    images: o.EditImagesArg = None,
+    keep: o.KeepOpt = None,
+    box: o.BoxOpt = None,
+    mask: o.MaskOpt = None,
+    n: o.CompletionsOpt = 8,
+    cls: o.CompleteClassOpt = None,
+    test: o.EditTestOpt = None,
+    out: o.EditOutOpt = None,
+    npz: o.NpzOpt = None,
+    invert: o.InvertOpt = None,
+    scale, data_dir, as_json, state_dir, device, seed, quiet,
+) -> None:  # fmt: skip
+    """Complete a digit from the pixels kept: N answers that keep them exactly, and how likely each
+    class is given what was kept.
+
+    The picture shows, a row per digit: the source, what was kept (the rest grey), the completions.
+
+    Example: ddream complete my_digit.png --keep top --n 8
+    """
+    from ddream.stages.edit import complete
+
+    result = complete(
+        StateDir(state_dir), images, keep=keep, box=box, mask=mask, n=n, cls=cls, test=test,
+        out=out, npz=npz, invert=invert, data_dir=data_dir, device=cs.device_for(device, seed),
+        seed=seed, scale=scale or 2,
+    )  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps(result))
+    elif not quiet:
+        typer.echo(complete_lines(result))
