@@ -24,6 +24,7 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 # so the header is read first and nothing else is decoded (no layers, no background).
 SKETCH_FORMATS = ("PNG", "WEBP", "JPEG", "BMP", "GIF")
 SKETCH_PIXELS = 4_000_000
+SKETCH_SIZE = (280, 280)  # the pads' canvas: the Draw tab's and the Edit tab's two
 
 
 def import_gradio():
@@ -194,7 +195,7 @@ def build(demo: Demo):
                         label="draw a digit",
                         type="numpy",
                         image_mode="RGBA",
-                        canvas_size=(280, 280),
+                        canvas_size=SKETCH_SIZE,
                         brush=gr.Brush(default_size=20, colors=["#000000"], color_mode="fixed"),
                         layers=False,
                         elem_id="sketch",
@@ -220,6 +221,10 @@ def build(demo: Demo):
             [framed, recon, draw_text, drawn],
             api_name="draw",
         )
+
+        from ddream.page_edit import edit_tab
+
+        edit_tab(demo, gr)  # after Draw: draw (or upload) a digit, then edit or complete it
 
         with gr.Tab("Morph"):
             with gr.Row():

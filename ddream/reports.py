@@ -217,7 +217,7 @@ def complete_lines(result: dict) -> str:
     lines = []
     for c in result["completions"][:10]:
         what = (
-            f"as a {result['class']}"
+            f"as {'an' if result['class'] == 8 else 'a'} {result['class']}"
             if result["class"] is not None
             else posterior_text(c["posterior"])
         )

@@ -1,6 +1,6 @@
 """Driving `ddream serve`'s page in headless Chromium (Selenium), as a person would: press Generate,
-draw a stroke on the sketchpad, press Reconstruct. The browser test uses it, and so does the README's
-screenshot:
+draw a stroke on the sketchpad, press Reconstruct; draw on the Edit tab, press Edit and Complete.
+The browser test uses it, and so does the README's screenshot:
 
     ddream serve --state-dir STATE &   # then
     python tests/browser.py http://127.0.0.1:7860 docs/serve.png
@@ -106,6 +106,35 @@ def draw_and_reconstruct(driver) -> dict:
     _image_in(driver, "draw-recon")
     caption = _wait(driver, lambda d: d.find_element(By.ID, "draw-caption").text.strip())
     return {"caption": caption}
+
+
+def edit_and_complete(driver) -> dict:
+    """On the Edit tab: draw a '7', press Edit (to 8), then Complete (the top half kept); returns
+    both captions."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    open_tab(driver, "Edit")
+    brush = _wait(
+        driver,
+        lambda d: d.find_elements(By.CSS_SELECTOR, "#edit-sketch button[aria-label='Brush']"),
+    )[0]
+    brush.click()
+    canvas = driver.find_elements(By.CSS_SELECTOR, "#edit-sketch canvas")[0]
+    stroke = ActionChains(driver).move_to_element_with_offset(canvas, -60, -90).click_and_hold()
+    for _ in range(12):
+        stroke.move_by_offset(10, 0)
+    for _ in range(18):
+        stroke.move_by_offset(-4, 10)
+    stroke.release().perform()
+    time.sleep(0.3)  # the canvas hands its layers to the component on pointer-up
+    driver.find_element(By.ID, "edit-button").click()
+    _image_in(driver, "edit-out")
+    edited = _wait(driver, lambda d: d.find_element(By.ID, "edit-caption").text.strip())
+    driver.find_element(By.ID, "complete-button").click()
+    _image_in(driver, "complete-out")
+    completed = _wait(driver, lambda d: d.find_element(By.ID, "complete-caption").text.strip())
+    return {"edit": edited, "complete": completed}
 
 
 def screenshot(url: str, out: Path) -> None:

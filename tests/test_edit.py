@@ -16,8 +16,9 @@ from ddream.completer import Completer, paste
 from ddream.editor import Editor, edit_steps
 from ddream.errors import BadInput
 from ddream.masks import box_mask, keep_mask, named_mask, read_mask
+from ddream.render import grid
 from ddream.state import StateDir
-from ddream.userimage import framing, read_gray
+from ddream.userimage import framing, read_gray, read_user_array
 
 CPU = torch.device("cpu")
 
@@ -283,3 +284,58 @@ def test_complete_api_refusals(trained_state, digits):
     masks = torch.zeros(4, 28, 28, dtype=torch.bool)
     masks[:, :10] = True
     assert model.complete(digits, keep=masks, n=2).images.shape == (4, 2, 28, 28)
+
+
+# ---- the page's Edit tab ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tab(trained_state):
+    from ddream.demo import Demo
+    from ddream.demo_edit import EditTab
+
+    demo = Demo(trained_state, CPU)
+    yield EditTab(demo)
+    demo.close()
+
+
+def drawing() -> np.ndarray:
+    """What the pad sends: RGBA, a black stroke on white."""
+    im = Image.new("RGBA", (280, 280), (255, 255, 255, 255))
+    ImageDraw.Draw(im).line([(70, 60), (210, 60), (110, 240)], fill=(0, 0, 0, 255), width=20)
+    return np.asarray(im)
+
+
+def test_the_edit_tab_gives_the_api_s_pixels(tab, trained_state):
+    model = ddream.load(trained_state, device="cpu")
+    picture, caption = tab.edit({"composite": drawing()}, None, "5", 0.6, 3)
+    api = model.edit([drawing()], to=5, strength=0.6, seed=3)[0]
+    assert "redrawn as a 5 at strength 0.6 (8 teacher steps)" in caption
+    framed = (read_user_array(drawing()) * 255).round().to(torch.uint8)
+    assert np.array_equal(picture, grid(torch.stack([framed, api]), 2, scale=6))  # yours, the edit
+    shown, text = tab.complete({"composite": drawing()}, None, "left", None, 3, 1)
+    done = model.complete([drawing()], keep="left", n=3, seed=1)
+    best = int(done.posterior[0].argmax())
+    assert f"{best}: {100 * float(done.posterior[0, best]):.0f}%" in text
+    assert shown.shape[1] > 4 * shown.shape[0]  # yours, kept, 3 completions in a row
+
+
+def test_the_edit_tab_completes_the_brushed_part_and_refuses_bad_controls(tab):
+    brush = Image.new("RGBA", (280, 280), (255, 255, 255, 255))
+    ImageDraw.Draw(brush).rectangle((0, 0, 280, 140), fill=(0, 0, 0, 255))
+    _, text = tab.complete({"composite": drawing()}, None, "brushed", np.asarray(brush), 2, 0)
+    assert text.startswith("given what was kept:")
+    blank = np.full((280, 280, 4), 255, dtype=np.uint8)
+    for args, match in [
+        ((None, None, "3", 0.8), "draw a digit"),
+        (({"composite": drawing()}, None, "12", 0.8), "the class to turn it into"),
+        (({"composite": drawing()}, None, "3", 1.5), "strength"),
+    ]:
+        with pytest.raises(BadInput, match=match):
+            tab.edit(*args)
+    for args, match in [
+        (("middle", None, 8), "keep 'middle'"),
+        (("brushed", None, 8), "brush the part to keep"),
+        (("brushed", blank, 8), "keeps no pixel"),
+        (("top", None, 0), "completions"),
+    ]:
+        with pytest.raises(BadInput, match=match):
+            tab.complete({"composite": drawing()}, None, *args)

@@ -11,8 +11,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ddream"
 # top to bottom; every module of the package is in exactly one layer (a package name covers its modules)
 LAYERS = {
     "face": ["__init__", "__main__", "cli", "cli_app", "cli_train", "cli_use", "cli_edit", "cli_options", "cli_settings", "reports", "reference",
-             "page", "api"],
-    "use": ["demo", "sampler", "editor", "completer", "stages.edit", "stages.sample", "stages.reconstruct", "stages.evaluate",
+             "page", "page_edit", "api"],
+    "use": ["demo", "demo_edit", "sampler", "editor", "completer", "stages.edit", "stages.sample", "stages.reconstruct", "stages.evaluate",
             "stages.export", "stages.onnx_export", "stages.card", "stages.pipeline", "plots"],
     "train": ["stages.train_ae", "stages.encode", "stages.train_dit", "stages.distill", "pairs",
               "student", "student_losses", "judge", "watch",

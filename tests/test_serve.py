@@ -446,6 +446,9 @@ def test_a_real_browser_generates_and_reconstructs_a_drawing(served, demo, tmp_p
         assert "digits from the student" in shown["caption"]
         drawn = browser.draw_and_reconstruct(driver)
         assert drawn["caption"].startswith("PSNR ") and "draws as a 3" in drawn["caption"]
+        edited = browser.edit_and_complete(driver)
+        assert "redrawn as an 8 at strength 0.8 (10 teacher steps)" in edited["edit"]
+        assert edited["complete"].startswith("given what was kept:")
         driver.save_screenshot(str(tmp_path / "page.png"))
         page = np.asarray(Image.open(io.BytesIO((tmp_path / "page.png").read_bytes())).convert("L"))
         assert page.shape[1] == 1280 and page.std() > 10  # the whole window, not a blank page
