@@ -39,6 +39,7 @@ FIT_SIGMA = (
 SEAM_PX = 1.5  # how far (pixels) the kept pixels' mismatch is carried into the completion
 HIDDEN_GREY = 96  # how pictures show the hidden part
 MAX_COMPLETIONS = 64
+DIGITS_PER_CALL = 16  # digits searched at once: ~0.5 GB of candidate pixels
 
 
 @dataclass
@@ -87,23 +88,32 @@ class Completer:
         keep = keep.expand(len(digits), -1, -1) if keep.dim() == 2 else keep
         if keep.shape != digits.shape:
             raise BadInput(f"give one mask, or one for each of the {len(digits)} digits")
-        z, y, e = self.search(digits, keep, seed, cls, n)
-        posterior = None if cls is not None else self.posterior(y, e)
-        order = e.argsort(1)[:, :n]
-        rows = torch.arange(len(digits))[:, None]
-        best_y, best_e = y.gather(1, order), e.gather(1, order)
-        drawn = self._draw(z[rows, order].flatten(0, 1), best_y.flatten())
-        drawn = drawn.view(len(digits), n, 28, 28)
-        return Completion(paste(digits, keep, drawn), best_y, posterior, best_e)
+        parts = []
+        for at in range(0, len(digits), DIGITS_PER_CALL):  # bounded memory, whatever the count
+            part = slice(at, at + DIGITS_PER_CALL)
+            z, y, e = self.search(digits[part], keep[part], seed, cls, n)
+            order = e.argsort(1)[:, :n]
+            rows = torch.arange(len(z))[:, None]
+            best_y, best_e = y.gather(1, order), e.gather(1, order)
+            drawn = self._draw(z[rows, order].flatten(0, 1), best_y.flatten())
+            drawn = drawn.view(len(z), n, 28, 28)
+            post = None if cls is not None else self.posterior(y, e)
+            parts.append((paste(digits[part], keep[part], drawn), best_y, post, best_e))
+        images, labels, posterior, errors = (
+            None if cls is not None and i == 2 else torch.cat([p[i] for p in parts])
+            for i in range(4)
+        )
+        return Completion(images, labels, posterior, errors)
 
     def search(
         self, digits: torch.Tensor, keep: torch.Tensor, seed: int, cls: int | None, n: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Steps 1 and 2: every member's noise (N, M, C, 2, 2), class (N, M) and error on the kept
-        pixels (N, M), at least n members."""
+        pixels (N, M), at least n members. Every digit draws the same noises (a digit's result
+        depends on it and the seed alone, not on the digits beside it)."""
         count, k, shape = len(digits), self.num_classes, self.sampler.shape
         gen = seeded(seed, "complete")
-        noise = torch.randn(count, POOL, *shape, generator=gen)
+        noise = torch.randn(1, POOL, *shape, generator=gen).expand(count, -1, -1, -1, -1)
         labels = torch.arange(POOL) % k if cls is None else torch.full((POOL,), cls)
         labels = labels.expand(count, POOL)
         mask = keep.flatten(1).float()
@@ -127,7 +137,7 @@ class Completer:
         rows = torch.arange(count)[:, None]
         z, y, e = noise[rows, picks], labels.gather(1, picks), err.gather(1, picks)
         for b in ROUNDS:  # pCN proposals; each member keeps its best child where it fits better
-            step = torch.randn(*z.shape[:2], CHILDREN, *shape, generator=gen)
+            step = torch.randn(1, z.shape[1], CHILDREN, *shape, generator=gen)
             children = math.sqrt(1 - b * b) * z[:, :, None] + b * step
             child_err = fit(children, y[:, :, None].expand(-1, -1, CHILDREN))
             best = child_err.argmin(2)

@@ -91,7 +91,7 @@ class Editor:
         velocity = self._velocity(labels, 1.0)
         errors = torch.zeros(k, n, device=self.device)
         for j, t in enumerate(torch.linspace(0.05, 0.95, READ_TIMES).tolist()):
-            eps = torch.randn(z0.shape, generator=seeded(seed, "read", j)).to(self.device)
+            eps = torch.randn((1, *z0.shape[1:]), generator=seeded(seed, "read", j)).to(self.device)
             x_t = (1 - t) * z0 + t * eps
             v = velocity(x_t.repeat(k, 1, 1, 1), torch.full((n * k,), t, device=self.device))
             errors += (v - (eps - z0).repeat(k, 1, 1, 1)).pow(2).flatten(1).sum(1).view(k, n)
@@ -110,7 +110,7 @@ class Editor:
         to = check_classes(to, len(digits), self.num_classes, names["to"])
         strength = check_strength(strength, names["strength"])
         z0 = self.latents(digits)
-        sources = self.read_class(z0, seed)
+        sources = self.read_class(z0)  # the same reading whatever the seed
         steps = edit_steps(strength)
         z = z0.clone()
         if steps:
@@ -120,7 +120,8 @@ class Editor:
             ts = torch.linspace(strength, 0.0, steps + 1).tolist()
             for i in range(steps):
                 t, dt = ts[i], ts[i + 1] - ts[i]
-                eps = torch.randn((a, *z0.shape), generator=seeded(seed, "edit", i))
+                # the same noises for every digit: an edit depends on its digit and the seed alone
+                eps = torch.randn((a, 1, *z0.shape[1:]), generator=seeded(seed, "edit", i))
                 z_src = ((1 - t) * z0 + t * eps.to(self.device)).flatten(0, 1)  # (a * n, ...)
                 z_tar = z.repeat(a, 1, 1, 1) + z_src - z0.repeat(a, 1, 1, 1)
                 v = velocity(

@@ -158,6 +158,22 @@ def test_completions_keep_the_kept_pixels_differ_elsewhere_and_repeat_by_seed(co
     assert as_three.posterior is None and set(as_three.labels.flatten().tolist()) == {3}
 
 
+def test_a_digit_s_edit_and_completions_do_not_depend_on_the_digits_beside_it(
+    editor, completer, digits, monkeypatch
+):
+    src = digits.float() / 255
+    to = torch.tensor([2, 5, 2, 5])
+    together = editor.change_class(src, to, seed=6).images
+    assert torch.equal(editor.change_class(src[2:3], to[2:3], seed=6).images[0], together[2])
+    from ddream import completer as module
+
+    monkeypatch.setattr(module, "DIGITS_PER_CALL", 3)  # two calls: 3 digits, then 1
+    done = completer.complete(src, named_mask("right"), n=2, seed=6)
+    alone = completer.complete(src[3:], named_mask("right"), n=2, seed=6)
+    assert torch.equal(alone.images[0], done.images[3])
+    assert torch.allclose(alone.posterior[0], done.posterior[3])
+
+
 def test_the_search_fits_the_kept_pixels_better_than_its_first_draws(completer, digits):
     src = digits.float() / 255
     keep = named_mask("left").expand(4, -1, -1)
