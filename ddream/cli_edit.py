@@ -34,17 +34,13 @@ def edit_cmd(
 
     Example: ddream edit my_three.png --to 8
     """
-    from ddream.stages.edit import edit
+    from ddream.stages.edit import Job, edit
 
-    result = edit(
-        StateDir(state_dir), images, to=to, strength=cs.finite(strength, "--strength"), test=test,
-        out=out, npz=npz, invert=invert, data_dir=data_dir, device=cs.device_for(device, seed),
-        seed=seed, scale=scale or 4,
-    )  # fmt: skip
-    if as_json:
-        typer.echo(json.dumps(result))
-    elif not quiet:
-        typer.echo(edit_lines(result))
+    job = Job(images, cs.device_for(device, seed), test, out, npz, invert, data_dir, seed, scale)
+    result = edit(StateDir(state_dir), job, to=to, strength=cs.finite(strength, "--strength"))
+    text = json.dumps(result) if as_json else None if quiet else edit_lines(result)
+    if text is not None:
+        typer.echo(text)
 
 
 @app.command("complete")
@@ -70,14 +66,10 @@ def complete_cmd(
 
     Example: ddream complete my_digit.png --keep top --n 8
     """
-    from ddream.stages.edit import complete
+    from ddream.stages.edit import Job, complete
 
-    result = complete(
-        StateDir(state_dir), images, keep=keep, box=box, mask=mask, n=n, cls=cls, test=test,
-        out=out, npz=npz, invert=invert, data_dir=data_dir, device=cs.device_for(device, seed),
-        seed=seed, scale=scale or 2,
-    )  # fmt: skip
-    if as_json:
-        typer.echo(json.dumps(result))
-    elif not quiet:
-        typer.echo(complete_lines(result))
+    job = Job(images, cs.device_for(device, seed), test, out, npz, invert, data_dir, seed, scale)
+    result = complete(StateDir(state_dir), job, keep=keep, box=box, mask=mask, n=n, cls=cls)
+    text = json.dumps(result) if as_json else None if quiet else complete_lines(result)
+    if text is not None:
+        typer.echo(text)

@@ -25,6 +25,22 @@ from ddream.state import StateDir
 from ddream.userimage import Frame, framing, read_gray
 
 
+@dataclass(frozen=True)
+class Job:
+    """What both commands read and write: image files or --test N, the pictures' and .npz's paths,
+    and how they run."""
+
+    images: list[Path] | None
+    device: torch.device
+    test: int | None = None
+    out: Path | None = None
+    npz: Path | None = None
+    invert: bool | None = None
+    data_dir: Path | None = None
+    seed: int = 0
+    scale: int | None = None
+
+
 @dataclass
 class Sources:
     digits: torch.Tensor  # float (N, 28, 28) in [0, 1], MNIST-framed
@@ -33,18 +49,9 @@ class Sources:
     outputs: list[Path]  # where each picture goes (one shared path for test digits)
 
 
-def read_sources(
-    state: StateDir,
-    images: list[Path] | None,
-    test: int | None,
-    *,
-    out: Path | None,
-    suffix: str,
-    test_out: str,
-    invert: bool | None,
-    data_dir: Path | None,
-) -> Sources:
+def read_sources(state: StateDir, job: Job, *, suffix: str, test_out: str) -> Sources:
     """The digits to edit, framed, and where their pictures go; every path checked first."""
+    images, test, out = job.images, job.test, job.out
     if not images and test is None:
         raise BadInput("give image files, or --test N")
     if images and test is not None:
@@ -52,13 +59,13 @@ def read_sources(
     if test is not None:
         target = check_output(out or Path(test_out), ".png", "--out")
         _, _, dataset = load_ae_with_dataset(state, torch.device("cpu"))
-        _, split = load_dataset(state, data_dir, dataset["name"])
+        _, split = load_dataset(state, job.data_dir, dataset["name"])
         n = min(test, len(split))
         digits = split.images[:n].float() / 255.0
         return Sources(digits, [f"test digit {i}" for i in range(n)], [None] * n, [target] * n)
     if out is not None and len(images) > 1:
         raise BadInput("--out names one file; give one image with it, or leave it out")
-    framed = [framing(read_gray(p), invert=invert, name=str(p)) for p in images]
+    framed = [framing(read_gray(p), invert=job.invert, name=str(p)) for p in images]
     outputs = [check_output(out or p.with_name(p.stem + suffix), ".png", "--out") for p in images]
     digits = torch.stack([d for d, _ in framed])
     return Sources(digits, [str(p) for p in images], [f for _, f in framed], outputs)
@@ -74,31 +81,15 @@ def _write(sources: Sources, pictures: list[torch.Tensor], ncols: int, scale: in
     return [str(p) for p in sources.outputs]
 
 
-def edit(
-    state: StateDir,
-    images: list[Path] | None,
-    *,
-    to: int,
-    strength: float,
-    test: int | None = None,
-    out: Path | None = None,
-    npz: Path | None = None,
-    invert: bool | None = None,
-    data_dir: Path | None = None,
-    device: torch.device,
-    seed: int = 0,
-    scale: int = 4,
-) -> dict[str, Any]:
+def edit(state: StateDir, job: Job, *, to: int, strength: float) -> dict[str, Any]:
     """Each digit redrawn as class `to` in its own hand; pictures of each source beside its edit."""
     strength = check_strength(strength)
     check_classes([to], 1, 10, "--to")
+    npz, seed, scale = job.npz, job.seed, job.scale or 4
     if npz is not None:
         check_output(npz, ".npz", "--npz")
-    sources = read_sources(
-        state, images, test, out=out, suffix=".edit.png", test_out="edits.png", invert=invert,
-        data_dir=data_dir,
-    )  # fmt: skip
-    editor = Editor.from_state(state, device)
+    sources = read_sources(state, job, suffix=".edit.png", test_out="edits.png")
+    editor = Editor.from_state(state, job.device)
     result = editor.change_class(sources.digits, torch.tensor([to]), strength, seed)
     if sources.frames[0] is None:  # test digits: ten sources a row, their edits below them
         pictures = []
@@ -131,40 +122,30 @@ def edit(
 
 def complete(
     state: StateDir,
-    images: list[Path] | None,
+    job: Job,
     *,
     keep: str | None = None,
     box: tuple[int, int, int, int] | None = None,
     mask: Path | None = None,
     n: int = 8,
     cls: int | None = None,
-    test: int | None = None,
-    out: Path | None = None,
-    npz: Path | None = None,
-    invert: bool | None = None,
-    data_dir: Path | None = None,
-    device: torch.device,
-    seed: int = 0,
-    scale: int = 2,
 ) -> dict[str, Any]:
     """K completions of each digit from its kept pixels, and the class posterior of each."""
+    npz, seed, scale = job.npz, job.seed, job.scale or 2
     if sum(x is not None for x in (keep, box, mask)) != 1:
         raise BadInput("say what to keep: one of --keep top|bottom|left|right, --box, --mask")
-    if mask is not None and images and len(images) > 1:
+    if mask is not None and job.images and len(job.images) > 1:
         raise BadInput("--mask marks one image; give one image with it")
     fixed = named_mask(keep) if keep is not None else box_mask(box) if box is not None else None
     if cls is not None:
         check_classes([cls], 1, 10, "--class")
     if npz is not None:
         check_output(npz, ".npz", "--npz")
-    sources = read_sources(
-        state, images, test, out=out, suffix=".complete.png", test_out="completions.png",
-        invert=invert, data_dir=data_dir,
-    )  # fmt: skip
+    sources = read_sources(state, job, suffix=".complete.png", test_out="completions.png")
     if fixed is None:
         fixed = read_mask(mask, sources.frames[0])
     masks = fixed.expand(len(sources.digits), -1, -1)
-    completer = Completer.from_state(state, device)
+    completer = Completer.from_state(state, job.device)
     result = completer.complete(sources.digits, masks, n=n, seed=seed, cls=cls)
     rows = []
     for d, m, filled in zip(sources.digits, masks, result.images, strict=True):
