@@ -401,7 +401,13 @@ MaskOpt = Annotated[
     ),
 ]
 CompletionsOpt = Annotated[
-    int, typer.Option("--n", min=1, max=64, help="Completions of each digit, best fit first.")
+    int,
+    typer.Option(
+        "--n",
+        min=1,
+        max=64,
+        help="Completions of each digit: the likeliest class's best fit first, then by fit.",
+    ),
 ]
 CompleteClassOpt = Annotated[
     int | None,

@@ -9,7 +9,8 @@ brute-force search over 100,000 digits and against blending latents):
    proposals (z' = sqrt(1 - b^2) z + b xi, which keep the noise's Gaussian prior), CHILDREN a round,
    the best child kept when it fits better;
 3. the class posterior: each class's members weighted by exp(-error / (2 FIT_SIGMA^2)); the K
-   completions: the best-fitting members (one per member, so no two are the same digit);
+   completions: the best fit of the likeliest class, then the best-fitting other members (one per
+   member, so no two are the same digit);
 4. the kept pixels pasted back exactly, the seam hidden by carrying the kept pixels' mismatch a couple
    of pixels into the completed part (fading with distance).
 """
@@ -81,7 +82,7 @@ class Completer:
         names: dict[str, str] = CLI_NAMES,
     ) -> Completion:
         """K completions of each digit (float (N, 28, 28) in [0, 1]) from its kept pixels (bool
-        (N, 28, 28)), best fit first."""
+        (N, 28, 28)): first the best fit of the likeliest class, then the rest by fit."""
         n = whole(n, names["n"], 1, MAX_COMPLETIONS)
         if cls is not None:
             cls = whole(cls, names["cls"], 0, self.num_classes - 1)
@@ -92,12 +93,17 @@ class Completer:
         for at in range(0, len(digits), DIGITS_PER_CALL):  # bounded memory, whatever the count
             part = slice(at, at + DIGITS_PER_CALL)
             z, y, e = self.search(digits[part], keep[part], seed, cls, n)
-            order = e.argsort(1)[:, :n]
+            post = None if cls is not None else self.posterior(y, e)
+            order = e.argsort(1)
+            if post is not None:  # first: the best fit of the likeliest class, then by fit
+                likeliest = post.argmax(1)[:, None]
+                first = e.masked_fill(y != likeliest, math.inf).argmin(1, keepdim=True)
+                order = torch.cat([first, order[order != first].view(len(z), -1)], 1)
+            order = order[:, :n]
             rows = torch.arange(len(z))[:, None]
             best_y, best_e = y.gather(1, order), e.gather(1, order)
             drawn = self._draw(z[rows, order].flatten(0, 1), best_y.flatten())
             drawn = drawn.view(len(z), n, 28, 28)
-            post = None if cls is not None else self.posterior(y, e)
             parts.append((paste(digits[part], keep[part], drawn), best_y, post, best_e))
         images, labels, posterior, errors = (
             None if cls is not None and i == 2 else torch.cat([p[i] for p in parts])

@@ -152,7 +152,8 @@ def test_completions_keep_the_kept_pixels_differ_elsewhere_and_repeat_by_seed(co
     for row in hidden:  # the K completions of a digit all differ in the hidden part
         assert (torch.cdist(row, row) + torch.eye(5) > 0).all()
     assert torch.allclose(done.posterior.sum(1), torch.ones(4)) and (done.posterior >= 0).all()
-    assert torch.all(done.errors[:, 1:] >= done.errors[:, :-1])  # best fit first
+    assert torch.all(done.errors[:, 2:] >= done.errors[:, 1:-1])  # then by fit
+    assert torch.equal(done.labels[:, 0], done.posterior.argmax(1))  # the likeliest class first
     assert torch.equal(completer.complete(src, keep, n=5, seed=2).images, done.images)
     as_three = completer.complete(src, keep, n=3, seed=2, cls=3)
     assert as_three.posterior is None and set(as_three.labels.flatten().tolist()) == {3}
