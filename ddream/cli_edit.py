@@ -29,8 +29,7 @@ def edit_cmd(
 ) -> None:  # fmt: skip
     """Redraw a digit as another class in its own hand (slant, stroke, size), beside its source.
 
-    The teacher reads the source's class and moves it back along the flow by --strength, then
-    forward again as --to (FlowEdit); --to the digit's own class returns its reconstruction.
+    FlowEdit on the teacher: --to the digit's own class returns its reconstruction.
 
     Example: ddream edit my_three.png --to 8
     """
@@ -59,10 +58,9 @@ def complete_cmd(
     invert: o.InvertOpt = None,
     scale, data_dir, as_json, state_dir, device, seed, quiet,
 ) -> None:  # fmt: skip
-    """Complete a digit from the pixels kept: N answers that keep them exactly, and how likely each
-    class is given what was kept.
+    """Complete a digit from the pixels kept, and say how likely each class is given them.
 
-    The picture shows, a row per digit: the source, what was kept (the rest grey), the completions.
+    A row per digit: the source, what was kept (the rest grey), the completions.
 
     Example: ddream complete my_digit.png --keep top --n 8
     """
