@@ -74,7 +74,7 @@ class Model:
         """Image files, PIL images or arrays (framed as MNIST was, as `ddream reconstruct` does),
         or a float tensor (N, 28, 28) in [0, 1] -> reconstructions (N, 28, 28) in [0, 1] and the
         PSNR of each, through the autoencoder's own decoder."""
-        digits, _ = _digits(images, uint8=False)
+        digits = _digits(images, uint8=False)
         if self._ae is None:
             self._ae, _ = load_ae(self.state, self.device)
         return round_trip(self._ae, digits, self.device)
@@ -85,7 +85,7 @@ class Model:
         """Each digit redrawn as class `to` (one class, or one a digit) in its own hand, as
         `ddream edit` does: uint8 (N, 28, 28). images: files, PIL images or arrays (framed as MNIST
         was), or a uint8 tensor (N, 28, 28) of framed digits; strength: 0-1 (editor.py)."""
-        digits, _ = _digits(images)
+        digits = _digits(images)
         if self._editor is None:
             self._editor = Editor.from_state(self.state, self.device, self.dtype)
         edited = self._editor.change_class(digits, _classes(to), strength, seed, EDIT_API_NAMES)
@@ -98,7 +98,7 @@ class Model:
         them: `.images` uint8 (N, K, 28, 28), `.labels` (N, K), `.posterior` (N, 10) (None with
         `cls`). keep: 'top', 'bottom', 'left', 'right', 'box X0 Y0 X1 Y1', or a bool tensor
         (28, 28) or (N, 28, 28), True where pixels are kept (of the framed digits)."""
-        digits, _ = _digits(images)
+        digits = _digits(images)
         masks = _masks(keep, len(digits))
         if self._completer is None:
             self._completer = Completer(self.sampler("auto"))
@@ -122,7 +122,7 @@ def _as_tuple(values: Any) -> tuple:
         return (values,)
 
 
-def _digits(images: Any, uint8: bool = True) -> tuple[torch.Tensor, int]:
+def _digits(images: Any, uint8: bool = True) -> torch.Tensor:
     """Framed digits float (N, 28, 28) in [0, 1] from files, PIL images, arrays, or a tensor (N, 28,
     28): uint8 for edit and complete (as they return), floats in [0, 1] for reconstruct."""
     if isinstance(images, torch.Tensor):
@@ -131,12 +131,11 @@ def _digits(images: Any, uint8: bool = True) -> tuple[torch.Tensor, int]:
         digits = images.reshape(-1, 28, 28).float()
         if uint8 and images.dtype == torch.uint8:
             digits = digits / 255.0
-        return digits, len(digits)
+        return digits
     items = images if isinstance(images, (list, tuple)) else [images]
     if not items:
         raise BadInput("images: give at least one image")
-    digits = torch.stack([_framed(item) for item in items])
-    return digits, len(digits)
+    return torch.stack([_framed(item) for item in items])
 
 
 def _classes(to: Any) -> torch.Tensor:

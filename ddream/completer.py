@@ -34,9 +34,7 @@ POOL = 2048  # first draws per digit
 MEMBERS = 6  # kept per class for the search (all MEMBERS * 10 of `cls` with a class given)
 ROUNDS = (0.5, 0.3, 0.2, 0.1)  # each round's proposal step b
 CHILDREN = 8  # proposals per member a round
-FIT_SIGMA = (
-    1.0  # the likelihood's width: the lowest log-loss on training digits (benchmarks/edit.py)
-)
+FIT_SIGMA = 1.0  # the likelihood's width: lowest log-loss on training digits (benchmarks/edit.py)
 SEAM_PX = 1.5  # how far (pixels) the kept pixels' mismatch is carried into the completion
 HIDDEN_GREY = 96  # how pictures show the hidden part
 MAX_COMPLETIONS = 64
@@ -161,6 +159,12 @@ class Completer:
             torch.logsumexp(logw.masked_fill(y != c, -math.inf), 1) for c in range(self.num_classes)
         ]
         return torch.stack(by_class, 1).softmax(1)
+
+
+def likeliest(posterior: list[float], top: int = 3) -> str:
+    """'7 62% · 9 30% · 4 5%': the likeliest classes of a posterior, as the CLI and the page say it."""
+    order = sorted(range(len(posterior)), key=lambda c: -posterior[c])[:top]
+    return " · ".join(f"{c} {100 * posterior[c]:.0f}%" for c in order if posterior[c] >= 0.005)
 
 
 def paste(digits: torch.Tensor, keep: torch.Tensor, drawn: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,7 @@ from ddream.sampler import (
 )
 from ddream.stages.reconstruct import round_trip
 from ddream.state import StateDir
-from ddream.userimage import read_user_array, read_user_image
+from ddream.userimage import Frame, array_gray, framing, read_gray
 
 MAX_COUNT = 400
 MAX_STEPS = 50
@@ -71,6 +71,22 @@ def prune(folder: Path, keep: int, max_bytes: int, in_flight_s: float) -> None:
             break
         p.unlink(missing_ok=True)
         count, total = count - 1, total - size
+
+
+def framed_source(sketch: Any, upload: Any) -> tuple[torch.Tensor, Frame]:
+    """The pad's drawing, or an uploaded image, MNIST-framed as `reconstruct` frames a file, and how
+    it was framed (for a mask drawn over it); an upload's refusal names the file as the person knows
+    it, not the server's copy."""
+    upload_path = upload.get("path") if isinstance(upload, dict) else upload
+    if upload_path:
+        try:
+            return framing(read_gray(Path(upload_path)), name=str(upload_path))
+        except BadInput as e:
+            raise BadInput(str(e).replace(str(upload_path), Path(upload_path).name)) from None
+    drawing = sketch.get("composite") if isinstance(sketch, dict) else sketch
+    if drawing is None:
+        raise BadInput("draw a digit on the pad (or upload an image) first")
+    return framing(array_gray(drawing, "the drawing"), name="the drawing")
 
 
 def unset(value: Any) -> bool:
@@ -180,17 +196,7 @@ class Demo:
         its PSNR (as `ddream reconstruct`), and digits the model draws for the class meant."""
         meant = bounded_int(meant, "the digit you meant", 0, 9)
         seed = bounded_int(seed, "seed", 0, MAX_SEED)
-        upload_path = upload.get("path") if isinstance(upload, dict) else upload
-        if upload_path:
-            try:
-                digit = read_user_image(Path(upload_path))
-            except BadInput as e:  # name the file as the person knows it, not the server's copy
-                raise BadInput(str(e).replace(str(upload_path), Path(upload_path).name)) from None
-        else:
-            drawing = sketch.get("composite") if isinstance(sketch, dict) else sketch
-            if drawing is None:
-                raise BadInput("draw a digit on the pad (or upload an image) first")
-            digit = read_user_array(drawing, name="the drawing")
+        digit, _ = framed_source(sketch, upload)
         sampler = self.samplers[self.default_model]
         req = self._request(sampler, n=ROW_DIGITS, classes=(meant,), seed=seed)
         with self.lock:

@@ -5,19 +5,20 @@ the other tabs check their controls; same seed, same pixels as the CLI and the A
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ddream.completer import HIDDEN_GREY, Completer
+from ddream.completer import HIDDEN_GREY, Completer, likeliest
+from ddream.data import to_uint8
+from ddream.demo import framed_source
 from ddream.editor import Editor
 from ddream.errors import BadInput
 from ddream.limits import number, whole
 from ddream.masks import KEEP, check_mask, named_mask
 from ddream.render import grid
-from ddream.userimage import Frame, array_gray, framing, read_gray
+from ddream.userimage import Frame, array_gray
 
 PAGE_NAMES = {"to": "the class to turn it into", "strength": "strength", "n": "completions",
               "cls": "class"}  # fmt: skip
@@ -30,10 +31,6 @@ def a(digit: int) -> str:
     return f"an {digit}" if digit == 8 else f"a {digit}"
 
 
-def _uint8(x: torch.Tensor) -> torch.Tensor:
-    return (x * 255).round().clamp(0, 255).to(torch.uint8)
-
-
 class EditTab:
     """Edit and complete a person's digit with the Demo's teacher, student and encoder."""
 
@@ -42,18 +39,6 @@ class EditTab:
         self._editor: Editor | None = None
         self._completer: Completer | None = None
 
-    def _source(self, sketch: Any, upload: Any) -> tuple[torch.Tensor, Frame]:
-        upload_path = upload.get("path") if isinstance(upload, dict) else upload
-        if upload_path:
-            try:
-                return framing(read_gray(Path(upload_path)), name=Path(upload_path).name)
-            except BadInput as e:  # name the file as the person knows it, not the server's copy
-                raise BadInput(str(e).replace(str(upload_path), Path(upload_path).name)) from None
-        drawing = sketch.get("composite") if isinstance(sketch, dict) else sketch
-        if drawing is None:
-            raise BadInput("draw a digit on the pad (or upload an image) first")
-        return framing(array_gray(drawing, "the drawing"), name="the drawing")
-
     def edit(
         self, sketch: Any, upload: Any, to: Any, strength: Any, seed: Any = 0
     ) -> tuple[np.ndarray, str]:
@@ -61,7 +46,7 @@ class EditTab:
         to = whole(to, PAGE_NAMES["to"], 0, 9)
         strength = number(strength, PAGE_NAMES["strength"], 0.0, 1.0)
         seed = whole(seed, "seed", 0, MAX_SEED)
-        digit, _ = self._source(sketch, upload)
+        digit, _ = framed_source(sketch, upload)
         with self.demo.lock:
             if self._editor is None:
                 if "teacher" not in self.demo.samplers:
@@ -72,7 +57,7 @@ class EditTab:
             done = self._editor.change_class(
                 digit[None], torch.tensor([to]), strength, seed, PAGE_NAMES
             )
-        picture = grid(torch.stack([_uint8(digit), done.images[0]]), 2, scale=6)
+        picture = grid(torch.stack([to_uint8(digit), done.images[0]]), 2, scale=6)
         caption = (
             f"the teacher read {a(int(done.sources[0]))}; redrawn as {a(to)} at strength "
             f"{strength:g} ({done.steps} teacher steps)"
@@ -88,7 +73,7 @@ class EditTab:
             raise BadInput(f"keep {keep!r}: choose one of {', '.join(KEEP_CHOICES)}")
         n = whole(n, PAGE_NAMES["n"], 1, 16)
         seed = whole(seed, "seed", 0, MAX_SEED)
-        digit, frame = self._source(sketch, upload)
+        digit, frame = framed_source(sketch, upload)
         if keep == "brushed":
             mask = self._brushed(brushed, frame)
         else:
@@ -97,11 +82,9 @@ class EditTab:
             if self._completer is None:
                 self._completer = Completer(self.demo.samplers[self.demo.default_model])
             done = self._completer.complete(digit[None], mask, n, seed, None, PAGE_NAMES)
-        kept = torch.where(mask, _uint8(digit), torch.tensor(HIDDEN_GREY, dtype=torch.uint8))
-        row = torch.cat([_uint8(digit)[None], kept[None], done.images[0]])
-        post = done.posterior[0].tolist()
-        order = sorted(range(10), key=lambda c: -post[c])[:3]
-        likely = ", ".join(f"{c}: {100 * post[c]:.0f}%" for c in order if post[c] >= 0.005)
+        kept = torch.where(mask, to_uint8(digit), torch.tensor(HIDDEN_GREY, dtype=torch.uint8))
+        row = torch.cat([to_uint8(digit)[None], kept[None], done.images[0]])
+        likely = likeliest(done.posterior[0].tolist())
         caption = f"given what was kept: {likely} (your digit, what was kept, {n} completions)"
         return grid(row, len(row), scale=3), caption
 

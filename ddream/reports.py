@@ -206,20 +206,16 @@ def edit_lines(result: dict) -> str:
     )
 
 
-def posterior_text(posterior: list[float], top: int = 3) -> str:
-    """'7 62% · 9 30% · 4 5%': the likeliest classes."""
-    order = sorted(range(len(posterior)), key=lambda c: -posterior[c])[:top]
-    return " · ".join(f"{c} {100 * posterior[c]:.0f}%" for c in order if posterior[c] >= 0.005)
-
-
 def complete_lines(result: dict) -> str:
     """`ddream complete`'s report: each digit's class posterior (or the class asked for)."""
+    from ddream.completer import likeliest  # torch is loaded by now: the completion ran
+
     lines = []
     for c in result["completions"][:10]:
         what = (
             f"as {'an' if result['class'] == 8 else 'a'} {result['class']}"
             if result["class"] is not None
-            else posterior_text(c["posterior"])
+            else likeliest(c["posterior"])
         )
         lines.append(f"{c['input']}: {what}")
     if len(result["completions"]) > 10:

@@ -331,7 +331,7 @@ def test_the_edit_tab_gives_the_api_s_pixels(tab, trained_state):
     shown, text = tab.complete({"composite": drawing()}, None, "left", None, 3, 1)
     done = model.complete([drawing()], keep="left", n=3, seed=1)
     best = int(done.posterior[0].argmax())
-    assert f"{best}: {100 * float(done.posterior[0, best]):.0f}%" in text
+    assert f"given what was kept: {best} {100 * float(done.posterior[0, best]):.0f}%" in text
     assert shown.shape[1] > 4 * shown.shape[0]  # yours, kept, 3 completions in a row
 
 
