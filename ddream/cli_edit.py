@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -13,16 +15,85 @@ from ddream.cli_app import app, shared
 from ddream.reports import complete_lines, edit_lines
 from ddream.state import StateDir
 
+# ---- the options of these two commands alone (the shared ones are cli_options') --------------------
+EditImagesArg = Annotated[
+    list[Path] | None, typer.Argument(help="PNG/JPEG/BMP/GIF files of digits, framed as MNIST was.")
+]
+EditTestOpt = Annotated[
+    int | None,
+    typer.Option("--test", min=1, max=10_000, help="Instead: the first N MNIST test digits."),
+]
+ToOpt = Annotated[
+    int, typer.Option("--to", min=0, max=9, help="The class to turn each digit into.")
+]
+StrengthOpt = Annotated[
+    float,
+    typer.Option(
+        "--strength",
+        min=0.0,
+        max=1.0,
+        help="Share of the path from data to noise the source is moved back before it is redrawn: "
+        "0 keeps the source (its reconstruction), 1 keeps only what the noise holds; it costs "
+        "ceil(12 x S) teacher steps. Higher: more clearly the target class, less like the source.",
+    ),
+]
+EditOutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--out",
+        help="Output PNG (default NAME.edit.png / NAME.complete.png beside the input; edits.png / "
+        "completions.png with --test).",
+    ),
+]
+KeepOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--keep",
+        help="Keep this half of the framed digit: top, bottom, left or right.",
+        autocompletion=lambda: ["top", "bottom", "left", "right"],
+    ),
+]
+BoxOpt = Annotated[
+    tuple[int, int, int, int] | None,
+    typer.Option(
+        "--box",
+        min=0,
+        max=28,
+        help="Keep the box X0 <= x < X1, Y0 <= y < Y1 of the 28x28 framed digit.",
+    ),
+]
+MaskOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--mask",
+        help="Keep the pixels a mask image marks white; the size of the image it marks (28x28 with "
+        "--test), framed with it.",
+    ),
+]
+CompletionsOpt = Annotated[
+    int,
+    typer.Option(
+        "--n",
+        min=1,
+        max=64,
+        help="Completions of each digit: the likeliest class's best fit first, then by fit.",
+    ),
+]
+CompleteClassOpt = Annotated[
+    int | None,
+    typer.Option("--class", "-c", min=0, max=9, help="Complete as this class (default: any)."),
+]
+
 
 @app.command("edit")
 @shared
 def edit_cmd(
     *,
-    images: o.EditImagesArg = None,
-    to: o.ToOpt,
-    strength: o.StrengthOpt = 0.8,
-    test: o.EditTestOpt = None,
-    out: o.EditOutOpt = None,
+    images: EditImagesArg = None,
+    to: ToOpt,
+    strength: StrengthOpt = 0.8,
+    test: EditTestOpt = None,
+    out: EditOutOpt = None,
     npz: o.NpzOpt = None,
     invert: o.InvertOpt = None,
     scale, data_dir, as_json, state_dir, device, seed, quiet,
@@ -46,14 +117,14 @@ def edit_cmd(
 @shared
 def complete_cmd(
     *,
-    images: o.EditImagesArg = None,
-    keep: o.KeepOpt = None,
-    box: o.BoxOpt = None,
-    mask: o.MaskOpt = None,
-    n: o.CompletionsOpt = 8,
-    cls: o.CompleteClassOpt = None,
-    test: o.EditTestOpt = None,
-    out: o.EditOutOpt = None,
+    images: EditImagesArg = None,
+    keep: KeepOpt = None,
+    box: BoxOpt = None,
+    mask: MaskOpt = None,
+    n: CompletionsOpt = 8,
+    cls: CompleteClassOpt = None,
+    test: EditTestOpt = None,
+    out: EditOutOpt = None,
     npz: o.NpzOpt = None,
     invert: o.InvertOpt = None,
     scale, data_dir, as_json, state_dir, device, seed, quiet,

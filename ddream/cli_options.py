@@ -1,6 +1,7 @@
 """Every option of the `ddream` commands, declared once (the --config callback that turns a TOML file
-into their defaults is cli_settings.load_config). Fixed choices are Literal types, so Typer checks
-them and completion offers them; figures in the help come from the settings. No torch here."""
+into their defaults is cli_settings.load_config; `edit` and `complete` declare their own few in
+cli_edit). Fixed choices are Literal types, so Typer checks them and completion offers them; figures
+in the help come from the settings. No torch here."""
 
 from __future__ import annotations
 
@@ -343,73 +344,4 @@ TensorboardOpt = Annotated[
         metavar="DIR",
         help="Also write TensorBoard event files (scalars, snapshots) into DIR/<stage> (the tensorboard extra; or [log] tensorboard).",
     ),
-]
-
-# ---- edit, complete -------------------------------------------------------------------------------
-EditImagesArg = Annotated[
-    list[Path] | None, typer.Argument(help="PNG/JPEG/BMP/GIF files of digits, framed as MNIST was.")
-]
-EditTestOpt = Annotated[
-    int | None,
-    typer.Option("--test", min=1, max=10_000, help="Instead: the first N MNIST test digits."),
-]
-ToOpt = Annotated[
-    int, typer.Option("--to", min=0, max=9, help="The class to turn each digit into.")
-]
-StrengthOpt = Annotated[
-    float,
-    typer.Option(
-        "--strength",
-        min=0.0,
-        max=1.0,
-        help="Share of the path from data to noise the source is moved back before it is redrawn: "
-        "0 keeps the source (its reconstruction), 1 keeps only what the noise holds; it costs "
-        "ceil(12 x S) teacher steps. Higher: more clearly the target class, less like the source.",
-    ),
-]
-EditOutOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--out",
-        help="Output PNG (default NAME.edit.png / NAME.complete.png beside the input; edits.png / "
-        "completions.png with --test).",
-    ),
-]
-KeepOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--keep",
-        help="Keep this half of the framed digit: top, bottom, left or right.",
-        autocompletion=lambda: ["top", "bottom", "left", "right"],
-    ),
-]
-BoxOpt = Annotated[
-    tuple[int, int, int, int] | None,
-    typer.Option(
-        "--box",
-        min=0,
-        max=28,
-        help="Keep the box X0 <= x < X1, Y0 <= y < Y1 of the 28x28 framed digit.",
-    ),
-]
-MaskOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--mask",
-        help="Keep the pixels a mask image marks white; the size of the image it marks (28x28 with "
-        "--test), framed with it.",
-    ),
-]
-CompletionsOpt = Annotated[
-    int,
-    typer.Option(
-        "--n",
-        min=1,
-        max=64,
-        help="Completions of each digit: the likeliest class's best fit first, then by fit.",
-    ),
-]
-CompleteClassOpt = Annotated[
-    int | None,
-    typer.Option("--class", "-c", min=0, max=9, help="Complete as this class (default: any)."),
 ]
