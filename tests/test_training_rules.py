@@ -16,7 +16,8 @@ def test_training_runs_in_bf16_where_the_hardware_has_it_and_the_work_gains(monk
     monkeypatch.delenv("DDREAM_FP32", raising=False)
     monkeypatch.setattr("ddream.runtime.cpu_has_bf16", lambda: True)
     assert {w: training_dtype(CPU, w) for w in CPU_BF16_WORK} == {
-        "autoencoder": "bf16", "teacher pairs": "bf16", "dit step": "fp32", "student step": "fp32"
+        "autoencoder": "bf16", "teacher pairs": "bf16", "dit step": "fp32", "student step": "fp32",
+        "decoder step": "bf16", "judge": "bf16",
     }  # fmt: skip
     assert exact_dtype(CPU) == "fp32"  # encoding and held-out scores stay exact
     monkeypatch.setenv("DDREAM_FP32", "1")  # asked for fp32: the same pixels on every CPU
