@@ -32,7 +32,8 @@ PLOTS = "plots"  # the state dir's folder for them (`ddream all` writes it; `ddr
 METRIC_LABELS = {"test_psnr": "test PSNR (dB)", "val_loss": "validation loss (EMA weights)",
                  "judge_acc": "the judge's class accuracy of its digits"}  # fmt: skip
 SAME_AXIS = ("val_loss",)
-PHASE_COLOURS = {"augmented": "#dbe9f6", "augmented + GAN": "#f9dcc4", "fine-tune": "#d9f2d9",
+PHASE_COLOURS = {"augmented": "#dbe9f6", "augmented + GAN": "#f9dcc4",
+                 "augmented + GAN (decoder alone)": "#f3c9d9", "fine-tune": "#d9f2d9",
                  "fine-tune + GAN": "#f6e7a8"}  # fmt: skip
 
 

@@ -39,6 +39,7 @@ PRESETS: dict[str, Profile] = {
             gan_loss="bce",
             gan_weight=0.01,
             gan_start=0,
+            gan_decoder_only=False,  # its GAN acts from the first step, on the whole autoencoder
             rotate=30.0,
             translate=(0.1, 0.2),
             scale=(0.75, 1.25),

@@ -216,3 +216,35 @@ def test_a_gpu_run_takes_the_gpu_rule_unless_a_flag_says_otherwise(tmp_path, cli
     assert res.code == 0 and seen["cfg"].batch_size == 128  # the flag has the last word
     assert cli("train-ae", "--state-dir", tmp_path, "--quiet", "--device", "cpu").code == 0
     assert seen["cfg"].batch_size == 128 and seen["cfg"].lr == 2e-3
+
+
+def test_the_gan_phase_s_augmented_epochs_train_the_decoder_alone_and_the_fine_tune_both():
+    """DC-AE's decoder-only GAN phase: while the GAN term is on and the digits are augmented, the
+    encoder's weights stay put and the decoder's move; the fine-tune epochs move both; off (the
+    digitdreamer preset's way), the encoder learns in the GAN phase too."""
+    from ddream.data import Split
+    from ddream.models.discriminator import PatchDiscriminator
+    from ddream.stages.train_ae import AETask
+
+    gen = torch.Generator().manual_seed(0)
+    digits = Split(torch.randint(0, 256, (64, 28, 28), dtype=torch.uint8, generator=gen),
+                   torch.arange(64) % 10)  # fmt: skip
+    idx = torch.arange(32)
+
+    def moved(decoder_only: bool, epoch: int) -> tuple[bool, bool]:
+        cfg = dataclasses.replace(QUICK.ae_train, epochs=1, finetune_epochs=1, gan_start=0,
+                                  batch_size=32, gan_decoder_only=decoder_only)  # fmt: skip
+        torch.manual_seed(0)
+        task = AETask(AutoEncoder(QUICK.ae), PatchDiscriminator(8), cfg, digits, digits, CPU, 0)
+        parts = (task.ae.encoder, task.ae.decoder)
+        before = [[p.detach().clone() for p in part.parameters()] for part in parts]
+        task.step(epoch, 0, idx)
+        return tuple(
+            any(not torch.equal(p, b) for p, b in zip(part.parameters(), was, strict=True))
+            for part, was in zip(parts, before, strict=True)
+        )
+
+    assert moved(True, 0) == (False, True)  # augmented + GAN: the decoder alone
+    assert moved(True, 1) == (True, True)  # fine-tune + GAN: both
+    assert moved(False, 0) == (True, True)  # the lever off
+    assert get_profile("reference", "digitdreamer").ae_train.gan_decoder_only is False

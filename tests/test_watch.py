@@ -323,5 +323,7 @@ def test_the_log_table_of_a_settings_file_turns_snapshots_off(tmp_path, mnist_di
     assert res.code == 0, res.err
     hist = load_history(StateDir(state), "ae")
     assert [p["step"] for p in hist.points] == [2, 4, 6, 8]
-    assert [r["phase"] for r in hist.epochs] == ["augmented + GAN", "fine-tune + GAN"]
+    assert [r["phase"] for r in hist.epochs] == [
+        "augmented + GAN (decoder alone)", "fine-tune + GAN"
+    ]  # fmt: skip
     assert snapshots(StateDir(state), "ae") == []

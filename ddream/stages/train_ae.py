@@ -117,6 +117,21 @@ class AETask:
         self.augment = Augment(self.cfg.rotate, self.cfg.translate, self.cfg.scale, self.cfg.shear)
         self.images = self.train.images.to(self.device)
         self._epoch = 0
+        self._dec_ddp: torch.nn.Module | None = None
+
+    def decoder_only(self, x: torch.Tensor) -> torch.Tensor:
+        """The reconstruction with the encoder frozen: its latents without a graph, so that only
+        the decoder learns (and the encoder's backward pass is skipped)."""
+        if self._dec_ddp is None:  # its own DDP wrapper: the encoder has no gradients to reduce
+            self._dec_ddp = self.dist.wrap(self.ae.decoder)
+        with torch.no_grad():
+            z = self.ae.encoder(x)
+        return self._dec_ddp(z)
+
+    def decoder_alone(self, epoch: int, global_step: int) -> bool:
+        """Whether a step trains the decoder alone: the GAN phase's augmented epochs."""
+        gan = self.cfg.gan_weight > 0 and global_step >= self.cfg.gan_start
+        return self.cfg.gan_decoder_only and gan and epoch < self.cfg.epochs
 
     def step(self, epoch: int, global_step: int, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         self._epoch = epoch
@@ -132,7 +147,7 @@ class AETask:
         self.ae.train()
         with autocast(self.device, self.dtype):
             total, rec, gan, recon = ae_losses(
-                self.ae_ddp,
+                self.decoder_only if self.decoder_alone(epoch, global_step) else self.ae_ddp,
                 self.disc,  # frozen for this pass; DDP keeps its weights equal on every rank
                 x,
                 gan_weight=self.cfg.gan_weight,
@@ -190,7 +205,8 @@ class AETask:
         """The part of the schedule a step is in (the history's epoch rows, the plot's shading)."""
         part = "augmented" if epoch < self.cfg.epochs else "fine-tune"
         gan = self.cfg.gan_weight > 0 and global_step >= self.cfg.gan_start
-        return part + (" + GAN" if gan else "")
+        alone = " (decoder alone)" if self.decoder_alone(epoch, global_step) else ""
+        return part + (" + GAN" if gan else "") + alone
 
     @torch.inference_mode()
     def snapshot(self) -> np.ndarray:
