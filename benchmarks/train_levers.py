@@ -9,6 +9,9 @@ interleaved round by round, as the median over the rounds and a ratio to the ste
 2. The DiT's step (`DiTTask.step`): the same two levers.
 3. The teacher's pairs (`pairs.teacher_pairs`: 12 Heun steps, the dial's guidance, the DiT's own
    shape): fp32 against bf16.
+4. The distill stage's small decoder step (`DistillTask._decoder_step`: 512 latents, its target the
+   autoencoder's fused decoding) and its judge's training (`judge.fit`, an epoch of 2,560 pictures):
+   as ac6ede1 took them (fp32, contiguous memory) against channels-last in fp32 and in bf16.
 
     python benchmarks/train_levers.py [--steps 20] [--rounds 3]
 
@@ -24,19 +27,27 @@ import dataclasses
 import statistics
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import torch
+import torch.nn.functional as F
 
+import ddream.judge as judge_mod
 import ddream.pairs as pairs_mod
+from ddream.artifacts import Latents
 from ddream.config import DistillConfig, DiTConfig, DiTTrainConfig
 from ddream.data import Split
-from ddream.models.autoencoder import AutoEncoder
+from ddream.models.autoencoder import AutoEncoder, Decoder
 from ddream.models.discriminator import PatchDiscriminator
 from ddream.models.dit import DiT
+from ddream.models.fused_decoder import inference_decoder
+from ddream.models.judge import PixelJudge
 from ddream.presets import PRESETS
 from ddream.runtime import native_bf16
 from ddream.stages.train_ae import AETask
 from ddream.stages.train_dit import DiTTask
+from ddream.student import DistillTask
+from ddream.train import adamw
 
 NO_GAN = 10**9  # a gan_start no run reaches
 CPU = torch.device("cpu")
@@ -49,16 +60,18 @@ def plain_adamw(model: torch.nn.Module, opt: torch.optim.Optimizer) -> torch.opt
 
 
 def ae_task(split: Split, *, bf16: bool, fused: bool, gan: bool, decoder_only: bool = False):
+    """The step of an augmented epoch, the GAN term on or off; `decoder_only`: the decoder alone
+    learning, as the GAN phase's augmented epochs now train it ([ae_train] gan_decoder_only)."""
     profile = PRESETS["default"]
     torch.manual_seed(0)
-    cfg = dataclasses.replace(profile.ae_train, gan_start=0 if gan else NO_GAN)
+    cfg = dataclasses.replace(
+        profile.ae_train, gan_start=0 if gan else NO_GAN, gan_decoder_only=decoder_only
+    )
     ae, disc = AutoEncoder(profile.ae), PatchDiscriminator(profile.ae.disc_width)
     task = AETask(ae, disc, cfg, split, split, CPU, 0)
     task.dtype = "bf16" if bf16 else "fp32"
     if not fused:
         task.opt_ae, task.opt_d = plain_adamw(ae, task.opt_ae), plain_adamw(disc, task.opt_d)
-    if decoder_only:  # no graph through the encoder: its backward pass is skipped
-        ae.encoder.requires_grad_(False)
     bs = task.batch_size
     return lambda i: task.step(0, i, torch.arange(i * bs, (i + 1) * bs) % len(split)), bs
 
@@ -78,11 +91,74 @@ def pairs_draw(teacher: DiT, n: int, *, bf16: bool):
     cfg = DistillConfig()
 
     def draw(i: int) -> None:
-        pairs_mod.training_dtype = lambda _d: "bf16" if bf16 else "fp32"
+        pairs_mod.training_dtype = lambda _d, _w: "bf16" if bf16 else "fp32"
         pairs_mod.teacher_pairs(teacher, n, cfg, tuple(cfg.cfg_range), i, "bench", CPU,
                                 interval=tuple(cfg.teacher_cfg_interval))  # fmt: skip
 
     return draw, n
+
+
+def decoder_step(*, old: bool, bf16: bool):
+    """The distill stage's small decoder step on 512 latents: today's code (`_decoder_step`,
+    channels-last) in fp32 or bf16, or as ac6ede1 ran it (`old`: fp32, contiguous memory)."""
+    profile = PRESETS["default"]
+    torch.manual_seed(0)
+    ae = AutoEncoder(profile.ae)
+    small = dataclasses.replace(
+        profile.ae, widths=profile.distill.decoder_widths, blocks=profile.distill.decoder_blocks
+    )
+    decoder = Decoder(small)
+    extra = torch.randn(256 * 8, 16, 2, 2)
+    stats = Latents(extra, torch.zeros(len(extra)), torch.zeros(16), torch.ones(16), "")
+    task = SimpleNamespace(
+        stats=stats, extra_latents=extra, teacher_decoder=inference_decoder(ae.decoder, CPU),
+        decoder=decoder, device=CPU, dtype="fp32", dec_dtype="bf16" if bf16 else "fp32",
+        opt_dec=adamw(decoder.parameters(), profile.distill.decoder_lr),
+    )  # fmt: skip
+    if not old:
+        decoder.to(memory_format=torch.channels_last)
+
+    def step(i: int) -> None:
+        gen = torch.Generator().manual_seed(i)
+        x0 = extra[(i * 256) % len(extra) :][:256]
+        (old_decoder_step if old else DistillTask._decoder_step)(task, x0, gen)
+
+    return step, 512
+
+
+def old_decoder_step(task, x0: torch.Tensor, gen: torch.Generator) -> None:
+    """`DistillTask._decoder_step` as ac6ede1 wrote it: fp32 (the student step's dtype) and the
+    latents in contiguous memory."""
+    pick = torch.randint(0, len(task.extra_latents), (len(x0),), generator=gen)
+    z = task.stats.unstandardise(torch.cat([x0, task.extra_latents[pick]]))
+    with torch.no_grad():
+        target = task.teacher_decoder(z).float().clone()
+    out = task.decoder(z).float()
+    loss = F.l1_loss(out, target) + F.mse_loss(out, target)
+    task.opt_dec.zero_grad(set_to_none=True)
+    loss.backward()
+    task.opt_dec.step()
+
+
+def judge_epoch(pictures: torch.Tensor, labels: torch.Tensor, *, old: bool, bf16: bool):
+    """An epoch of the judge's training: today's `judge.fit` (channels-last) in fp32 or bf16, or
+    ac6ede1's loop (`old`: fp32, contiguous memory; its seeded draws left out)."""
+
+    def epoch(i: int) -> None:
+        if old:
+            torch.manual_seed(i)
+            model = PixelJudge(10)
+            opt = adamw(model.parameters(), 1e-3, weight_decay=1e-2)
+            for k in range(0, len(labels) - 255, 256):
+                loss = F.cross_entropy(model(pictures[k : k + 256]), labels[k : k + 256])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            return
+        judge_mod.training_dtype = lambda _d, _w: "bf16" if bf16 else "fp32"
+        judge_mod.fit(pictures, labels, 10, 1, i, CPU)
+
+    return epoch, len(labels)
 
 
 def rate(fn: Callable[[int], object], per_call: int, calls: int, start: int) -> float:
@@ -154,6 +230,23 @@ def main() -> None:
     with torch.inference_mode():
         table("The teacher's pairs (12 Heun steps, guided)", "pairs/s", v, 1, args.rounds,
               "fp32 (ac6ede1)")  # fmt: skip
+
+    v = {
+        "fp32, contiguous (ac6ede1)": decoder_step(old=True, bf16=False),
+        "fp32, channels-last": decoder_step(old=False, bf16=False),
+        "bf16, channels-last (the default)": decoder_step(old=False, bf16=True),
+    }
+    table("The distill stage's small decoder step (512 latents)", "latents/s", v, args.steps,
+          args.rounds, next(iter(v)))  # fmt: skip
+    pictures = torch.rand(2560, 1, 32, 32, generator=gen) * 2 - 1
+    classes = torch.randint(0, 10, (len(pictures),), generator=gen)
+    v = {
+        "fp32, contiguous (ac6ede1)": judge_epoch(pictures, classes, old=True, bf16=False),
+        "fp32, channels-last": judge_epoch(pictures, classes, old=False, bf16=False),
+        "bf16, channels-last (the default)": judge_epoch(pictures, classes, old=False, bf16=True),
+    }
+    table("The distill stage's judge (an epoch of 2,560 pictures)", "pictures/s", v, 2,
+          args.rounds, next(iter(v)))  # fmt: skip
 
 
 if __name__ == "__main__":
