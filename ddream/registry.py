@@ -52,6 +52,8 @@ class Stage:
 # table of seconds): autoencoder 609 s for 22 epochs of 60,000 (in bf16), encode 7 s for 70,000
 # digits, DiT 130 s for 10 epochs; distill 36 s for 60,000 12-step teacher pairs, 31 s for the pixel
 # judge's 2 epochs, 191 s for 10 epochs; start-up, pictures and plots 3.5 s (pipeline.PICTURES).
+# Since then (01ee06e, the same day): the GAN phase's 4 augmented epochs train the decoder alone,
+# ~10 s shorter each (568 s for the autoencoder), and the judge trains in bf16 (16 s).
 # Any other machine is measured as it goes: progress.Plan scales the stages still to come by how this
 # one compares.
 def _images(p) -> int:
@@ -64,7 +66,7 @@ def _distill_cost(p) -> float:
     trained = min(d.train_limit or d.pairs, d.pairs)
     pairs = d.pairs * d.teacher_steps * 36 / (61_000 * 12)  # measured with 1,000 more
     judged = min(d.train_limit or _images(p), _images(p))
-    judge = d.judge_epochs * judged * 31 / (2 * 60_000)
+    judge = d.judge_epochs * judged * 16 / (2 * 60_000)
     return pairs + judge + d.epochs * trained * 191 / (10 * 60_000)
 
 
@@ -82,7 +84,7 @@ STAGE_TABLE = (
         None,
         (("ae", "model"), ("ae_train", "train")),
         lambda m: f"test PSNR {m['test_psnr']:.2f} dB",
-        lambda p: (p.ae_train.epochs + p.ae_train.finetune_epochs) * _images(p) * 609 / (22 * 60_000),
+        lambda p: (p.ae_train.epochs + p.ae_train.finetune_epochs) * _images(p) * 568 / (22 * 60_000),
         ("test_psnr", "max"),
         title="autoencoder",
     ),
