@@ -46,7 +46,7 @@ class AETrainConfig:
     gan_start: int = 7488
     # While the GAN term is on and the digits are augmented (epochs 17-20 by default), the decoder
     # alone learns on the frozen encoder's latents (DC-AE's decoder-only GAN phase; the encoder's
-    # backward skipped: the step ~1.4x faster); the fine-tune epochs train both again, the encoder
+    # backward skipped: the step 1.33x faster); the fine-tune epochs train both again, the encoder
     # on the original digits. False: the whole autoencoder learns throughout.
     gan_decoder_only: bool = True
     rotate: float = 15.0  # degrees, +-

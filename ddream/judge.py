@@ -45,7 +45,7 @@ def fit(
 ) -> nn.Module:
     """A judge of `images` (N, 1, 32, 32): AdamW on a cosine schedule, from its own seeded draws
     (its weights too), so a resumed run trains the same one. Channels-last, in bf16 where the
-    hardware has it (`runtime.training_dtype`: its step 2.48x on a CPU with AMX). Returned frozen,
+    hardware has it (`runtime.training_dtype`: an epoch 2.34x on a CPU with AMX). Returned frozen,
     in eval mode."""
     gen = seeded(seed, "latent-classifier")  # the stream's old name: the same judge as before
     with torch.random.fork_rng(devices=[]):  # its initial weights from its own seed alone

@@ -107,8 +107,8 @@ def sampling_dtype(device: torch.device, dtype: str = "auto") -> str:
 # measured alone against fp32 (benchmarks/train_levers.py, BENCHMARKS.md): the autoencoder's
 # convolutions 1.4-1.5x faster, the teacher's pairs (batches of 2,000 rows) 1.55x; the DiT's step
 # (batches of 64 rows through 160-wide layers, where the casts cost more than the products save) 0.82x;
-# in the distill stage, the small decoder's step (with its target, the autoencoder's decoding) 1.85x
-# and the judge's 2.48x, each with channels-last memory beside it.
+# in the distill stage, the small decoder's step (with its target, the autoencoder's decoding) 1.71x
+# and the judge's 2.34x, each with channels-last memory beside it.
 CPU_BF16_WORK = {
     "autoencoder": True,
     "teacher pairs": True,

@@ -140,7 +140,7 @@ def distill(
         train_latents, _ = load_latents(state, "train")
         test_latents, _ = load_latents(state, "test")
 
-        fast = inference_decoder(ae.decoder, device)  # the same pixels, in half the time
+        fast = inference_decoder(ae.decoder, device)  # the same pixels within 1e-5, ~1.3x faster
 
         def decode(z: torch.Tensor) -> torch.Tensor:
             with autocast(device):

@@ -128,10 +128,13 @@ class AETask:
             z = self.ae.encoder(x)
         return self._dec_ddp(z)
 
+    def gan_on(self, global_step: int) -> bool:
+        """Whether the GAN term (and the discriminator's step) acts at this step."""
+        return self.cfg.gan_weight > 0 and global_step >= self.cfg.gan_start
+
     def decoder_alone(self, epoch: int, global_step: int) -> bool:
         """Whether a step trains the decoder alone: the GAN phase's augmented epochs."""
-        gan = self.cfg.gan_weight > 0 and global_step >= self.cfg.gan_start
-        return self.cfg.gan_decoder_only and gan and epoch < self.cfg.epochs
+        return self.cfg.gan_decoder_only and self.gan_on(global_step) and epoch < self.cfg.epochs
 
     def step(self, epoch: int, global_step: int, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         self._epoch = epoch
@@ -143,7 +146,7 @@ class AETask:
         for opt in (self.opt_ae, self.opt_d):
             for group in opt.param_groups:
                 group["lr"] = lr
-        use_gan = self.cfg.gan_weight > 0 and global_step >= self.cfg.gan_start
+        use_gan = self.gan_on(global_step)
         self.ae.train()
         with autocast(self.device, self.dtype):
             total, rec, gan, recon = ae_losses(
@@ -204,9 +207,8 @@ class AETask:
     def phase(self, epoch: int, global_step: int) -> str:
         """The part of the schedule a step is in (the history's epoch rows, the plot's shading)."""
         part = "augmented" if epoch < self.cfg.epochs else "fine-tune"
-        gan = self.cfg.gan_weight > 0 and global_step >= self.cfg.gan_start
         alone = " (decoder alone)" if self.decoder_alone(epoch, global_step) else ""
-        return part + (" + GAN" if gan else "") + alone
+        return part + (" + GAN" if self.gan_on(global_step) else "") + alone
 
     @torch.inference_mode()
     def snapshot(self) -> np.ndarray:
