@@ -5,15 +5,17 @@ interleaved round by round, as the median over the rounds and a ratio to the ste
 1. The autoencoder's step (`AETask.step`: augmentation, losses, both optimisers), GAN off (its first
    16 epochs) and on (its last 6): bf16 autocast alone, the fused AdamW alone, both (today's
    default where the CPU has native bf16), and both with the decoder alone learning in the GAN
-   phase (DC-AE's decoder-only phase; not a default: see BENCHMARKS.md).
-2. The DiT's step (`DiTTask.step`): the same two levers.
+   phase (DC-AE's decoder-only phase, the default's GAN epochs on the augmented digits); and
+   (`encoder`) the default's step with a lighter encoder, as LiteVAE suggests (not kept: PSNR).
+2. The DiT's step (`DiTTask.step`): the same two levers, and the MLP's exact GELU (erf) in place
+   of the tanh approximation ac6ede1's DiT had (`[dit] gelu`).
 3. The teacher's pairs (`pairs.teacher_pairs`: 12 Heun steps, the dial's guidance, the DiT's own
-   shape): fp32 against bf16.
+   shape): fp32 against bf16, and bf16 with the exact GELU.
 4. The distill stage's small decoder step (`DistillTask._decoder_step`: 512 latents, its target the
    autoencoder's fused decoding) and its judge's training (`judge.fit`, an epoch of 2,560 pictures):
    as ac6ede1 took them (fp32, contiguous memory) against channels-last in fp32 and in bf16.
 
-    python benchmarks/train_levers.py [--steps 20] [--rounds 3]
+    python benchmarks/train_levers.py [--steps 20] [--rounds 3] [--only ae encoder dit pairs distill]
 
 The images and latents are random: a step's cost does not depend on what the digits look like. On
 a CPU without native bf16 (or under ONEDNN_MAX_CPU_ISA=AVX2) the bf16 rows emulate it and are slow:
@@ -50,6 +52,7 @@ from ddream.student import DistillTask
 from ddream.train import adamw
 
 NO_GAN = 10**9  # a gan_start no run reaches
+PARTS = ("ae", "encoder", "dit", "pairs", "distill")
 CPU = torch.device("cpu")
 
 
@@ -59,15 +62,20 @@ def plain_adamw(model: torch.nn.Module, opt: torch.optim.Optimizer) -> torch.opt
     return torch.optim.AdamW(model.parameters(), **group)
 
 
-def ae_task(split: Split, *, bf16: bool, fused: bool, gan: bool, decoder_only: bool = False):
+def ae_task(split: Split, *, bf16: bool, fused: bool, gan: bool, decoder_only: bool = False,
+            lighter: int = 0):  # fmt: skip
     """The step of an augmented epoch, the GAN term on or off; `decoder_only`: the decoder alone
-    learning, as the GAN phase's augmented epochs now train it ([ae_train] gan_decoder_only)."""
+    learning, as the GAN phase's augmented epochs now train it ([ae_train] gan_decoder_only);
+    `lighter`: the encoder without its residual blocks at 16x16 (1) or at 16x16 and 8x8 (2), as
+    benchmarks/patches/encoder-blocks.patch trains it."""
     profile = PRESETS["default"]
     torch.manual_seed(0)
     cfg = dataclasses.replace(
         profile.ae_train, gan_start=0 if gan else NO_GAN, gan_decoder_only=decoder_only
     )
     ae, disc = AutoEncoder(profile.ae), PatchDiscriminator(profile.ae.disc_width)
+    for stage in ae.encoder.stages[:lighter]:  # [ResBlock, DownBlock] -> [DownBlock]
+        del stage[0]
     task = AETask(ae, disc, cfg, split, split, CPU, 0)
     task.dtype = "bf16" if bf16 else "fp32"
     if not fused:
@@ -76,9 +84,10 @@ def ae_task(split: Split, *, bf16: bool, fused: bool, gan: bool, decoder_only: b
     return lambda i: task.step(0, i, torch.arange(i * bs, (i + 1) * bs) % len(split)), bs
 
 
-def dit_task(latents: torch.Tensor, labels: torch.Tensor, *, bf16: bool, fused: bool):
+def dit_task(latents: torch.Tensor, labels: torch.Tensor, *, bf16: bool, fused: bool,
+             gelu: str = "tanh"):  # fmt: skip
     torch.manual_seed(0)
-    model = DiT(DiTConfig())
+    model = DiT(DiTConfig(gelu=gelu))
     task = DiTTask(model, DiTTrainConfig(), latents, labels, latents[:500], labels[:500], CPU, 0)
     task.dtype = "bf16" if bf16 else "fp32"
     if not fused:
@@ -161,6 +170,16 @@ def judge_epoch(pictures: torch.Tensor, labels: torch.Tensor, *, old: bool, bf16
     return epoch, len(labels)
 
 
+def random_teacher(gelu: str) -> DiT:
+    """A teacher that is not the identity (random adaLN weights), with that GELU; the same weights
+    for either."""
+    torch.manual_seed(0)
+    teacher = DiT(DiTConfig(gelu=gelu), guidance_input=False).eval()
+    for p in teacher.parameters():
+        torch.nn.init.normal_(p, std=0.02)
+    return teacher
+
+
 def rate(fn: Callable[[int], object], per_call: int, calls: int, start: int) -> float:
     t0 = time.perf_counter()
     for i in range(start, start + calls):
@@ -176,7 +195,7 @@ def table(title: str, unit: str, variants: dict, calls: int, rounds: int, base: 
         for name, (fn, per_call) in variants.items():
             rates[name].append(rate(fn, per_call, calls, 2 + r * calls))
     ref = statistics.median(rates[base])
-    print(f"\n**{title}**\n\n| variant | {unit} (median) | rounds | ratio to ac6ede1's |")
+    print(f"\n**{title}**\n\n| variant | {unit} (median) | rounds | ratio to the first row |")
     print("| --- | --- | --- | --- |")
     for name, r in rates.items():
         med = statistics.median(r)
@@ -188,6 +207,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20, help="timed steps per variant and round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--pairs", type=int, default=2000, help="teacher pairs per timed draw")
+    ap.add_argument("--only", nargs="+", choices=PARTS, default=PARTS, help="which tables")
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}, native bf16: {native_bf16(CPU)}")  # fmt: skip
@@ -195,7 +215,7 @@ def main() -> None:
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (128 * 40, 28, 28), dtype=torch.uint8, generator=gen)
     split = Split(images, torch.zeros(len(images), dtype=torch.long))
-    for gan in (False, True):
+    for gan in (False, True) if "ae" in args.only else ():
         v = {
             "fp32, per-tensor AdamW (ac6ede1)": ae_task(split, bf16=False, fused=False, gan=gan),
             "bf16 autocast alone": ae_task(split, bf16=True, fused=False, gan=gan),
@@ -208,29 +228,51 @@ def main() -> None:
             )
         title = f"The autoencoder's step, GAN {'on' if gan else 'off'} (batch 128)"
         table(title, "images/s", v, args.steps, args.rounds, "fp32, per-tensor AdamW (ac6ede1)")
+    if "encoder" in args.only:
+        v = {
+            "the default's encoder": ae_task(split, bf16=True, fused=True, gan=False),
+            "no 16x16 block": ae_task(split, bf16=True, fused=True, gan=False, lighter=1),
+            "no 16x16 or 8x8 block": ae_task(split, bf16=True, fused=True, gan=False, lighter=2),
+        }
+        table("The autoencoder's step with a lighter encoder (GAN off, the default's levers)",
+              "images/s", v, args.steps, args.rounds, next(iter(v)))  # fmt: skip
 
     latents = torch.randn(256 * 60, 16, 2, 2, generator=gen)
     labels = torch.randint(0, 10, (len(latents),), generator=gen)
+    if "dit" in args.only:
+        dit_table(latents, labels, args)
+    if "pairs" in args.only:
+        pairs_table(args)
+    if "distill" in args.only:
+        distill_tables(gen, args)
+
+
+def dit_table(latents: torch.Tensor, labels: torch.Tensor, args: argparse.Namespace) -> None:
     v = {
         "fp32, per-tensor AdamW (ac6ede1)": dit_task(latents, labels, bf16=False, fused=False),
         "bf16 autocast alone": dit_task(latents, labels, bf16=True, fused=False),
         "fused AdamW alone": dit_task(latents, labels, bf16=False, fused=True),
-        "bf16 + fused AdamW (the default)": dit_task(latents, labels, bf16=True, fused=True),
+        "bf16 + fused AdamW": dit_task(latents, labels, bf16=True, fused=True),
+        "fused AdamW, exact GELU (the default)": dit_task(
+            latents, labels, bf16=False, fused=True, gelu="exact"
+        ),
     }
     table("The DiT's step", "latents/s", v, args.steps * 3, args.rounds, next(iter(v)))
 
-    torch.manual_seed(0)
-    teacher = DiT(DiTConfig(), guidance_input=False).eval()
-    for p in teacher.parameters():  # a teacher that is not the identity: random adaLN weights
-        torch.nn.init.normal_(p, std=0.02)
+
+def pairs_table(args: argparse.Namespace) -> None:
+    teachers = {gelu: random_teacher(gelu) for gelu in ("tanh", "exact")}
     v = {
-        "fp32 (ac6ede1)": pairs_draw(teacher, args.pairs, bf16=False),
-        "bf16 (the default)": pairs_draw(teacher, args.pairs, bf16=True),
+        "fp32 (ac6ede1)": pairs_draw(teachers["tanh"], args.pairs, bf16=False),
+        "bf16": pairs_draw(teachers["tanh"], args.pairs, bf16=True),
+        "bf16, exact GELU (the default)": pairs_draw(teachers["exact"], args.pairs, bf16=True),
     }
     with torch.inference_mode():
         table("The teacher's pairs (12 Heun steps, guided)", "pairs/s", v, 1, args.rounds,
               "fp32 (ac6ede1)")  # fmt: skip
 
+
+def distill_tables(gen: torch.Generator, args: argparse.Namespace) -> None:
     v = {
         "fp32, contiguous (ac6ede1)": decoder_step(old=True, bf16=False),
         "fp32, channels-last": decoder_step(old=False, bf16=False),

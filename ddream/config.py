@@ -75,6 +75,10 @@ class DiTConfig:
     mlp_ratio: float = 4.0
     num_classes: int = 10
     class_dropout: float = 0.1  # share of labels replaced by the null class in training
+    # the MLP's GELU: "exact" (erf), or "tanh" (the approximation DiT used, and ddream before
+    # 0.3.0: models without this setting load with it). The same curve within 5e-4, and on a CPU
+    # the exact form ran ~4x faster: the teacher's pairs 1.18x (BENCHMARKS.md)
+    gelu: str = "exact"
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,9 @@ class DiTTrainConfig:
     guide_share: float = 0.2
     train_limit: int = 0
     test_limit: int = 0
-    checkpoint_every: int = 200
+    # 1,000 steps (~15 s of a CPU's work, as the autoencoder's 200): at 200 the DiT's checkpoints
+    # took 7% of its loop (two epochs 25.9 s against 24.0 s without them, BENCHMARKS.md)
+    checkpoint_every: int = 1000
 
 
 @dataclass(frozen=True)
@@ -217,7 +223,7 @@ REMOVED: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 # Settings added with a new default: the value that a config written before them meant.
-LEGACY: dict[type, dict[str, Any]] = {AEConfig: {"io": "conv"}}
+LEGACY: dict[type, dict[str, Any]] = {AEConfig: {"io": "conv"}, DiTConfig: {"gelu": "tanh"}}
 
 
 def from_dict(cls: type, data: dict[str, Any]) -> Any:

@@ -26,6 +26,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "solver": ("euler", "heun"),
     "teacher_solver": ("euler", "heun"),
     "loss": ("huber", "l2"),
+    "gelu": ("exact", "tanh"),
 }
 
 

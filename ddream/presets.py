@@ -45,7 +45,7 @@ PRESETS: dict[str, Profile] = {
             scale=(0.75, 1.25),
             shear=10.0,
         ),
-        dit=DiTConfig(latent_channels=8, width=48, depth=8, heads=4, patch_size=2),
+        dit=DiTConfig(latent_channels=8, width=48, depth=8, heads=4, patch_size=2, gelu="tanh"),
         dit_train=DiTTrainConfig(
             batch_size=128,
             lr=6e-4,

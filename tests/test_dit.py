@@ -131,3 +131,28 @@ def test_autoguidance_steps_away_from_the_weak_model_and_at_scale_1_is_the_dits_
         got = AutoGuided(good, weak, 1.5).forward_with_cfg(x, t, y, 1.7)
         assert torch.allclose(got, want, atol=1e-5)
         assert not torch.allclose(got, good.forward_with_cfg(x, t, y, 1.7), atol=1e-3)
+
+
+def test_new_dits_use_the_exact_gelu_and_stored_ones_keep_the_tanh_form_they_learned():
+    from ddream.config import from_dict, to_dict
+
+    new = DiT(DiTConfig(latent_channels=4, width=32, depth=2, heads=2))
+    assert {m.approximate for m in new.modules() if isinstance(m, nn.GELU)} == {"none"}
+    # a DiT written before the setting existed: its config has no "gelu", and it learned with tanh
+    stored = {
+        k: v
+        for k, v in to_dict(DiTConfig(latent_channels=4, width=32, depth=2, heads=2)).items()
+        if k != "gelu"
+    }
+    torch.manual_seed(0)
+    old = DiT(DiTConfig(**{**stored, "gelu": "tanh"}))
+    for p in old.parameters():
+        nn.init.normal_(p, std=0.5)
+    loaded = DiT(from_dict(DiTConfig, stored))
+    loaded.load_state_dict(old.state_dict())
+    x, t, y = torch.randn(8, 4, 2, 2), torch.rand(8), torch.randint(0, 10, (8,))
+    with torch.no_grad():
+        assert torch.equal(loaded(x, t, y), old(x, t, y))
+        exact = DiT(DiTConfig(**{**stored, "gelu": "exact"}))
+        exact.load_state_dict(old.state_dict())
+        assert not torch.equal(exact(x, t, y), old(x, t, y))  # the setting reaches the forward

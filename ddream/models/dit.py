@@ -73,14 +73,16 @@ class Attention(nn.Module):
 class DiTBlock(nn.Module):
     """Pre-norm attention + MLP, each gated and modulated by adaLN-Zero."""
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float) -> None:
+    def __init__(self, width: int, heads: int, mlp_ratio: float, gelu: str = "exact") -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.attn = Attention(width, heads)
         self.norm2 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         hidden = int(width * mlp_ratio)
         self.mlp = nn.Sequential(
-            nn.Linear(width, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, width)
+            nn.Linear(width, hidden),
+            nn.GELU(approximate="tanh" if gelu == "tanh" else "none"),
+            nn.Linear(hidden, width),
         )
         self.adaLN_modulation = nn.Sequential(nn.SiLU(), nn.Linear(width, 6 * width))
 
@@ -144,7 +146,7 @@ class DiT(nn.Module):
         # conditioning; its last layer starts at zero, so a new student starts as its teacher
         self.w_embed = TimestepEmbedder(cfg.width) if guidance_input else None
         self.blocks = nn.ModuleList(
-            DiTBlock(cfg.width, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth)
+            DiTBlock(cfg.width, cfg.heads, cfg.mlp_ratio, cfg.gelu) for _ in range(cfg.depth)
         )
         self.final = FinalLayer(cfg.width, patch_dim)
         self.initialize_weights()
