@@ -10,12 +10,12 @@ interleaved round by round, as the median over the rounds and a ratio to the ste
 2. The DiT's step (`DiTTask.step`): the same two levers, and the MLP's exact GELU (erf) in place
    of the tanh approximation ac6ede1's DiT had (`[dit] gelu`).
 3. The teacher's pairs (`pairs.teacher_pairs`: 12 Heun steps, the dial's guidance, the DiT's own
-   shape): fp32 against bf16, and bf16 with the exact GELU.
+   shape): fp32 against bf16, and bf16 with the exact GELU; and (`gelu`) the activation alone.
 4. The distill stage's small decoder step (`DistillTask._decoder_step`: 512 latents, its target the
    autoencoder's fused decoding) and its judge's training (`judge.fit`, an epoch of 2,560 pictures):
    as ac6ede1 took them (fp32, contiguous memory) against channels-last in fp32 and in bf16.
 
-    python benchmarks/train_levers.py [--steps 20] [--rounds 3] [--only ae encoder dit pairs distill]
+    python benchmarks/train_levers.py [--steps 20] [--rounds 3] [--only ae encoder dit pairs distill gelu]
 
 The images and latents are random: a step's cost does not depend on what the digits look like. On
 a CPU without native bf16 (or under ONEDNN_MAX_CPU_ISA=AVX2) the bf16 rows emulate it and are slow:
@@ -52,7 +52,7 @@ from ddream.student import DistillTask
 from ddream.train import adamw
 
 NO_GAN = 10**9  # a gan_start no run reaches
-PARTS = ("ae", "encoder", "dit", "pairs", "distill")
+PARTS = ("ae", "encoder", "dit", "pairs", "distill", "gelu")
 CPU = torch.device("cpu")
 
 
@@ -245,6 +245,19 @@ def main() -> None:
         pairs_table(args)
     if "distill" in args.only:
         distill_tables(gen, args)
+    if "gelu" in args.only:
+        gelu_table(gen, args)
+
+
+def gelu_table(gen: torch.Generator, args: argparse.Namespace) -> None:
+    """The activation alone, on the shape of the DiT's hidden layer in the teacher's pairs."""
+    x = torch.randn(2000, 1, 640, generator=gen)
+    v = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        for form in ("tanh", "none"):
+            name = f"{'tanh' if form == 'tanh' else 'exact'}, {str(dtype)[6:]}"
+            v[name] = (lambda i, xx=x.to(dtype), f=form: F.gelu(xx, approximate=f), 1)
+    table("GELU on (2000, 1, 640)", "calls/s", v, args.steps * 5, args.rounds, next(iter(v)))
 
 
 def dit_table(latents: torch.Tensor, labels: torch.Tensor, args: argparse.Namespace) -> None:

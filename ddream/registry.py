@@ -53,7 +53,8 @@ class Stage:
 # digits, DiT 130 s for 10 epochs; distill 36 s for 60,000 12-step teacher pairs, 31 s for the pixel
 # judge's 2 epochs, 191 s for 10 epochs; start-up, pictures and plots 3.5 s (pipeline.PICTURES).
 # Since then (01ee06e, the same day): the GAN phase's 4 augmented epochs train the decoder alone,
-# ~10 s shorter each (568 s for the autoencoder), and the judge trains in bf16 (16 s).
+# ~10 s shorter each (568 s for the autoencoder), and the judge trains in bf16 (16 s). At 79485f3
+# the DiT's exact GELU and rarer checkpoints: DiT 121 s, the pairs 30 s, distill's epochs 174 s.
 # Any other machine is measured as it goes: progress.Plan scales the stages still to come by how this
 # one compares.
 def _images(p) -> int:
@@ -64,10 +65,10 @@ def _distill_cost(p) -> float:
     """The teacher's pairs, the judge (on the decoded training latents), and the student's epochs."""
     d = p.distill
     trained = min(d.train_limit or d.pairs, d.pairs)
-    pairs = d.pairs * d.teacher_steps * 36 / (61_000 * 12)  # measured with 1,000 more
+    pairs = d.pairs * d.teacher_steps * 30 / (61_000 * 12)  # measured with 1,000 more
     judged = min(d.train_limit or _images(p), _images(p))
     judge = d.judge_epochs * judged * 16 / (2 * 60_000)
-    return pairs + judge + d.epochs * trained * 191 / (10 * 60_000)
+    return pairs + judge + d.epochs * trained * 174 / (10 * 60_000)
 
 
 def _distill_metrics(m: dict[str, Any]) -> str:
@@ -104,7 +105,7 @@ STAGE_TABLE = (
         ("encode", "train"),
         (("dit", "model"), ("dit_train", "train"), ("sample", "sample")),
         lambda m: f"val loss {m['val_loss']:.4f}",
-        lambda p: p.dit_train.epochs * (p.dit_train.train_limit or _images(p)) * 130 / (10 * 60_000),
+        lambda p: p.dit_train.epochs * (p.dit_train.train_limit or _images(p)) * 121 / (10 * 60_000),
         ("val_loss", "min"),
         title="DiT (the teacher)",
     ),
