@@ -45,6 +45,7 @@ def fold(model, t: float, classes: int = 10):
 def folded_forward(model, folded, x, y, chunk: int = 1024):
     blocks, final, final_bias = folded
     width = model.cfg.width
+    form = model.blocks[0].mlp[1].approximate  # the GELU the model learned with ("none": exact)
     order = torch.argsort(y, stable=True)
     tokens, ys = model.patchify(x[order])[:, 0], y[order]
     outs, start = [], 0
@@ -54,7 +55,7 @@ def folded_forward(model, folded, x, y, chunk: int = 1024):
             for a, a_bias, m1, b1, m2, b2 in blocks:
                 h = torch.addmm(h + a_bias[k], F.layer_norm(h, (width,), eps=1e-6), a[k])
                 u = torch.addmm(b1[k], F.layer_norm(h, (width,), eps=1e-6), m1[k])
-                h = torch.addmm(h + b2[k], F.gelu(u, approximate="tanh"), m2[k])
+                h = torch.addmm(h + b2[k], F.gelu(u, approximate=form), m2[k])
             norm = F.layer_norm(h, (width,), eps=1e-6)
             outs.append(torch.addmm(final_bias[k], norm, final[k]))
         start += count
