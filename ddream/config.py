@@ -105,7 +105,7 @@ class DiTTrainConfig:
     guide_share: float = 0.2
     train_limit: int = 0
     test_limit: int = 0
-    # 1,000 steps (~15 s of a CPU's work, as the autoencoder's 200): at 200 the DiT's checkpoints
+    # 1,000 steps (~13 s of a 2-core CPU's work, as the autoencoder's 200): at 200 its checkpoints
     # took 7% of its loop (two epochs 25.9 s against 24.0 s without them, BENCHMARKS.md)
     checkpoint_every: int = 1000
 
