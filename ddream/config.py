@@ -75,9 +75,9 @@ class DiTConfig:
     mlp_ratio: float = 4.0
     num_classes: int = 10
     class_dropout: float = 0.1  # share of labels replaced by the null class in training
-    # the MLP's GELU: "exact" (erf), or "tanh" (the approximation DiT used, and ddream before
-    # 0.3.0: models without this setting load with it). The same curve within 5e-4, and on a CPU
-    # the exact form ran ~4x faster: the teacher's pairs 1.18x (BENCHMARKS.md)
+    # the MLP's GELU: "exact" (erf), or "tanh" (the approximation DiT used, and ddream up to 0.2.0:
+    # models without this setting load with it). The same curve within 5e-4, and on a CPU the exact
+    # form ran 4.3-4.5x faster: the teacher's pairs 1.20x (benchmarks/train_levers.py)
     gelu: str = "exact"
 
 

@@ -73,7 +73,7 @@ class Attention(nn.Module):
 class DiTBlock(nn.Module):
     """Pre-norm attention + MLP, each gated and modulated by adaLN-Zero."""
 
-    def __init__(self, width: int, heads: int, mlp_ratio: float, gelu: str = "exact") -> None:
+    def __init__(self, width: int, heads: int, mlp_ratio: float, gelu: str) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(width, elementwise_affine=False, eps=1e-6)
         self.attn = Attention(width, heads)
